@@ -1,0 +1,201 @@
+"""The array-backend seam: NumPy on CPU, CuPy on GPU.
+
+This module (with `accelnet.kernels`) is the only place that knows devices exist.
+Layers, losses and optimizers ask for `xp` with `get_array_module(*arrays)` (Chainer's
+rule: the arrays decide), so a layer driven by hand works on whatever arrays it is
+given, and a model moved to another device needs no flag. New arrays (parameters,
+masks, batches) are made by the *active* backend (`get_backend()`), chosen with
+`ACCELNET_BACKEND=cpu|gpu|auto` or `accelnet.use(name)`.
+
+CuPy is imported lazily, only when the GPU backend is asked for, so importing accelnet
+on a machine without CUDA is quick and silent.
+"""
+import logging
+import os
+import platform
+import sys
+
+import numpy
+
+from .errors import BackendError
+
+log = logging.getLogger("accelnet")
+
+VALID_NAMES = ("cpu", "gpu", "auto")
+FLOAT_DTYPE = numpy.float32
+
+_active = None
+_created = {}
+_seed = None
+
+
+class Backend:
+    """Portable base: what every backend offers. Subclasses set `name` and `xp`."""
+
+    name = None
+    xp = None
+    float_dtype = FLOAT_DTYPE
+
+    def __init__(self):
+        self.rng = self._make_rng(_seed)
+
+    def asarray(self, a, dtype=None):
+        """Host (or any) array -> this backend's array, without a copy when possible."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a):
+        """This backend's array -> NumPy array on the host (a host sync on GPU)."""
+        return numpy.asarray(a)
+
+    def synchronize(self):
+        """Wait until queued device work is done (a no-op on CPU)."""
+
+    def seed(self, seed):
+        self.rng = self._make_rng(seed)
+
+    def _make_rng(self, seed):
+        return self.xp.random.default_rng(seed)
+
+    def describe(self):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<accelnet backend {self.name!r}>"
+
+
+class CpuBackend(Backend):
+    name = "cpu"
+    xp = numpy
+
+    def describe(self):
+        import numba
+        return (f"cpu: {cpu_model()} ({os.cpu_count()} cores), numpy {numpy.__version__}, "
+                f"numba {numba.__version__}, python {platform.python_version()}")
+
+
+class GpuBackend(Backend):
+    name = "gpu"
+
+    def __init__(self):
+        self.xp = _import_cupy()
+        super().__init__()
+
+    def to_numpy(self, a):
+        return self.xp.asnumpy(a)
+
+    def synchronize(self):
+        self.xp.cuda.get_current_stream().synchronize()
+
+    def describe(self):
+        cp = self.xp
+        dev = cp.cuda.Device()
+        props = cp.cuda.runtime.getDeviceProperties(dev.id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+        free, total = cp.cuda.runtime.memGetInfo()
+        return (f"gpu: {name} ({total / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free), "
+                f"cupy {cp.__version__}, CUDA runtime {cp.cuda.runtime.runtimeGetVersion()}, "
+                f"driver {cp.cuda.runtime.driverGetVersion()}")
+
+
+def _import_cupy():
+    """Import CuPy and prove a device works, or raise BackendError naming the cause."""
+    fix = ("Install the GPU extra matching your CUDA driver: pip install 'accelnet[gpu-cuda12]' "
+           "(or 'accelnet[gpu-cuda13]'), or use ACCELNET_BACKEND=cpu.")
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a broken CUDA library underneath
+        raise BackendError(f"GPU backend unavailable: CuPy is not installed or failed to "
+                           f"import ({type(exc).__name__}: {exc}). {fix}") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        count, why = 0, f"{type(exc).__name__}: {exc}"
+    else:
+        why = "no CUDA device is visible (check CUDA_VISIBLE_DEVICES and nvidia-smi)"
+    if count == 0:
+        raise BackendError(f"GPU backend unavailable: {why}. {fix}")
+    try:
+        driver = cupy.cuda.runtime.driverGetVersion()
+        runtime = cupy.cuda.runtime.runtimeGetVersion()
+    except Exception:
+        driver = runtime = 0
+    if driver and runtime and driver < runtime:
+        raise BackendError(f"GPU backend unavailable: the NVIDIA driver supports CUDA {driver} "
+                           f"but CuPy was built for CUDA {runtime}; upgrade the driver or "
+                           f"install the CuPy build for your driver's CUDA version. {fix}")
+    return cupy
+
+
+def _create(name):
+    if name not in _created:
+        _created[name] = CpuBackend() if name == "cpu" else GpuBackend()
+    return _created[name]
+
+
+def resolve(name):
+    """Backend object for `name` ('cpu', 'gpu' or 'auto'), creating it on first use."""
+    name = str(name).strip().lower()
+    if name not in VALID_NAMES:
+        raise ValueError(f"Unknown accelnet backend {name!r}; valid names: "
+                         f"{', '.join(VALID_NAMES)} (set ACCELNET_BACKEND or call accelnet.use()).")
+    if name == "auto":
+        try:
+            return _create("gpu")
+        except BackendError as exc:
+            log.warning("ACCELNET_BACKEND=auto: falling back to CPU. %s", exc)
+            return _create("cpu")
+    return _create(name)
+
+
+def use(name):
+    """Make `name` the active backend (call before building models). Returns it."""
+    global _active
+    _active = resolve(name)
+    return _active
+
+
+def get_backend():
+    """The active backend; the first call reads ACCELNET_BACKEND (default 'cpu')."""
+    if _active is None:
+        use(os.environ.get("ACCELNET_BACKEND", "cpu") or "cpu")
+    return _active
+
+
+def seed(n):
+    """Seed every backend's random generator, now and for backends created later."""
+    global _seed
+    _seed = n
+    for backend in _created.values():
+        backend.seed(n)
+
+
+def is_device_array(a):
+    """True for a CuPy array (decided by type, without importing CuPy)."""
+    return type(a).__module__.split(".", 1)[0] == "cupy"
+
+
+def get_array_module(*arrays):
+    """`cupy` if any argument is a CuPy array, else `numpy` (Chainer's rule)."""
+    for a in arrays:
+        if is_device_array(a):
+            return sys.modules["cupy"]
+    return numpy
+
+
+def to_numpy(a):
+    """Any accelnet array (or scalar) -> NumPy on the host."""
+    if is_device_array(a):
+        return a.get()
+    return numpy.asarray(a)
+
+
+def cpu_model():
+    """CPU model name from /proc/cpuinfo, or platform's guess."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,0 +1,56 @@
+"""accelnet's exception hierarchy.
+
+Every error accelnet raises on purpose derives from `AccelnetError`, and each subclass
+also derives from the matching builtin so that generic handlers (`except ValueError`)
+still catch it. Messages name the layer/argument/file and the expected vs actual value.
+"""
+import difflib
+
+
+class AccelnetError(Exception):
+    """Base class of every error accelnet raises on purpose."""
+
+
+class BackendError(AccelnetError, RuntimeError):
+    """The requested array backend (e.g. the GPU) cannot be used here."""
+
+
+class ShapeError(AccelnetError, ValueError):
+    """An array's shape does not match what a layer, loss or model expects."""
+
+
+class InvalidArgumentError(AccelnetError, ValueError):
+    """An argument value is out of range or otherwise invalid."""
+
+
+class InvalidDTypeError(AccelnetError, TypeError):
+    """An array has a dtype accelnet cannot compute with (object, string, ...)."""
+
+
+class UnknownNameError(AccelnetError, ValueError):
+    """A string names no known layer, activation, loss, optimizer or initializer."""
+
+
+class NotCompiledError(AccelnetError, RuntimeError):
+    """A model was trained or evaluated before `compile()`."""
+
+
+class DataFileError(AccelnetError, ValueError):
+    """A data or model file is truncated, corrupt, hostile or of an unknown format."""
+
+
+class DataNotFoundError(AccelnetError, FileNotFoundError):
+    """A data set's files are not on disk and cannot be downloaded."""
+
+
+class TrainingError(AccelnetError, RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+def unknown_name(kind, name, valid):
+    """Build an UnknownNameError listing the valid names and the closest match."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(str(name), valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return UnknownNameError(
+        f"Unknown {kind} {name!r}.{hint} Valid {kind} names: {', '.join(valid)}.")
