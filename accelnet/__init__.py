@@ -2,11 +2,19 @@
 
 Layers, losses and optimizers are written once against the array backend in
 `accelnet.backend`; hot spots run as Numba kernels from `accelnet.kernels`.
+
+    import accelnet as an
+    model = an.Sequential([an.layers.Dense(10, activation="softmax", input_shape=(784,))])
 """
 from . import errors, random
 from .backend import get_backend, use
 from .errors import AccelnetError, BackendError
+from . import (activations, callbacks, datasets, initializers, kernels, layers, losses, models,
+               optimizers, regularizers, utils)
+from .models import Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["AccelnetError", "BackendError", "errors", "get_backend", "random", "use"]
+__all__ = ["AccelnetError", "BackendError", "Sequential", "activations", "callbacks", "datasets",
+           "errors", "get_backend", "initializers", "kernels", "layers", "load_model", "losses",
+           "models", "optimizers", "random", "regularizers", "use", "utils"]

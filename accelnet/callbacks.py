@@ -1,0 +1,214 @@
+"""Keras-style callbacks: hooks called by `Model.fit` with a `logs` dict of floats.
+
+Per-batch hooks get logs only when a callback overrides them (that costs one host sync
+per batch on GPU); otherwise fit synchronises once per epoch.
+"""
+import csv
+import io
+import math
+import os
+
+from . import fileio
+from .errors import InvalidArgumentError
+
+
+class Callback:
+    """Base class: override the hooks you need. `self.model` is set by fit."""
+
+    def set_model(self, model):
+        self.model = model
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_batch_begin(self, batch, logs=None): pass
+    def on_batch_end(self, batch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): pass
+    def on_train_batch_end(self, batch, logs=None): pass
+
+
+def _overrides(callback, *hooks):
+    """True when `callback` (its class or an instance attribute) replaces one of `hooks`."""
+    for hook in hooks:
+        fn = getattr(callback, hook)
+        if getattr(fn, "__func__", fn) is not getattr(Callback, hook):
+            return True
+    return False
+
+
+class CallbackList:
+    """Calls every callback's hook in order."""
+
+    def __init__(self, callbacks, model):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            cb.set_model(model)
+        self.wants_batch_logs = any(
+            _overrides(cb, "on_batch_end", "on_train_batch_end") for cb in self.callbacks)
+        self.wants_batch_begin = any(
+            _overrides(cb, "on_batch_begin", "on_train_batch_begin") for cb in self.callbacks)
+
+    def call(self, hook, *args):
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+    def batch_begin(self, batch, logs):
+        self.call("on_train_batch_begin", batch, logs)
+        self.call("on_batch_begin", batch, logs)
+
+    def batch_end(self, batch, logs):
+        self.call("on_train_batch_end", batch, logs)
+        self.call("on_batch_end", batch, logs)
+
+
+class History(Callback):
+    """Records epoch logs: `history.history['loss']` etc., `history.epoch`."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+
+class LambdaCallback(Callback):
+    """Callback from plain functions: LambdaCallback(on_epoch_end=lambda epoch, logs: ...)."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_batch_begin=None,
+                 on_batch_end=None, on_train_begin=None, on_train_end=None):
+        for hook, fn in (("on_epoch_begin", on_epoch_begin), ("on_epoch_end", on_epoch_end),
+                         ("on_batch_begin", on_batch_begin), ("on_batch_end", on_batch_end),
+                         ("on_train_begin", on_train_begin), ("on_train_end", on_train_end)):
+            if fn is not None:
+                setattr(self, hook, fn)
+
+
+def _monitor_mode(monitor, mode):
+    if mode not in ("auto", "min", "max"):
+        raise InvalidArgumentError(f"mode must be 'auto', 'min' or 'max', got {mode!r}.")
+    if mode == "auto":
+        mode = "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved by `min_delta` for `patience` epochs;
+    optionally restore the weights of the best epoch (Keras semantics)."""
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        self.monitor = monitor
+        self.min_delta = abs(min_delta)
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.mode = _monitor_mode(monitor, mode)
+        self.baseline = baseline
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+
+    def _better(self, current, reference):
+        if self.mode == "min":
+            return current < reference - self.min_delta
+        return current > reference + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self._better(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._better(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (or its weights) after each epoch; `filepath` may hold format fields
+    such as '{epoch:02d}' or '{val_loss:.3f}'. Writes are atomic."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto"):
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
+        self.mode = _monitor_mode(monitor, mode)
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            current = logs.get(self.monitor)
+            if current is None:
+                return
+            improved = current < self.best if self.mode == "min" else current > self.best
+            if not improved:
+                return
+            self.best = current
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saving model to {path}")
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+
+
+class TerminateOnNaN(Callback):
+    """Stop training when the loss becomes NaN or inf. The model checks the loss of each
+    step *before* applying it, so the weights from before the bad step are kept."""
+
+    check_loss_before_update = True
+
+
+class CSVLogger(Callback):
+    """Write epoch logs to a CSV file (rewritten atomically after every epoch)."""
+
+    def __init__(self, filename, separator=",", append=False):
+        self.filename = os.fspath(filename)
+        self.separator = separator
+        self.append = append
+
+    def on_train_begin(self, logs=None):
+        self.rows = []
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, newline="") as f:
+                self.rows = list(csv.reader(f, delimiter=self.separator))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        keys = sorted(logs)
+        if not self.rows:
+            self.rows.append(["epoch"] + keys)
+        self.rows.append([str(epoch)] + [repr(float(logs[k])) for k in keys])
+        out = io.StringIO()
+        csv.writer(out, delimiter=self.separator, lineterminator="\n").writerows(self.rows)
+        fileio.write_text(self.filename, out.getvalue())

@@ -1,0 +1,179 @@
+"""Core layers: Input, Dense, Activation, Flatten, Dropout."""
+import math
+
+from .. import activations
+from ..backend import get_array_module, get_backend
+from ..errors import InvalidArgumentError
+from .base import Layer, check_rate
+
+
+class Input(Layer):
+    """Declares the input shape (no batch axis); passes data through unchanged."""
+
+    def __init__(self, shape, name=None):
+        super().__init__(name=name, input_shape=shape)
+
+    def forward(self, x, training=True):
+        self.ensure_built(x)
+        return x
+
+    def backward(self, grad):
+        return grad
+
+    def get_config(self):
+        return {"name": self.name, "shape": list(self.input_shape)}
+
+
+class ActivationMixin:
+    """Applies `self.activation` after the layer's affine part; in logits mode (the
+    model's fused softmax-cross-entropy) the activation is left to the loss kernel."""
+
+    def activate(self, z, logits):
+        self._logits = logits
+        self._out = z if logits else self.activation.forward(z)
+        return self._out
+
+    def activation_grad(self, grad):
+        return grad if self._logits else self.activation.backward(grad, self._out)
+
+
+class Dense(ActivationMixin, Layer):
+    """y = activation(x @ kernel + bias) on the last axis."""
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 input_shape=None, input_dim=None, name=None):
+        if input_shape is None and input_dim is not None:
+            input_shape = (input_dim,)
+        super().__init__(name=name, input_shape=input_shape)
+        if int(units) <= 0:
+            raise InvalidArgumentError(f"Dense {self.name!r}: units must be positive, got {units!r}.")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = kernel_regularizer
+        self.bias_regularizer = bias_regularizer
+
+    def weight_shapes(self, input_shape):
+        shapes = {"kernel": (int(input_shape[-1]), self.units)}
+        if self.use_bias:
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        shapes = self.weight_shapes(self.input_shape)
+        self.add_param("kernel", shapes["kernel"], self.kernel_initializer, self.kernel_regularizer)
+        if self.use_bias:
+            self.add_param("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def forward(self, x, training=True, logits=False):
+        self.ensure_built(x)
+        self._x = x
+        z = x @ self.params["kernel"]
+        if self.use_bias:
+            z += self.params["bias"]
+        return self.activate(z, logits)
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        dz = self.activation_grad(grad)
+        x2 = self._x.reshape(-1, self._x.shape[-1])
+        dz2 = dz.reshape(-1, self.units)
+        xp.matmul(x2.T, dz2, out=self.grads["kernel"])
+        if self.use_bias:
+            xp.sum(dz2, axis=0, out=self.grads["bias"])
+        self.add_regularization_grads()
+        self._x = None
+        if not self.needs_input_grad:
+            return None
+        return dz @ self.params["kernel"].T
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, activation=self.activation.name, use_bias=self.use_bias,
+                      kernel_initializer=_serial(self.kernel_initializer),
+                      bias_initializer=_serial(self.bias_initializer),
+                      kernel_regularizer=_serial(self.kernel_regularizer),
+                      bias_regularizer=_serial(self.bias_regularizer))
+        return config
+
+
+class Activation(ActivationMixin, Layer):
+    """Applies a named activation ('relu', 'sigmoid', 'tanh', 'softmax', 'linear')."""
+
+    def __init__(self, activation, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        self.activation = activations.get(activation)
+
+    def forward(self, x, training=True, logits=False):
+        self.ensure_built(x)
+        return self.activate(x.copy(), logits)
+
+    def backward(self, grad):
+        return self.activation_grad(grad)
+
+    def get_config(self):
+        config = super().get_config()
+        config["activation"] = self.activation.name
+        return config
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1·d2·...)."""
+
+    def compute_output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def forward(self, x, training=True):
+        self.ensure_built(x)
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad):
+        return grad.reshape((grad.shape[0],) + self.input_shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training zero each unit with probability `rate` and scale the
+    rest by 1/(1-rate); identity in evaluate/predict. Set `mask` to fix the mask (tests)."""
+
+    def __init__(self, rate, seed=None, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        self.rate = check_rate(f"Dropout {self.name!r}", "rate", rate)
+        self.mask = None
+        self._fixed_mask = False
+
+    def set_mask(self, mask):
+        """Use this (already scaled) mask on every training call: for gradient checks."""
+        self.mask, self._fixed_mask = mask, True
+
+    def forward(self, x, training=True):
+        self.ensure_built(x)
+        if not training or self.rate == 0:
+            self._active = False
+            return x
+        self._active = True
+        if not self._fixed_mask:
+            keep = get_backend().rng.random(x.shape, dtype=x.dtype) >= self.rate
+            self.mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.rate))
+        return x * self.mask
+
+    def backward(self, grad):
+        return grad * self.mask if self._active else grad
+
+    def get_config(self):
+        config = super().get_config()
+        config["rate"] = self.rate
+        return config
+
+
+def _serial(obj):
+    """Config form of an initializer/regularizer argument (strings and None as they are)."""
+    if obj is None or isinstance(obj, (str, int, float)):
+        return obj
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}

@@ -1,0 +1,259 @@
+"""Saving and loading without pickle.
+
+A model file is one uncompressed `.npz`: the entry `accelnet.json` holds a JSON header
+(format name and version, the architecture as layer configs, the compile settings, and
+the list of weights), the other entries are plain numeric arrays (`weights/...`,
+`optimizer/...`). Loading uses `allow_pickle=False`, validates the architecture against
+the known layer classes and their argument names *before* building anything, and refuses
+shapes whose parameters would not fit in the file before allocating them.
+"""
+import inspect
+import json
+import math
+import os
+import zipfile
+
+import numpy
+
+from . import fileio
+from .backend import get_backend, to_numpy
+from .errors import DataFileError, ShapeError
+
+FORMAT = "accelnet"
+FORMAT_VERSION = 1
+HEADER = "accelnet.json"
+MAX_LAYERS = 10_000
+
+
+# -- weights in memory ---------------------------------------------------------------
+def assign_weights(model, weights):
+    """Copy host arrays into the model's weights, checking count and every shape first."""
+    if not model.built:
+        model.build()
+    slots = [(l, name, arr) for l in model.layers for name, arr in
+             list(l.params.items()) + list(l.state.items())]
+    if len(weights) != len(slots):
+        raise ShapeError(f"Model {model.name!r} has {len(slots)} weight arrays, but "
+                         f"{len(weights)} were given.")
+    for (layer, name, arr), w in zip(slots, weights):
+        if tuple(numpy.shape(w)) != tuple(arr.shape):
+            raise ShapeError(f"Weight {name!r} of layer {layer.name!r} has shape {tuple(arr.shape)}, "
+                             f"but the value given has shape {tuple(numpy.shape(w))}.")
+    backend = get_backend()
+    for (layer, name, arr), w in zip(slots, weights):
+        arr[...] = backend.asarray(numpy.asarray(w, dtype=arr.dtype))
+
+
+# -- files ---------------------------------------------------------------------------
+def _header(model, kind, include_optimizer=False):
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
+              "model": {"class_name": "Sequential", "config": model.get_config()},
+              "weights": [[l.name, n, list(w.shape)] for l in model.layers
+                          for n, w in zip(l.weight_names, l.weights)]}
+    if model.built:
+        header["model"]["config"]["build_input_shape"] = list(model.layers[0].input_shape)
+    if kind == "model" and model.loss is not None:
+        from . import losses, optimizers
+        header["compile"] = {"loss": losses.serialize(model.loss), "metrics": model.metrics,
+                             "optimizer": optimizers.serialize(model.optimizer)
+                             if include_optimizer else None}
+    return header
+
+
+def _write(path, header, arrays):
+    arrays = {HEADER: numpy.array(json.dumps(header))} | arrays
+    with fileio.atomic_write(path) as f:
+        numpy.savez(f, **arrays)
+
+
+def _weight_arrays(model):
+    return {f"weights/{i}/{n}": to_numpy(w) for i, l in enumerate(model.layers)
+            for n, w in zip(l.weight_names, l.weights)}
+
+
+def save_weights(model, path):
+    if not model.built:
+        model.build()
+    _write(path, _header(model, "weights"), _weight_arrays(model))
+
+
+def save_model(model, path, include_optimizer=True):
+    if not model.built:
+        model.build()
+    arrays = _weight_arrays(model)
+    if include_optimizer and model.optimizer is not None:
+        arrays |= {f"optimizer/{k}": to_numpy(v) for k, v in model.optimizer.get_state().items()}
+    _write(path, _header(model, "model", include_optimizer), arrays)
+
+
+def _open(path):
+    """(header dict, NpzFile) for an accelnet file, or DataFileError naming what is wrong."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataFileError(f"Model file {path!r} does not exist.")
+    try:
+        npz = numpy.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataFileError(f"{path!r} is not a readable accelnet model file (truncated, corrupt "
+                            f"or another format): {exc}") from None
+    if not isinstance(npz, numpy.lib.npyio.NpzFile) or HEADER not in npz.files:
+        raise DataFileError(f"{path!r} is not an accelnet model file (no {HEADER!r} entry).")
+    _check_sizes(path, npz)
+    try:
+        header = json.loads(str(npz[HEADER]))
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataFileError(f"{path!r}: the accelnet header is unreadable: {exc}") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise DataFileError(f"{path!r} is not an accelnet model file (format {header.get('format')!r}).")
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise DataFileError(f"{path!r} was written in accelnet file format version {version!r}, but "
+                            f"this accelnet reads versions up to {FORMAT_VERSION}; upgrade accelnet.")
+    return header, npz
+
+
+def _check_sizes(path, npz):
+    """Refuse members whose unpacked size is absurd for the file (zip bombs, fake shapes)."""
+    limit = max(64 * os.path.getsize(path), 2**20)
+    for info in npz.zip.infolist():
+        if info.file_size > limit:
+            raise DataFileError(f"{path!r}: entry {info.filename!r} claims {info.file_size} bytes, "
+                                f"far more than the file holds; refusing to load it.")
+
+
+def _read(npz, key, path):
+    try:
+        arr = npz[key]
+    except KeyError:
+        raise DataFileError(f"{path!r} has no entry {key!r}; the file is incomplete.") from None
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataFileError(f"{path!r}: entry {key!r} is corrupt or truncated: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise DataFileError(f"{path!r}: entry {key!r} has dtype {arr.dtype}, not a numeric array.")
+    return arr
+
+
+def _load_weights_into(model, header, npz, path):
+    keys = [f"weights/{i}/{n}" for i, l in enumerate(model.layers) for n in l.weight_names]
+    for i, layer in enumerate(model.layers):
+        for name, arr in zip(layer.weight_names, layer.weights):
+            key = f"weights/{i}/{name}"
+            if key not in npz.files:
+                raise ShapeError(f"{path!r} has no weights for layer {layer.name!r} ({name}); it was "
+                                 f"saved from a different architecture.")
+            value = _read(npz, key, path)
+            if value.shape != tuple(arr.shape):
+                raise ShapeError(f"Cannot load {path!r} into layer {layer.name!r}: weight {name!r} has "
+                                 f"shape {value.shape} in the file but {tuple(arr.shape)} in the model.")
+    assign_weights(model, [_read(npz, k, path) for k in keys])
+
+
+def load_weights(model, path):
+    path = os.fspath(path)
+    header, npz = _open(path)
+    with npz:
+        if not model.built:
+            shape = header["model"]["config"].get("build_input_shape")
+            model.build(shape)
+        _load_weights_into(model, header, npz, path)
+
+
+# -- architecture ---------------------------------------------------------------------
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _check_value(value, where, depth=0):
+    if depth > 4:
+        raise DataFileError(f"{where}: nesting too deep.")
+    if isinstance(value, _JSON_SCALARS):
+        return
+    if isinstance(value, list) and len(value) <= 8:
+        for v in value:
+            _check_value(v, where, depth + 1)
+        return
+    if isinstance(value, dict) and set(value) <= {"class_name", "config"}:
+        if not isinstance(value.get("class_name"), str):
+            raise DataFileError(f"{where}: a nested object needs a string class_name.")
+        for k, v in (value.get("config") or {}).items():
+            _check_value(v, f"{where}.{k}", depth + 1)
+        return
+    raise DataFileError(f"{where}: value {value!r:.80} is not allowed in a layer config.")
+
+
+def model_from_config(config, path="<config>"):
+    """Build an (unbuilt) Sequential from its config after validating it against the known
+    layer classes and their constructor arguments. Nothing is imported or called by name."""
+    from .layers import LAYERS
+    from .models import Sequential
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise DataFileError(f"{path!r}: the architecture has no layer list.")
+    if len(config["layers"]) > MAX_LAYERS:
+        raise DataFileError(f"{path!r}: {len(config['layers'])} layers is more than accelnet accepts.")
+    layers = []
+    for i, spec in enumerate(config["layers"]):
+        if not isinstance(spec, dict):
+            raise DataFileError(f"{path!r}: layer {i} is not an object.")
+        cls = LAYERS.get(spec.get("class_name"))
+        if cls is None:
+            raise DataFileError(f"{path!r}: layer {i} has unknown class {spec.get('class_name')!r}; "
+                                f"known layers: {', '.join(sorted(LAYERS))}.")
+        kwargs = spec.get("config") or {}
+        allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = set(kwargs) - allowed
+        if unknown:
+            raise DataFileError(f"{path!r}: layer {i} ({cls.__name__}) has unknown arguments "
+                                f"{sorted(unknown)}.")
+        for k, v in kwargs.items():
+            _check_value(v, f"{path!r}: layer {i} ({cls.__name__}).{k}")
+        try:
+            layers.append(cls(**kwargs))
+        except (TypeError, ValueError) as exc:
+            raise DataFileError(f"{path!r}: layer {i} ({cls.__name__}) has invalid arguments: {exc}") from None
+    return Sequential(layers, name=config.get("name") if isinstance(config.get("name"), str) else None)
+
+
+def _planned_parameters(model, input_shape):
+    """Number of weight values `build(input_shape)` would allocate, computed without allocating."""
+    total, shape = 0, tuple(input_shape)
+    for layer in model.layers:
+        total += sum(math.prod(s) for s in layer.weight_shapes(shape).values())
+        shape = layer.compute_output_shape(shape)
+    return total
+
+
+def load_model(path, compile=True):
+    """Rebuild a model saved with `model.save(path)`: architecture, weights, compile settings
+    and optimizer state (so training resumes exactly)."""
+    path = os.fspath(path)
+    from . import losses, optimizers
+    path = os.fspath(path)
+    header, npz = _open(path)
+    with npz:
+        if header.get("kind") != "model":
+            raise DataFileError(f"{path!r} holds weights only; build the model and call "
+                                f"model.load_weights({path!r}).")
+        config = header.get("model", {}).get("config")
+        model = model_from_config(config, path)
+        shape = config.get("build_input_shape")
+        if shape is not None:
+            if not (isinstance(shape, list) and all(isinstance(d, int) and 0 < d < 2**31 for d in shape)):
+                raise DataFileError(f"{path!r}: invalid input shape {shape!r}.")
+            try:
+                planned = _planned_parameters(model, shape)
+            except (ValueError, TypeError, IndexError) as exc:
+                raise DataFileError(f"{path!r}: the architecture does not fit its input shape: {exc}") from None
+            if planned * 4 > max(os.path.getsize(path) * 2, 2**20):
+                raise DataFileError(f"{path!r}: the architecture needs {planned} parameters, more "
+                                    f"than the file holds; refusing to allocate them.")
+            model.build(shape)
+            _load_weights_into(model, header, npz, path)
+        comp = header.get("compile")
+        if compile and comp:
+            optimizer = optimizers.get(comp["optimizer"]) if comp.get("optimizer") else "rmsprop"
+            model.compile(optimizer=optimizer, loss=losses.get(comp["loss"]),
+                          metrics=comp.get("metrics") or [])
+            state = {k[len("optimizer/"):]: _read(npz, k, path) for k in npz.files
+                     if k.startswith("optimizer/")}
+            if state and comp.get("optimizer"):
+                model.optimizer.set_state(state)
+    return model
