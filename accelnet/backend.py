@@ -56,6 +56,17 @@ class Backend:
     def _make_rng(self, seed):
         return self.xp.random.default_rng(seed)
 
+    def get_rng_state(self):
+        """JSON-able state of the device generator (None where it cannot be captured)."""
+        try:
+            return self.rng.bit_generator.state
+        except AttributeError:
+            return None
+
+    def set_rng_state(self, state):
+        if state is not None:
+            self.rng.bit_generator.state = state
+
     def describe(self):
         raise NotImplementedError
 
@@ -148,9 +159,10 @@ def resolve(name):
 
 
 def use(name):
-    """Make `name` the active backend (call before building models). Returns it."""
+    """Make `name` the active backend (call before building models). Returns it.
+    A Backend instance is accepted too (the test suite's strict device backend)."""
     global _active
-    _active = resolve(name)
+    _active = name if isinstance(name, Backend) else resolve(name)
     return _active
 
 
@@ -169,15 +181,28 @@ def seed(n):
         backend.seed(n)
 
 
+# Array types of device backends other than CuPy -> their array module. Only the test
+# suite registers one (a strict backend that refuses implicit host conversion).
+_device_types = {}
+
+
+def register_device_array_type(cls, xp):
+    _device_types[cls] = xp
+
+
 def is_device_array(a):
     """True for a CuPy array (decided by type, without importing CuPy)."""
-    return type(a).__module__.split(".", 1)[0] == "cupy"
+    t = type(a)
+    return t in _device_types or t.__module__.split(".", 1)[0] == "cupy"
 
 
 def get_array_module(*arrays):
     """`cupy` if any argument is a CuPy array, else `numpy` (Chainer's rule)."""
     for a in arrays:
-        if is_device_array(a):
+        t = type(a)
+        if t in _device_types:
+            return _device_types[t]
+        if t.__module__.split(".", 1)[0] == "cupy":
             return sys.modules["cupy"]
     return numpy
 

@@ -3,6 +3,7 @@
 Per-batch hooks get logs only when a callback overrides them (that costs one host sync
 per batch on GPU); otherwise fit synchronises once per epoch.
 """
+import contextlib
 import csv
 import io
 import math
@@ -180,6 +181,47 @@ class ModelCheckpoint(Callback):
             self.model.save_weights(path)
         else:
             self.model.save(path)
+
+
+class BackupAndRestore(Callback):
+    """Survive a killed run (Keras's name): at the end of every epoch, save the model's
+    weights, optimizer state, the epoch and the RNG states into one file in `backup_dir`
+    (atomically). A fit started again with the same callback restores them and continues
+    after the last finished epoch; on CPU the result equals an uninterrupted run bit for
+    bit. The backup is deleted when training completes (`delete_checkpoint=True`)."""
+
+    FILENAME = "backup.npz"
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+        if save_freq != "epoch":
+            raise InvalidArgumentError(f"BackupAndRestore supports save_freq='epoch' only, got {save_freq!r}.")
+        self.backup_dir = os.fspath(backup_dir)
+        self.delete_checkpoint = delete_checkpoint
+        self.path = os.path.join(self.backup_dir, self.FILENAME)
+
+    def on_train_begin(self, logs=None):
+        if not os.path.exists(self.path):
+            return
+        from . import random as an_random
+        from .backend import get_backend
+        from .serialization import restore_backup
+        state = restore_backup(self.model, self.path)
+        if state.get("host_rng") is not None:
+            an_random.set_state(state["host_rng"])
+        get_backend().set_rng_state(state.get("device_rng"))
+        self.model._resume_epoch = int(state.get("epoch", -1)) + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        from . import random as an_random
+        from .backend import get_backend
+        state = {"epoch": int(epoch), "host_rng": an_random.get_state(),
+                 "device_rng": get_backend().get_rng_state(), "backend": get_backend().name}
+        self.model.save(self.path, training_state=state)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
 
 
 class TerminateOnNaN(Callback):

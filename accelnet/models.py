@@ -195,7 +195,10 @@ class Sequential:
         self.stop_training = False
         n = len(x_dev)
         steps = math.ceil(n / batch_size)
+        self._resume_epoch = None
         cb_list.call("on_train_begin", {})
+        if self._resume_epoch is not None:  # BackupAndRestore found a finished epoch
+            initial_epoch = max(initial_epoch, self._resume_epoch)
         for epoch in range(initial_epoch, epochs):
             cb_list.call("on_epoch_begin", epoch, {})
             order = an_random.host_rng().permutation(n) if shuffle else numpy.arange(n)
@@ -327,8 +330,9 @@ class Sequential:
     def load_weights(self, path):
         serialization.load_weights(self, path)
 
-    def save(self, path, include_optimizer=True):
-        serialization.save_model(self, path, include_optimizer)
+    def save(self, path, include_optimizer=True, training_state=None):
+        """Architecture, weights, compile settings and optimizer state in one .npz (atomic)."""
+        serialization.save_model(self, path, include_optimizer, training_state)
 
     def get_config(self):
         return {"name": self.name,

@@ -77,13 +77,25 @@ def save_weights(model, path):
     _write(path, _header(model, "weights"), _weight_arrays(model))
 
 
-def save_model(model, path, include_optimizer=True):
+def save_model(model, path, include_optimizer=True, training_state=None):
+    """Architecture, weights, compile settings and optimizer state in one atomic write.
+    `training_state` (JSON-able: epoch, RNG states) is what BackupAndRestore adds."""
     if not model.built:
         model.build()
     arrays = _weight_arrays(model)
     if include_optimizer and model.optimizer is not None:
         arrays |= {f"optimizer/{k}": to_numpy(v) for k, v in model.optimizer.get_state().items()}
-    _write(path, _header(model, "model", include_optimizer), arrays)
+    header = _header(model, "model", include_optimizer)
+    if training_state is not None:
+        header["training_state"] = training_state
+    _write(path, header, arrays)
+
+
+def read_training_state(path):
+    """The `training_state` a backup file carries (None when it has none)."""
+    header, npz = _open(path)
+    npz.close()
+    return header.get("training_state")
 
 
 def _open(path):
@@ -224,7 +236,6 @@ def _planned_parameters(model, input_shape):
 def load_model(path, compile=True):
     """Rebuild a model saved with `model.save(path)`: architecture, weights, compile settings
     and optimizer state (so training resumes exactly)."""
-    path = os.fspath(path)
     from . import losses, optimizers
     path = os.fspath(path)
     header, npz = _open(path)
@@ -257,3 +268,19 @@ def load_model(path, compile=True):
             if state and comp.get("optimizer"):
                 model.optimizer.set_state(state)
     return model
+
+
+def restore_backup(model, path):
+    """Load weights and optimizer state from a `save_model` file into a built, compiled
+    `model` in place; return the file's training_state."""
+    path = os.fspath(path)
+    header, npz = _open(path)
+    with npz:
+        if not model.built:
+            model.build(header["model"]["config"].get("build_input_shape"))
+        _load_weights_into(model, header, npz, path)
+        state = {k[len("optimizer/"):]: _read(npz, k, path) for k in npz.files
+                 if k.startswith("optimizer/")}
+        if state and model.optimizer is not None:
+            model.optimizer.set_state(state)
+    return header.get("training_state") or {}

@@ -4,16 +4,28 @@ Each failure raises an `accelnet.errors` exception naming the argument, the laye
 the expected vs actual value.
 """
 import math
+import warnings
 
 import numpy
 
-from .backend import get_array_module, is_device_array, to_numpy
+from .backend import get_array_module, get_backend, is_device_array, to_numpy
 from .errors import InvalidArgumentError, InvalidDTypeError, ShapeError
 
 
 def as_float_input(x, what="x"):
-    """Numeric array-like -> float32 array (host or device as given); refuse junk."""
-    if not is_device_array(x):
+    """Numeric array-like -> float32 array (host or device as given); refuse junk.
+
+    Host arrays go to any backend (fit moves them to the device once). A device array
+    given to a model on another backend (a CuPy array into a CPU model) is copied to the
+    host once, with a warning, rather than failing deep inside a layer."""
+    if is_device_array(x):
+        active = get_backend()
+        if get_array_module(x) is not active.xp:
+            warnings.warn(f"{what} is a device array, but the active accelnet backend is "
+                          f"{active.name!r}; copying it to the host once. Pass NumPy arrays, or "
+                          f"call accelnet.use('gpu') before building the model.", stacklevel=4)
+            x = to_numpy(x)
+    else:
         x = numpy.asarray(x)
     if x.dtype.kind not in "biuf":
         raise InvalidDTypeError(
@@ -41,12 +53,6 @@ def check_input_shape(model_name, layer, expected, x):
         raise ShapeError(
             f"Input 0 of layer {layer!r} of model {model_name!r} is incompatible: expected shape "
             f"{(None,) + tuple(expected)}, but received input with shape {(None,) + tuple(x.shape[1:])}.")
-
-
-def check_same_length(x, y, xname="x", yname="y"):
-    if len(x) != len(y):
-        raise ShapeError(f"{xname} and {yname} must have the same number of samples, "
-                         f"got {len(x)} and {len(y)}.")
 
 
 def prepare_labels(y, loss_name, output_shape, layer):
