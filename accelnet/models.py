@@ -319,6 +319,8 @@ class Sequential:
     # -- weights ------------------------------------------------------------------
     def get_weights(self):
         """Every layer's weights as host NumPy arrays, in layer order."""
+        if not self.built and self.input_shape is not None:
+            self.build()
         return [to_numpy(w).copy() for l in self.layers for w in l.weights]
 
     def set_weights(self, weights):

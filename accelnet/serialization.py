@@ -145,13 +145,13 @@ def _read(npz, key, path):
     return arr
 
 
-def _load_weights_into(model, header, npz, path):
+def _load_weights_into(model, header, npz, path, missing=ShapeError):
     keys = [f"weights/{i}/{n}" for i, l in enumerate(model.layers) for n in l.weight_names]
     for i, layer in enumerate(model.layers):
         for name, arr in zip(layer.weight_names, layer.weights):
             key = f"weights/{i}/{name}"
             if key not in npz.files:
-                raise ShapeError(f"{path!r} has no weights for layer {layer.name!r} ({name}); it was "
+                raise missing(f"{path!r} has no weights for layer {layer.name!r} ({name}); it was "
                                  f"saved from a different architecture.")
             value = _read(npz, key, path)
             if value.shape != tuple(arr.shape):
@@ -257,7 +257,7 @@ def load_model(path, compile=True):
                 raise DataFileError(f"{path!r}: the architecture needs {planned} parameters, more "
                                     f"than the file holds; refusing to allocate them.")
             model.build(shape)
-            _load_weights_into(model, header, npz, path)
+            _load_weights_into(model, header, npz, path, missing=DataFileError)
         comp = header.get("compile")
         if compile and comp:
             optimizer = optimizers.get(comp["optimizer"]) if comp.get("optimizer") else "rmsprop"

@@ -132,6 +132,14 @@ def check_rate(layer, name, value, low=0.0, high=1.0):
     return float(value)
 
 
+def positive_int(layer, name, value):
+    """Raise InvalidArgumentError unless value is a positive integer (not a str or bool)."""
+    import numbers
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise InvalidArgumentError(f"Layer {layer}: {name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
 def as_pair(value, what):
     """An int or a 2-tuple of ints -> a 2-tuple (Keras's kernel_size/strides convention)."""
     if isinstance(value, int):

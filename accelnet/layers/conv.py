@@ -10,7 +10,7 @@ import os
 from .. import kernels
 from ..backend import get_array_module
 from ..errors import InvalidArgumentError, ShapeError
-from .base import Layer, as_pair
+from .base import Layer, as_pair, positive_int
 from .core import ActivationMixin, _serial
 from .. import activations
 
@@ -55,9 +55,7 @@ class Conv2D(ActivationMixin, Layer):
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, input_shape=None, name=None):
         super().__init__(name=name, input_shape=input_shape)
-        if int(filters) <= 0:
-            raise InvalidArgumentError(f"Conv2D {self.name!r}: filters must be positive, got {filters!r}.")
-        self.filters = int(filters)
+        self.filters = positive_int(f"Conv2D {self.name!r}", "filters", filters)
         self.kernel_size = as_pair(kernel_size, f"Conv2D {self.name!r} kernel_size")
         self.strides = as_pair(strides, f"Conv2D {self.name!r} strides")
         self.padding = _check_padding(self.name, padding)

@@ -4,7 +4,7 @@ import math
 from .. import activations
 from ..backend import get_array_module, get_backend
 from ..errors import InvalidArgumentError
-from .base import Layer, check_rate
+from .base import Layer, check_rate, positive_int
 
 
 class Input(Layer):
@@ -46,9 +46,7 @@ class Dense(ActivationMixin, Layer):
         if input_shape is None and input_dim is not None:
             input_shape = (input_dim,)
         super().__init__(name=name, input_shape=input_shape)
-        if int(units) <= 0:
-            raise InvalidArgumentError(f"Dense {self.name!r}: units must be positive, got {units!r}.")
-        self.units = int(units)
+        self.units = positive_int(f"Dense {self.name!r}", "units", units)
         self.activation = activations.get(activation)
         self.use_bias = use_bias
         self.kernel_initializer = kernel_initializer
