@@ -219,7 +219,8 @@ class BackupAndRestore(Callback):
         self.model.save(self.path, training_state=state)
 
     def on_train_end(self, logs=None):
-        if self.delete_checkpoint:
+        from . import distributed
+        if self.delete_checkpoint and distributed.is_main():
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)
 
@@ -251,6 +252,9 @@ class CSVLogger(Callback):
         if not self.rows:
             self.rows.append(["epoch"] + keys)
         self.rows.append([str(epoch)] + [repr(float(logs[k])) for k in keys])
+        from . import distributed
+        if not distributed.is_main():
+            return
         out = io.StringIO()
         csv.writer(out, delimiter=self.separator, lineterminator="\n").writerows(self.rows)
         fileio.write_text(self.filename, out.getvalue())

@@ -11,6 +11,7 @@ import time
 import numpy
 
 from . import callbacks as cbks
+from . import distributed
 from . import kernels
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
@@ -33,6 +34,7 @@ class Sequential:
         self.stop_training = False
         self.built = False
         self._check_nan = False
+        self._reducer = None
         for layer in layers or ():
             self.add(layer)
 
@@ -140,16 +142,36 @@ class Sequential:
         return (out.argmax(axis=-1) == truth).sum()
 
     def train_on_batch(self, x, y):
-        """One optimizer step on a device batch; returns (loss incl. penalties, correct)."""
-        out = self._forward(x, training=True)
-        loss, grad = self._loss_and_grad(out, y)
-        penalty = self._penalty()
-        if penalty is not None:
-            loss = loss + penalty
-        correct = self._correct(out, y) if self.metrics else None
-        if self._check_nan and not math.isfinite(float(loss)):
-            return loss, correct, False
-        self._backward(grad)
+        """One optimizer step on a device batch; returns (loss incl. penalties, number
+        correct, applied) with loss and count as 0-d device arrays (no host sync)."""
+        return self._train_step(x, y, len(x), len(x))
+
+    def _train_step(self, x, y, local_n, global_n):
+        """One step on this rank's `local_n` samples of a global batch of `global_n`
+        (equal unless data-parallel; then gradients are averaged across ranks)."""
+        if local_n:
+            out = self._forward(x, training=True)
+            loss, grad = self._loss_and_grad(out, y)
+            penalty = self._penalty()
+            if penalty is not None:
+                loss = loss + penalty
+            correct = self._correct(out, y) if self.metrics else None
+        else:  # an uneven last batch left this rank nothing
+            xp = get_backend().xp
+            loss, correct = xp.zeros((), xp.float32), xp.zeros((), xp.int64)
+        if self._check_nan:
+            value = float(loss)
+            if self._reducer is not None:
+                value = distributed.allreduce_sum_host([value * local_n])[0] / global_n
+            if not math.isfinite(value):
+                return loss, correct, False
+        if local_n:
+            self._backward(grad)
+        else:
+            for g in self.grads.values():
+                g[...] = 0
+        if self._reducer is not None:
+            self._reducer.allreduce_mean(self.grads, local_n, global_n)
         self.optimizer.apply(self.params, self.grads)
         return loss, correct, True
 
@@ -196,12 +218,19 @@ class Sequential:
         n = len(x_dev)
         steps = math.ceil(n / batch_size)
         self._resume_epoch = None
+        if not distributed.is_main():
+            verbose = 0
         cb_list.call("on_train_begin", {})
         if self._resume_epoch is not None:  # BackupAndRestore found a finished epoch
             initial_epoch = max(initial_epoch, self._resume_epoch)
+        self._reducer = None
+        if distributed.active():  # same start on every rank, gradients averaged per step
+            distributed.broadcast_model(self)
+            self._reducer = distributed.GradientReducer(self.grads)
         for epoch in range(initial_epoch, epochs):
             cb_list.call("on_epoch_begin", epoch, {})
             order = an_random.host_rng().permutation(n) if shuffle else numpy.arange(n)
+            order = distributed.broadcast_host(order)
             logs = self._run_epoch(x_dev, y_dev, backend.asarray(order), batch_size, steps,
                                    epoch, epochs, verbose, cb_list)
             if val is not None and not self.stop_training:
@@ -227,11 +256,14 @@ class Sequential:
         start = time.perf_counter()
         last_refresh = start
         for step in range(steps):
-            idx = order[step * batch_size:(step + 1) * batch_size]
+            start = step * batch_size
+            global_n = min(n, start + batch_size) - start
+            lo, hi = distributed.shard_bounds(global_n) if self._reducer is not None else (0, global_n)
+            idx = order[start + lo:start + hi]
             xb, yb = x_dev[idx], y_dev[idx]
             if cb_list.wants_batch_begin:
                 cb_list.batch_begin(step, {"batch": step, "size": len(idx)})
-            loss, correct, applied = self.train_on_batch(xb, yb)
+            loss, correct, applied = self._train_step(xb, yb, hi - lo, global_n)
             if not applied:
                 self.stop_training = True
                 print(f"Epoch {epoch + 1}, batch {step}: invalid loss {float(loss)}, terminating "
@@ -258,15 +290,27 @@ class Sequential:
         if bar is not None:
             bar.close()
         kernels.check_errors()
-        logs = self._logs(total_loss, total_correct, max(seen, 1))
+        logs = self._global_logs(total_loss, total_correct, seen)
         logs["_seconds"] = time.perf_counter() - start
         return logs
 
     def _logs(self, total_loss, total_correct, seen):
-        """The one host read: running sums -> floats."""
+        """The one host read: running sums -> floats (this rank's samples only)."""
         logs = {"loss": float(to_numpy(total_loss)) / seen}
         if self.metrics:
             logs["accuracy"] = float(to_numpy(total_correct)) / seen
+        return logs
+
+    def _global_logs(self, total_loss, total_correct, seen):
+        """Epoch logs over every rank's samples (one small allreduce when distributed)."""
+        if not distributed.active():
+            return self._logs(total_loss, total_correct, max(seen, 1))
+        sums = [float(to_numpy(total_loss)), float(to_numpy(total_correct)) if self.metrics else 0.0,
+                float(seen)]
+        loss_sum, correct_sum, count = distributed.allreduce_sum_host(sums)
+        logs = {"loss": loss_sum / max(count, 1)}
+        if self.metrics:
+            logs["accuracy"] = correct_sum / max(count, 1)
         return logs
 
     # -- evaluate / predict -------------------------------------------------------
@@ -287,6 +331,8 @@ class Sequential:
         xp = get_array_module(x_dev)
         total_loss = xp.zeros((), dtype=xp.float32)
         total_correct = xp.zeros((), dtype=xp.int64)
+        lo, hi = distributed.shard_bounds(len(x_dev))  # (0, n) in one process
+        x_dev, y_dev = x_dev[lo:hi], y_dev[lo:hi]
         n = len(x_dev)
         for start in range(0, n, batch_size):
             xb, yb = x_dev[start:start + batch_size], y_dev[start:start + batch_size]
@@ -298,7 +344,7 @@ class Sequential:
         penalty = self._penalty()
         if penalty is not None:
             total_loss += penalty * n
-        return self._logs(total_loss, total_correct, n)
+        return self._global_logs(total_loss, total_correct, n)
 
     def predict(self, x, batch_size=32, verbose=0):
         """Outputs for x as a NumPy array on the host (probabilities for softmax outputs)."""
@@ -306,9 +352,12 @@ class Sequential:
         validation.check_fit_args(batch_size, 0, 0.0)
         x = self._prepare_x(x)
         backend = get_backend()
-        x_dev = backend.asarray(x)
+        lo, hi = distributed.shard_bounds(len(x))  # each rank predicts its share
+        x_dev = backend.asarray(x[lo:hi])
         outs = [self(x_dev[i:i + batch_size]) for i in range(0, len(x_dev), batch_size)]
-        return backend.to_numpy(backend.xp.concatenate(outs))
+        local = (backend.to_numpy(backend.xp.concatenate(outs)) if outs else
+                 numpy.empty((0,) + tuple(self.output_shape), numpy.float32))
+        return distributed.allgather_rows(local)
 
     def __call__(self, x, training=False):
         """Forward pass on backend arrays (no conversion), for hand-written loops."""

@@ -14,8 +14,9 @@ _host = numpy.random.default_rng()
 def seed(n):
     """Seed accelnet's host generator and every backend's device generator."""
     global _host
+    from . import distributed  # data-parallel ranks draw different dropout masks
     _host = numpy.random.default_rng(n)
-    _backend.seed(n)
+    _backend.seed(distributed.device_seed(n))
 
 
 def host_rng():

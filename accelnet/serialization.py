@@ -61,6 +61,9 @@ def _header(model, kind, include_optimizer=False):
 
 
 def _write(path, header, arrays):
+    from . import distributed
+    if not distributed.is_main():  # data-parallel: rank 0 writes, the others hold the same values
+        return
     arrays = {HEADER: numpy.array(json.dumps(header))} | arrays
     with fileio.atomic_write(path) as f:
         numpy.savez(f, **arrays)

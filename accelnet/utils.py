@@ -161,6 +161,8 @@ def plot_history(history, path, metrics=("loss", "accuracy")):
         ax.set_title(metric)
         ax.grid(True, alpha=0.3)
         ax.legend()
-    with fileio.atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
+    from . import distributed
+    if distributed.is_main():  # data-parallel runs: only rank 0 writes files
+        with fileio.atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
     return os.fspath(path)
