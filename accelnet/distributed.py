@@ -200,31 +200,76 @@ def allreduce_sum_host(values):
 
 
 class GradientReducer:
-    """Averages gradients across ranks with one allreduce over a flat buffer per step.
+    """Averages gradients across ranks: the global-batch mean from per-shard means.
 
     Each rank's gradient is the mean over its shard; weighting it by the shard size and
-    dividing the sum by the global batch gives exactly the global-batch mean."""
+    dividing the sum by the global batch gives exactly the global-batch mean. Gradients
+    are packed into one flat buffer and summed with one allreduce per step, or, with
+    `overlap=True` (`ACCELNET_DIST_OVERLAP=1`), one non-blocking allreduce per layer
+    started as soon as backward has produced that layer's gradients."""
 
-    def __init__(self, grads):
-        self.keys = list(grads)
-        first = grads[self.keys[0]]
+    def __init__(self, layers, overlap=None):
+        self.segments = {}
+        offset, first = 0, None
+        for layer in layers:
+            entries = []
+            for key, g in layer.grads.items():
+                entries.append((g, offset, offset + g.size))
+                offset += g.size
+                first = g if first is None else first
+            if entries:
+                self.segments[id(layer)] = entries
         xp = get_array_module(first)
-        self.sizes = [grads[k].size for k in self.keys]
-        self.flat = xp.empty(sum(self.sizes), dtype=first.dtype)
+        self.flat = xp.zeros(offset, dtype=first.dtype)
         self.device = is_device_array(first)
-        self._host = None if not self.device else numpy.empty(self.flat.size, self.flat.dtype)
+        self._host = None if not self.device else numpy.empty(offset, first.dtype)
+        if overlap is None:
+            overlap = os.environ.get("ACCELNET_DIST_OVERLAP", "0") == "1"
+        self.overlap = bool(overlap) and not self.device  # NCCL calls are already asynchronous
+        self._scale, self._requests, self._sent = 1.0, [], set()
 
-    def allreduce_mean(self, grads, local_count, global_count):
-        offset = 0
-        for key, n in zip(self.keys, self.sizes):
-            self.flat[offset:offset + n] = grads[key].reshape(-1)
-            offset += n
-        self.flat *= (local_count / global_count)
-        self._allreduce_sum()
-        offset = 0
-        for key, n in zip(self.keys, self.sizes):
-            grads[key][...] = self.flat[offset:offset + n].reshape(grads[key].shape)
-            offset += n
+    def begin(self, local_count, global_count):
+        """Start a step whose shard holds local_count of global_count samples."""
+        self._scale = local_count / global_count
+        self._requests, self._sent = [], set()
+
+    def _pack(self, key):
+        for g, lo, hi in self.segments[key]:
+            self.flat[lo:hi] = g.reshape(-1)
+            self.flat[lo:hi] *= self._scale
+
+    def layer_ready(self, layer):
+        """Backward has finished `layer`: with overlap, start summing its gradients now."""
+        key = id(layer)
+        if not self.overlap or key not in self.segments:
+            return
+        from mpi4py import MPI
+        self._pack(key)
+        lo, hi = self.segments[key][0][1], self.segments[key][-1][2]
+        self._requests.append(_state["comm"].Iallreduce(MPI.IN_PLACE, self.flat[lo:hi], op=MPI.SUM))
+        self._sent.add(key)
+
+    def finish(self):
+        """Complete the sums and write the averaged gradients back into the layers."""
+        from mpi4py import MPI
+        if self.overlap:
+            # Collectives must start in the same order on every rank: backward's order
+            # (last layer first), also on a rank whose shard was empty.
+            for key in reversed(list(self.segments)):
+                if key not in self._sent:
+                    self._sent.add(key)
+                    self._pack(key)
+                    lo, hi = self.segments[key][0][1], self.segments[key][-1][2]
+                    self._requests.append(_state["comm"].Iallreduce(
+                        MPI.IN_PLACE, self.flat[lo:hi], op=MPI.SUM))
+            MPI.Request.Waitall(self._requests)
+        else:
+            for key in self.segments:
+                self._pack(key)
+            self._allreduce_sum()
+        for entries in self.segments.values():
+            for g, lo, hi in entries:
+                g[...] = self.flat[lo:hi].reshape(g.shape)
 
     def _allreduce_sum(self):
         from mpi4py import MPI

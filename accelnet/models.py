@@ -129,8 +129,11 @@ class Sequential:
         return total
 
     def _backward(self, grad):
+        reducer = self._reducer
         for layer in reversed(self.layers[self._first_trainable:]):
             grad = layer.backward(grad)
+            if reducer is not None:
+                reducer.layer_ready(layer)  # data-parallel: start this layer's allreduce
 
     def _correct(self, out, y):
         """Number of correct predictions in a batch, as a 0-d device array."""
@@ -165,13 +168,15 @@ class Sequential:
                 value = distributed.allreduce_sum_host([value * local_n])[0] / global_n
             if not math.isfinite(value):
                 return loss, correct, False
+        if self._reducer is not None:
+            self._reducer.begin(local_n, global_n)
         if local_n:
             self._backward(grad)
         else:
             for g in self.grads.values():
                 g[...] = 0
         if self._reducer is not None:
-            self._reducer.allreduce_mean(self.grads, local_n, global_n)
+            self._reducer.finish()
         self.optimizer.apply(self.params, self.grads)
         return loss, correct, True
 
@@ -226,7 +231,7 @@ class Sequential:
         self._reducer = None
         if distributed.active():  # same start on every rank, gradients averaged per step
             distributed.broadcast_model(self)
-            self._reducer = distributed.GradientReducer(self.grads)
+            self._reducer = distributed.GradientReducer(self.layers)
         for epoch in range(initial_epoch, epochs):
             cb_list.call("on_epoch_begin", epoch, {})
             order = an_random.host_rng().permutation(n) if shuffle else numpy.arange(n)

@@ -38,8 +38,11 @@ def weights(path):
 
 
 @needs_mpi
-@pytest.mark.parametrize("n", [1000, 1025])  # last batch 104 (52/52) and 1 (1/0 across ranks)
-def test_two_ranks_end_with_the_weights_of_one_process(tmp_path, n):
+@pytest.mark.parametrize("n,overlap", [(1000, "0"), (1025, "0"), (1025, "1")])
+def test_two_ranks_end_with_the_weights_of_one_process(tmp_path, n, overlap, monkeypatch):
+    # last batch 104 (52/52 across ranks) and 1 (1/0: one rank has an empty shard);
+    # overlap=1: one non-blocking allreduce per layer, started during backward
+    monkeypatch.setitem(ENV, "ACCELNET_DIST_OVERLAP", overlap)
     single, _ = run(["train", tmp_path / "one.npz", n], ranks=0)
     assert single.returncode == 0, single.stderr
     double, _ = run(["train", tmp_path / "two.npz", n])
