@@ -1,0 +1,25 @@
+"""accelnet.kernels: the hot spots, each as a NumPy/CuPy reference and Numba forms.
+
+Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its module):
+
+- `softmax_cross_entropy(logits, labels) -> (loss, dlogits)`: fused, stable softmax +
+  cross-entropy for int class indices or soft labels; bad labels raise (on the GPU via
+  a device flag read by `check_errors()`).
+- `relu_backward(dy, x, out=None) -> dx`: dy where x > 0, else 0.
+- `im2col(x, kernel_size, stride=1, padding="valid") -> cols` and
+  `col2im(cols, x_shape, kernel_size, stride=1, padding="valid") -> dx`: channels-last
+  patch extraction for convolution/pooling and its exact adjoint;
+  `conv_output_size` and `same_padding` give the shapes.
+
+Which form runs: see `_dispatch` (`DEFAULTS`, `ACCELNET_KERNELS=numba|reference`,
+`with implementation(...)`, `current_implementation(kernel, array)`). Importing this
+package compiles nothing and imports neither Numba nor CuPy: CPU kernels compile on first
+call (cached on disk), CUDA kernels on first launch.
+"""
+from ._dispatch import DEFAULTS, current_implementation, implementation
+from .im2col import col2im, conv_output_size, im2col, same_padding
+from .relu_backward import relu_backward
+from .softmax_cross_entropy import check_errors, softmax_cross_entropy
+
+__all__ = ["DEFAULTS", "check_errors", "col2im", "conv_output_size", "current_implementation",
+           "im2col", "implementation", "relu_backward", "same_padding", "softmax_cross_entropy"]

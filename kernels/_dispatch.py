@@ -1,0 +1,96 @@
+"""The single dispatch point: which form of a kernel runs for a given array.
+
+Every kernel has three forms: `reference` (plain NumPy/CuPy ops), `numba-cpu`
+(`numba.njit(parallel=True)`, NumPy arrays) and `numba-cuda` (`numba.cuda.jit`, CuPy
+arrays). The device comes from the array (CuPy -> "gpu", else "cpu"); the family
+("numba" or "reference") comes from, in order of precedence:
+
+1. `with implementation("reference"|"numba"):` (process-wide while the block runs;
+   `implementation(None)` inside a block restores the normal choice);
+2. the environment variable `ACCELNET_KERNELS=numba|reference` (read at every call);
+3. `DEFAULTS[kernel]["cpu"|"gpu"]` below (edit it when benchmarks say otherwise).
+
+Numba forms accept float32/float64 arrays only; other dtypes run the reference form.
+"""
+import contextlib
+import os
+import types
+
+import numpy
+
+from ..backend import is_device_array
+
+ENV_VAR = "ACCELNET_KERNELS"
+FAMILIES = ("numba", "reference")
+
+DEFAULTS = {
+    "softmax_cross_entropy": {"cpu": "numba", "gpu": "numba"},
+    "relu_backward": {"cpu": "numba", "gpu": "numba"},
+    "im2col": {"cpu": "numba", "gpu": "numba"},
+    "col2im": {"cpu": "numba", "gpu": "numba"},
+}
+
+NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+_ATTRIBUTE = {"reference": "reference", "numba-cpu": "numba_cpu", "numba-cuda": "numba_cuda"}
+_override = [None]  # innermost `implementation()` choice; None = no override
+
+
+def _check_family(name, source):
+    if name not in FAMILIES:
+        raise ValueError(f"Invalid kernel implementation {name!r} (from {source}); "
+                         f"valid values: {', '.join(FAMILIES)}.")
+    return name
+
+
+@contextlib.contextmanager
+def implementation(name):
+    """Run every kernel in this block as `name` ("numba" or "reference"; None = default)."""
+    if name is not None:
+        name = _check_family(str(name).strip().lower(), "implementation()")
+    previous = _override[0]
+    _override[0] = name
+    try:
+        yield
+    finally:
+        _override[0] = previous
+
+
+def _requested():
+    if _override[0] is not None:
+        return _override[0]
+    value = os.environ.get(ENV_VAR, "").strip().lower()
+    if value:
+        return _check_family(value, f"the {ENV_VAR} environment variable")
+    return None
+
+
+def _device(xp_or_array):
+    if isinstance(xp_or_array, types.ModuleType):  # numpy, cupy (or a test device module)
+        return "cpu" if xp_or_array is numpy else "gpu"
+    return "gpu" if is_device_array(xp_or_array) else "cpu"
+
+
+def current_implementation(kernel_name, xp_or_array):
+    """The form `kernel_name` runs for this array (or array module): 'reference',
+    'numba-cpu' or 'numba-cuda'."""
+    if kernel_name not in DEFAULTS:
+        raise ValueError(f"Unknown kernel {kernel_name!r}; kernels: {', '.join(DEFAULTS)}.")
+    device = _device(xp_or_array)
+    family = _requested() or DEFAULTS[kernel_name][device]
+    if family == "reference":
+        return "reference"
+    return "numba-cuda" if device == "gpu" else "numba-cpu"
+
+
+pick = current_implementation
+
+
+def form(kernel_name, module, array, *more_arrays):
+    """The function in `module` that runs `kernel_name` on `array` (looked up at call
+    time, so tests can monkeypatch a form). The device follows `array`; any array with a
+    dtype other than float32/float64 sends the call to the reference form."""
+    name = pick(kernel_name, array)
+    if name != "reference" and any(getattr(a, "dtype", None) not in NUMBA_DTYPES
+                                   for a in (array,) + more_arrays):
+        name = "reference"
+    return getattr(module, _ATTRIBUTE[name])

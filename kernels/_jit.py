@@ -1,0 +1,87 @@
+"""Lazy CPU JIT: `cpu_jit()` wraps a kernel in `numba.njit(parallel=True, cache=True)`,
+compiled on its first call, never at import (importing Numba alone costs ~0.3 s).
+
+Caching: compiled code goes to `__pycache__` next to the source, else Numba's user-wide
+cache, or to `NUMBA_CACHE_DIR` when set. When no cache location is writable (read-only
+install), Numba refuses `cache=True`; we then compile with `cache=False` instead of failing.
+`fastmath` is never used: the kernels must match the NumPy references (NaN/inf included).
+
+Threads: `prange` loops run on Numba's thread pool, sized by `NUMBA_NUM_THREADS` (read at
+Numba import) and limited at run time by `numba.set_num_threads(n)`. Our code never runs a
+`prange` region concurrently with a BLAS call (kernels and GEMMs alternate on the calling
+thread), so the two pools do not oversubscribe the cores; limit BLAS separately
+(e.g. threadpoolctl / OMP_NUM_THREADS) if you want a hard cap. On a machine already busy
+with other processes, GNU OpenMP's spin-waiting (Numba's default "omp" layer on Linux)
+can stall every prange call for a time slice (measured: 0.2 ms -> 3 ms per im2col call);
+`OMP_WAIT_POLICY=PASSIVE`, `NUMBA_NUM_THREADS=1`, or, for single-threaded callers only,
+`NUMBA_THREADING_LAYER=workqueue` avoid it. We leave these global settings to the user.
+
+Kernel sources use the module-level name `prange`, imported from here as plain `range`
+(so a kernel also runs as ordinary Python); at compile time it is rebound to
+`numba.prange` in the kernel's module, which is what turns the loop parallel. A kernel
+may call helpers that are themselves `cpu_jit(parallel=False, inline="always")`
+functions of its module: they are compiled first and bound in their place.
+"""
+import functools
+import threading
+import warnings
+
+prange = range  # placeholder, rebound to numba.prange in kernel modules when compiling
+
+_lock = threading.RLock()  # re-entrant: compiling a kernel compiles its helpers
+_warned = False
+
+
+class LazyCpuKernel:
+    """A Python function that becomes a Numba dispatcher on its first call."""
+
+    def __init__(self, fn, opts):
+        functools.update_wrapper(self, fn)
+        self.py_func = fn
+        self._opts = opts
+        self._dispatcher = None
+
+    def dispatcher(self):
+        """The compiled Numba dispatcher (created on first use)."""
+        if self._dispatcher is None:
+            with _lock:
+                if self._dispatcher is None:
+                    self._dispatcher = _njit(self.py_func, self._opts)
+        return self._dispatcher
+
+    def __call__(self, *args):
+        return self.dispatcher()(*args)
+
+
+def _njit(fn, opts):
+    import numba
+
+    if fn.__globals__.get("prange") is range:
+        fn.__globals__["prange"] = numba.prange
+    for name in fn.__code__.co_names:  # helpers called by the kernel: compile them first
+        helper = fn.__globals__.get(name)
+        if isinstance(helper, LazyCpuKernel):
+            fn.__globals__[name] = helper.dispatcher()
+    opts = dict(opts)
+    opts.pop("fastmath", None)
+    opts.setdefault("parallel", True)
+    try:
+        return numba.njit(cache=True, **opts)(fn)
+    except (RuntimeError, OSError) as exc:  # "cannot cache function ...: no locator available"
+        _warn_once(f"accelnet.kernels: no writable Numba cache ({exc}); compiling without "
+                   f"one (set NUMBA_CACHE_DIR to a writable directory to enable caching).")
+        return numba.njit(cache=False, **opts)(fn)
+
+
+def _warn_once(message):
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(message, RuntimeWarning, stacklevel=5)
+
+
+def cpu_jit(**opts):
+    """Decorator factory: lazy `numba.njit(parallel=True, cache=True, **opts)`."""
+    def decorate(fn):
+        return LazyCpuKernel(fn, opts)
+    return decorate
