@@ -1,5 +1,6 @@
-"""Lazy CPU JIT: `cpu_jit()` wraps a kernel in `numba.njit(parallel=True, cache=True)`,
-compiled on its first call, never at import (importing Numba alone costs ~0.3 s).
+"""Lazy CPU JIT: `cpu_jit()` wraps a kernel in `numba.njit(cache=True)` — serial by
+default, `parallel=True` with ACCELNET_NUMBA_PARALLEL=1 (see `parallel_enabled`) — compiled
+on its first call, never at import (importing Numba alone costs ~0.3 s).
 
 Caching: compiled code goes to `__pycache__` next to the source, else Numba's user-wide
 cache, or to `NUMBA_CACHE_DIR` when set. When no cache location is writable (read-only
@@ -23,7 +24,9 @@ may call helpers that are themselves `cpu_jit(parallel=False, inline="always")`
 functions of its module: they are compiled first and bound in their place.
 """
 import functools
+import os
 import threading
+import types
 import warnings
 
 prange = range  # placeholder, rebound to numba.prange in kernel modules when compiling
@@ -64,13 +67,36 @@ def _njit(fn, opts):
             fn.__globals__[name] = helper.dispatcher()
     opts = dict(opts)
     opts.pop("fastmath", None)
-    opts.setdefault("parallel", True)
+    opts.setdefault("parallel", parallel_enabled())
+    if not opts["parallel"]:
+        fn = _serial_twin(fn)
     try:
         return numba.njit(cache=True, **opts)(fn)
     except (RuntimeError, OSError) as exc:  # "cannot cache function ...: no locator available"
         _warn_once(f"accelnet.kernels: no writable Numba cache ({exc}); compiling without "
                    f"one (set NUMBA_CACHE_DIR to a writable directory to enable caching).")
         return numba.njit(cache=False, **opts)(fn)
+
+
+def parallel_enabled():
+    """Whether CPU kernels compile with `parallel=True` (`ACCELNET_NUMBA_PARALLEL=1`).
+
+    Off by default: the kernels run between BLAS calls that already use every core, and
+    after each parallel region Numba's OpenMP workers spin-wait, stealing cycles from the
+    next GEMM (measured: the Fashion-MNIST MLP trained slower with parallel kernels on 2
+    cores; see bench/results). Serial kernels are memory-bound loops that stay fast."""
+    return os.environ.get("ACCELNET_NUMBA_PARALLEL", "0").strip() == "1"
+
+
+def _serial_twin(fn):
+    """A copy of `fn` under another qualified name, so its cached serial machine code
+    never collides with the parallel build in Numba's on-disk cache (keyed by name)."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "__serial"
+    twin.__module__ = fn.__module__
+    twin.__doc__ = fn.__doc__
+    return twin
 
 
 def _warn_once(message):
