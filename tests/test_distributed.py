@@ -101,3 +101,19 @@ def test_init_without_mpi4py_names_the_extra(monkeypatch):
     monkeypatch.setattr(distributed, "_state", dict(distributed._state, initialized=False))
     with pytest.raises(distributed.DistributedError, match=r"accelnet\[dist\]"):
         distributed.init()
+
+
+@needs_mpi
+def test_dist_bench_quick_runs_under_two_ranks(tmp_path):
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "bench", "--suite", "dist", "--quick",
+           "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV,
+                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("== dist: 2 rank(s)") == 1  # rank 0 reports
+    import json
+    (report,) = [json.loads(p.read_text()) for p in tmp_path.glob("dist_*.json")]
+    assert report["measured"]["mlp"]["params"] == 669_706
+    assert report["measured"]["convnet"]["params"] == 1_199_882
+    assert all(m["allreduce_s"] > 0 and m["compute_s"] > 0 for m in report["measured"].values())
+    assert {r["gpus"] for r in report["scaling"]} == {8, 64, 512}

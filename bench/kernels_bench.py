@@ -1,0 +1,123 @@
+"""Kernels suite: each kernel's Numba form against its reference on the active backend.
+
+Both forms get the same inputs at realistic shapes (the MLP's and the Keras mnist_cnn's
+at batch 128). The first call of each form is timed on its own (it includes Numba's
+compile or cache load); then the two alternate (ref, numba, ref, numba, ...) and the
+median and spread of each are reported, with speedup = reference / numba.
+"""
+import numpy
+
+import accelnet.kernels as K
+
+from . import timing
+
+TARGET = 2.0
+FLOAT = numpy.float32
+
+
+def _dispatch_api():
+    """(implementation, current_implementation) from accelnet.kernels or its _dispatch."""
+    impl = getattr(K, "implementation", None)
+    current = getattr(K, "current_implementation", None)
+    if impl is None or current is None:
+        from accelnet.kernels import _dispatch
+        impl, current = impl or _dispatch.implementation, current or _dispatch.current_implementation
+    return impl, current
+
+
+def _normal(rng, shape, scale=1.0):
+    return rng.standard_normal(shape, dtype=FLOAT) * FLOAT(scale)
+
+
+def cases(quick):
+    """[(kernel, label, make(rng) -> (args, kwargs))] at full or --quick shapes."""
+    batch, same_batch = (16, 8) if quick else (128, 32)
+    out = []
+    for n, c in [(128, 10), (1024, 10), (128, 1000), (1024, 1000)]:
+        out.append(("softmax_cross_entropy", f"logits {n}x{c}",
+                    lambda rng, n=n, c=c: ((_normal(rng, (n, c), 3),
+                                            rng.integers(0, c, n).astype(numpy.int32)), {})))
+    for shape in [(128, 512), (1024, 4096)]:
+        out.append(("relu_backward", "x {}x{}".format(*shape),
+                    lambda rng, s=shape: ((_normal(rng, s), _normal(rng, s)), {})))
+    for name, shape, padding in [("conv1", (batch, 28, 28, 1), "valid"),
+                                 ("conv2", (batch, 26, 26, 32), "valid"),
+                                 ("same", (same_batch, 32, 32, 64), "same")]:
+        label = f"{name} x{shape} 3x3 {padding}"
+        n, h, w, c = shape
+        oh, ow = (h - 2, w - 2) if padding == "valid" else (h, w)
+        out.append(("im2col", label, lambda rng, s=shape, p=padding:
+                    ((_normal(rng, s), (3, 3)), {"stride": 1, "padding": p})))
+        out.append(("col2im", label, lambda rng, s=shape, p=padding, rows=n * oh * ow, c=c:
+                    ((_normal(rng, (rows, 9 * c)), s, (3, 3)), {"stride": 1, "padding": p})))
+    return out
+
+
+def _max_abs_diff(a, b, backend):
+    a = a if isinstance(a, tuple) else (a,)
+    b = b if isinstance(b, tuple) else (b,)
+    return max(float(numpy.max(numpy.abs(backend.to_numpy(u).astype(numpy.float64)
+                                          - backend.to_numpy(v))) if numpy.size(u) else 0.0)
+               for u, v in zip(a, b))
+
+
+def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
+    """Timings of one case: {'reference': {...}, 'numba': {...}, 'speedup', ...}."""
+    impl, current = _dispatch_api()
+    fn = getattr(K, kernel)
+    host_args, kwargs = make(numpy.random.default_rng(seed))
+    args = tuple(backend.asarray(a) if isinstance(a, numpy.ndarray) else a for a in host_args)
+
+    def form(name):
+        def call():
+            with impl(name):
+                return fn(*args, **kwargs)
+        return call
+
+    forms = {"reference": form("reference"), "numba": form("numba")}
+    sync = backend.synchronize
+    row = {}
+    for name, call in forms.items():
+        with impl(name):
+            resolved = current(kernel, args[0])
+        row[name] = {"implementation": resolved, "first_call_s": timing.clock(call, sync)}
+    estimate = max(timing.clock(forms["reference"], sync), 1e-6)
+    runs = int(min(max(budget_s / estimate, min_runs), max_runs))
+    times = timing.alternate(forms, runs, lambda call: timing.clock(call, sync))
+    for name in forms:
+        row[name].update(timing.spread(times[name]))
+    row["max_abs_diff"] = _max_abs_diff(forms["reference"](), forms["numba"](), backend)
+    row["match"] = row["max_abs_diff"] <= 1e-4
+    row["speedup"] = row["reference"]["median_s"] / row["numba"]["median_s"]
+    row["speedup_best"] = row["reference"]["min_s"] / row["numba"]["min_s"]  # least disturbed
+    row["target"] = TARGET
+    row["pass"] = row["speedup"] >= TARGET
+    return row
+
+
+def run(backend, quick, log=print):
+    """All kernel cases; a case that raises becomes a row with its error (the suite goes on)."""
+    budget, lo, hi = (0.05, 3, 100) if quick else (0.4, 10, 1000)
+    rows = []
+    for i, (kernel, label, make) in enumerate(cases(quick)):
+        log(f"kernels: {kernel} {label}")
+        row = {"kernel": kernel, "case": label}
+        try:
+            row.update(bench_case(kernel, make, backend, budget, lo, hi, seed=i))
+        except Exception as exc:  # a missing or broken kernel is reported, not fatal
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+    return rows
+
+
+def targets(rows):
+    """One pass/fail line per kernel: its worst speedup across cases against 2x."""
+    out = []
+    for kernel in dict.fromkeys(r["kernel"] for r in rows):
+        mine = [r for r in rows if r["kernel"] == kernel]
+        ok = [r["speedup"] for r in mine if "speedup" in r]
+        worst = min(ok) if ok and len(ok) == len(mine) else None
+        out.append({"name": f"{kernel} numba >= {TARGET:g}x reference (worst case)",
+                    "value": worst, "op": ">=", "target": TARGET, "stretch": None,
+                    "pass": worst is not None and worst >= TARGET})
+    return out

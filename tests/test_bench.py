@@ -1,0 +1,107 @@
+"""The bench runs end to end in --quick mode and writes a complete JSON record.
+
+No timing is asserted (CI machines are noisy); only that every figure is there and positive.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im"}
+
+
+def run_bench(out, *args):
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = sorted(out.glob("bench_*.json"))
+    assert len(files) == 1, list(out.iterdir())
+    return json.loads(files[0].read_text()), proc.stdout
+
+
+def check_machine(machine):
+    for key in ("cpu_model", "blas", "numpy", "numba", "backend", "backend_describe",
+                "git_commit", "date", "hostname"):
+        assert machine[key], key
+    assert machine["sgemm_gflops"] > 0
+    assert machine["numba_threads"] >= 1 and machine["logical_cores"] >= 1
+
+
+def check_kernels(rows):
+    assert {r["kernel"] for r in rows} == KERNELS
+    assert len(rows) == 12
+    for r in rows:
+        assert "error" not in r, r
+        for form in ("reference", "numba"):
+            assert r[form]["median_s"] > 0 and r[form]["first_call_s"] > 0
+            assert r[form]["min_s"] <= r[form]["median_s"] <= r[form]["max_s"]
+        assert r["numba"]["implementation"].startswith("numba")
+        assert r["reference"]["implementation"] == "reference"
+        assert r["speedup"] > 0 and r["match"], r
+
+
+@pytest.fixture(scope="module")
+def quick_all(tmp_path_factory):
+    return run_bench(tmp_path_factory.mktemp("bench"))
+
+
+def test_quick_bench_writes_machine_kernels_train_and_memory(quick_all):
+    results, stdout = quick_all
+    assert set(results) >= {"machine", "kernels", "train", "targets", "args"}
+    check_machine(results["machine"])
+    check_kernels(results["kernels"])
+    rows = {(r["workload"], r["contender"]): r for r in results["train"]["rows"]}
+    assert {("mlp", "accelnet"), ("cnn", "accelnet"), ("mlp", "numpy"), ("cnn", "numpy")} <= set(rows)
+    for key, r in rows.items():
+        if "unavailable" in r:  # only an optional peer may be missing, with a reason
+            assert key[1] == "torch" and r["unavailable"]
+            continue
+        for field in ("seconds_per_epoch", "samples_per_s", "gflops", "sgemm_fraction"):
+            assert r[field] > 0, (key, field)
+        assert r["peak_host_mib"] >= 0
+        if key[1] != "accelnet":
+            assert r["accelnet_over_peer"] > 0
+    mem = results["train"]["memory"]
+    assert len(mem["mlp_rss_after_epoch_mib"]) == 5
+    assert mem["cnn_peak_mib_batch128"] > 0 and mem["cnn_peak_mib_batch1024"] > 0
+    assert all(isinstance(t["pass"], bool) for t in results["targets"])
+    assert stdout.splitlines()[0].startswith(results["machine"]["cpu_model"])
+    assert "Kernels" in stdout and "Training" in stdout and "Targets" in stdout
+
+
+def test_quick_bench_draws_a_chart_beside_the_json(quick_all):
+    pytest.importorskip("matplotlib")
+    results, stdout = quick_all
+    assert ".png" in stdout.splitlines()[-1]
+
+
+def test_kernels_suite_alone(tmp_path):
+    results, stdout = run_bench(tmp_path, "--suite", "kernels")
+    check_machine(results["machine"])
+    check_kernels(results["kernels"])
+    assert results["train"] is None
+    assert "Training" not in stdout
+
+
+def test_missing_torch_becomes_an_unavailable_row_and_the_suite_goes_on(monkeypatch):
+    from bench import report, train_bench, workloads
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    tiny = workloads.Workload("mlp", (784,), 256, workloads.mlp_macs())
+    rows = train_bench.bench_workload(tiny, ["torch"], 1, "cpu", 1, "synthetic", {"cpu": 100.0},
+                                      log=lambda message: None)
+    by_name = {r["contender"]: r for r in rows}
+    assert "PyTorch not importable" in by_name["torch"]["unavailable"]
+    assert by_name["accelnet"]["seconds_per_epoch"] > 0
+    assert "unavailable: PyTorch not importable" in report.train_table(rows)
+
+
+def test_peer_list_rejects_unknown_names():
+    from bench.__main__ import parse
+    assert parse(["--peers", "numpy"]).peers == ["numpy"]
+    assert parse(["--peers", "none"]).peers == []
+    assert parse(["--quick"]).repeat == 1 and parse([]).repeat == 3
+    with pytest.raises(SystemExit):
+        parse(["--peers", "tensorflow"])
