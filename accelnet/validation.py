@@ -39,7 +39,9 @@ def as_float_input(x, what="x"):
 def check_finite(x, what="x"):
     """Raise if x holds NaN or inf (one vectorised pass; once per fit)."""
     xp = get_array_module(x)
-    if bool(xp.isfinite(x).all()):
+    # A float64 sum is NaN/inf exactly when some element is (float32 values cannot overflow
+    # it) and streams through x without allocating an x-sized boolean mask.
+    if bool(xp.isfinite(x.sum(dtype=xp.float64))):
         return
     bad = ~numpy.isfinite(to_numpy(x))
     first = numpy.argwhere(bad)[0]

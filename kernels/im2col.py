@@ -326,7 +326,9 @@ class _Forms:
 
 def im2col(x, kernel_size, stride=1, padding="valid"):
     """(N, H, W, C) -> cols (N*OH*OW, KH*KW*C), in x's dtype and device."""
-    return _dispatch.form("im2col", _Forms("im2col"), x)(x, kernel_size, stride, padding)
+    hint = x.shape[-1] if getattr(x, "ndim", 0) == 4 else None  # channels
+    return _dispatch.form("im2col", _Forms("im2col"), x, size_hint=hint)(x, kernel_size, stride,
+                                                                       padding)
 
 
 def col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):

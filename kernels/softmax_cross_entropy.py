@@ -172,8 +172,10 @@ def _sce_cpu(x, labels, soft, dx, rows):
             rows[i] = acc
         else:
             k = labels[i]
+            scale = 1.0 / (s * n)  # one division per row, not two per element
             for j in range(c):
-                dx[i, j] = (dx[i, j] / s - (1.0 if j == k else 0.0)) / n
+                dx[i, j] = dx[i, j] * scale
+            dx[i, k] = (math.exp(x[i, k] - m) / s - 1.0) / n  # exact 0 when p == 1
             rows[i] = (m - x[i, k]) + lse
 
 
@@ -258,4 +260,6 @@ def numba_cuda(logits, labels):
 
 def softmax_cross_entropy(logits, labels):
     """(mean loss as a 0-d array, dloss/dlogits), both in logits' dtype and device."""
-    return _dispatch.form("softmax_cross_entropy", sys.modules[__name__], logits)(logits, labels)
+    hint = logits.shape[-1] if getattr(logits, "ndim", 0) == 2 else None  # classes
+    return _dispatch.form("softmax_cross_entropy", sys.modules[__name__], logits,
+                          size_hint=hint)(logits, labels)

@@ -14,7 +14,7 @@ from .base import Layer, as_pair, positive_int
 from .core import ActivationMixin, _serial
 from .. import activations
 
-WORKSPACE_BYTES = int(float(os.environ.get("ACCELNET_CONV_WORKSPACE_MB", "64")) * 2**20)
+WORKSPACE_BYTES = int(float(os.environ.get("ACCELNET_CONV_WORKSPACE_MB", "128")) * 2**20)
 PADDINGS = ("valid", "same")
 
 
@@ -173,8 +173,24 @@ class MaxPooling2D(Layer):
                           for s, k, st in zip(x.shape[1:3], self.pool_size, self.strides))
         return xp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=-xp.inf)
 
+    def _tiles(self, x):
+        """Non-overlapping windows (strides == pool_size, no padding needed): a
+        (N, OH, ph, OW, pw, C) view of x, else None (the general im2col path)."""
+        (ph, pw), (oh, ow) = self.pool_size, self.out_hw
+        if self.strides != self.pool_size or (self.padding == "same" and (
+                x.shape[1] != oh * ph or x.shape[2] != ow * pw)):
+            return None
+        n, c = x.shape[0], x.shape[3]
+        return x[:, :oh * ph, :ow * pw, :].reshape(n, oh, ph, ow, pw, c)
+
     def forward(self, x, training=True):
         self.ensure_built(x)
+        tiles = self._tiles(x)
+        self._tiled = tiles is not None
+        if self._tiled:  # the common 2x2/stride-2 case: plain reductions, no im2col
+            out = tiles.max(axis=(2, 4))
+            self._x_tiles, self._out, self._x_shape = tiles, out, x.shape
+            return out
         xp = get_array_module(x)
         xpad = self._pad(x)
         c = x.shape[3]
@@ -185,7 +201,29 @@ class MaxPooling2D(Layer):
         out = xp.take_along_axis(cols, self._argmax[:, None, :], axis=1)
         return out.reshape((x.shape[0],) + self.out_hw + (c,))
 
+    def _tiled_backward(self, grad):
+        """Route each window's gradient to its first maximum (row-major), like TensorFlow."""
+        xp = get_array_module(grad)
+        tiles, out = self._x_tiles, self._out
+        (ph, pw), (oh, ow) = self.pool_size, self.out_hw
+        dtiles = xp.zeros(tiles.shape, dtype=grad.dtype)
+        taken = xp.zeros(out.shape, dtype=bool)
+        for i in range(ph):
+            for j in range(pw):
+                hit = tiles[:, :, i, :, j, :] == out
+                hit &= ~taken
+                dtiles[:, :, i, :, j, :] = grad * hit
+                taken |= hit
+        n, h, w, c = self._x_shape
+        if (oh * ph, ow * pw) == (h, w):
+            return dtiles.reshape(n, h, w, c)
+        dx = xp.zeros(self._x_shape, dtype=grad.dtype)
+        dx[:, :oh * ph, :ow * pw, :] = dtiles.reshape(n, oh * ph, ow * pw, c)
+        return dx
+
     def backward(self, grad):
+        if self._tiled:
+            return self._tiled_backward(grad)
         xp = get_array_module(grad)
         c = grad.shape[3]
         window = self.pool_size[0] * self.pool_size[1]

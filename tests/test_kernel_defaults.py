@@ -1,0 +1,42 @@
+"""Default kernel choice: Numba where the bench shows it faster, by shape where it matters."""
+import numpy as np
+import pytest
+
+from accelnet import kernels
+from accelnet.kernels import _dispatch
+
+
+@pytest.fixture(autouse=True)
+def no_env_override(monkeypatch):
+    monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
+
+
+@pytest.mark.parametrize("kernel,hint,expected", [
+    ("softmax_cross_entropy", 10, "numba-cpu"),
+    ("softmax_cross_entropy", 1000, "reference"),
+    ("im2col", 32, "numba-cpu"),
+    ("im2col", 1, "reference"),
+    ("col2im", 1, "numba-cpu"),
+    ("relu_backward", None, "numba-cpu"),
+])
+def test_cpu_defaults_follow_the_bench(kernel, hint, expected):
+    assert kernels.current_implementation(kernel, np, hint) == expected
+
+
+def test_forcing_ignores_shape_rules():
+    with kernels.implementation("numba"):
+        assert kernels.current_implementation("softmax_cross_entropy", np, 1000) == "numba-cpu"
+    with kernels.implementation("reference"):
+        assert kernels.current_implementation("relu_backward", np) == "reference"
+
+
+def test_public_functions_pass_their_size_hint(monkeypatch):
+    import importlib
+    sce = importlib.import_module("accelnet.kernels.softmax_cross_entropy")
+    calls = []
+    monkeypatch.setattr(sce, "reference", lambda *a: calls.append("reference") or ("r", None))
+    monkeypatch.setattr(sce, "numba_cpu", lambda *a: calls.append("numba") or ("n", None))
+    kernels.softmax_cross_entropy(np.zeros((2, 1000), np.float32), np.zeros(2, np.int64))
+    kernels.softmax_cross_entropy(np.zeros((2, 10), np.float32), np.zeros(2, np.int64))
+    assert calls == ["reference", "numba"]
+    assert _dispatch.SHAPE_RULES[("softmax_cross_entropy", "cpu")](32)
