@@ -50,6 +50,11 @@ class Backend:
     def synchronize(self):
         """Wait until queued device work is done (a no-op on CPU)."""
 
+    def matmul_long_reduction(self, a, b, out=None):
+        """a @ b where the inner dimension is huge and the result tiny (a convolution's
+        weight gradient cols.T @ dz). Plain matmul here; the CPU backend overrides it."""
+        return get_array_module(a, b).matmul(a, b, out=out)
+
     def seed(self, seed):
         self.rng = self._make_rng(seed)
 
@@ -77,6 +82,20 @@ class Backend:
 class CpuBackend(Backend):
     name = "cpu"
     xp = numpy
+
+    def matmul_long_reduction(self, a, b, out=None):
+        """Run on one BLAS thread when the reduction is very long and the output tiny:
+        multithreaded OpenBLAS splits such a GEMM into hundreds of barrier-synchronised
+        blocks, which on a busy machine cost a scheduler slice each (measured: conv1's
+        (9 x 86528) @ (86528 x 32) took 1.5 s instead of 3 ms while another process
+        used the cores; single-threaded it stays ~2 ms)."""
+        if not (isinstance(a, numpy.ndarray) and isinstance(b, numpy.ndarray)):
+            return super().matmul_long_reduction(a, b, out)
+        controller = _blas_controller()
+        if controller and a.shape[-1] > 64 * a.shape[0] * b.shape[-1]:
+            with controller.limit(limits=1):
+                return numpy.matmul(a, b, out=out)
+        return numpy.matmul(a, b, out=out)
 
     def describe(self):
         import numba
@@ -106,6 +125,20 @@ class GpuBackend(Backend):
         return (f"gpu: {name} ({total / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free), "
                 f"cupy {cp.__version__}, CUDA runtime {cp.cuda.runtime.runtimeGetVersion()}, "
                 f"driver {cp.cuda.runtime.driverGetVersion()}")
+
+
+_blas = []
+
+
+def _blas_controller():
+    """threadpoolctl's controller of the BLAS libraries (found once), or None."""
+    if not _blas:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas.append(ThreadpoolController().select(user_api="blas") or None)
+        except Exception:  # threadpoolctl missing or unable to inspect this process
+            _blas.append(None)
+    return _blas[0]
 
 
 def _import_cupy():

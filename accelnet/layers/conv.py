@@ -8,7 +8,7 @@ kept for the backward pass instead of being rebuilt.
 import os
 
 from .. import kernels
-from ..backend import get_array_module
+from ..backend import get_array_module, get_backend
 from ..errors import InvalidArgumentError, ShapeError
 from .base import Layer, as_pair, positive_int
 from .core import ActivationMixin, _serial
@@ -114,6 +114,7 @@ class Conv2D(ActivationMixin, Layer):
     def backward(self, grad):
         xp = get_array_module(grad)
         dz = self.activation_grad(grad)
+        backend = get_backend()
         x = self._x
         n = x.shape[0]
         w2 = self.params["kernel"].reshape(-1, self.filters)
@@ -125,9 +126,9 @@ class Conv2D(ActivationMixin, Layer):
             cols = self._cols if self._cols is not None else self._columns(x[start:stop])
             dz2 = dz[start:stop].reshape(-1, self.filters)
             if i == 0:
-                xp.matmul(cols.T, dz2, out=gw2)
+                backend.matmul_long_reduction(cols.T, dz2, out=gw2)
             else:
-                gw2 += cols.T @ dz2
+                gw2 += backend.matmul_long_reduction(cols.T, dz2)
             if dx is not None:
                 dx[start:stop] = kernels.col2im(dz2 @ w2.T, x[start:stop].shape, self.kernel_size,
                                                 self.strides, self.padding)
