@@ -9,7 +9,8 @@ import math
 import numpy
 
 from . import random as an_random
-from .errors import InvalidArgumentError, unknown_name
+from . import registry
+from .errors import InvalidArgumentError
 
 # stddev of a unit normal truncated at ±2σ (Keras's VarianceScaling correction)
 _TRUNCATED_STD = 0.87962566103423978
@@ -173,24 +174,14 @@ random_uniform, random_normal, truncated_normal = RandomUniform, RandomNormal, T
 glorot_uniform, glorot_normal, he_uniform, he_normal = GlorotUniform, GlorotNormal, HeUniform, HeNormal
 
 
-def serialize(init):
-    return {"class_name": type(init).__name__, "config": init.get_config()}
+serialize = registry.serialize
 
 
 def get(identifier):
     """A name, a {"class_name", "config"} dict, an Initializer or a callable -> callable."""
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, str):
-        key = identifier.lower()
-        if key not in INITIALIZERS:
-            raise unknown_name("initializer", identifier, INITIALIZERS)
-        return INITIALIZERS[key]()
-    if isinstance(identifier, dict):
-        cls = _CLASSES.get(identifier.get("class_name"))
-        if cls is None:
-            raise unknown_name("initializer", identifier.get("class_name"), _CLASSES)
-        return cls(**identifier.get("config", {}))
+    init = registry.resolve("initializer", identifier, Initializer, INITIALIZERS, _CLASSES)
+    if init is not None:
+        return init
     if callable(identifier):
         return identifier
     raise InvalidArgumentError(f"Cannot interpret {identifier!r} as an initializer.")

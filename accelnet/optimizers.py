@@ -13,7 +13,8 @@ import math
 import numpy
 
 from .backend import get_array_module, get_backend
-from .errors import InvalidArgumentError, ShapeError, unknown_name
+from . import registry
+from .errors import InvalidArgumentError, ShapeError
 
 
 def _positive(cls, name, value):
@@ -245,23 +246,13 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad, 
 _CLASSES = {cls.__name__: cls for cls in OPTIMIZERS.values()}
 
 
-def serialize(optimizer):
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+serialize = registry.serialize
 
 
 def get(identifier):
     """A name ('adam'), a {"class_name", "config"} dict or an Optimizer -> Optimizer."""
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, str):
-        key = identifier.lower()
-        if key not in OPTIMIZERS:
-            raise unknown_name("optimizer", identifier, OPTIMIZERS)
-        return OPTIMIZERS[key]()
-    if isinstance(identifier, dict):
-        cls = _CLASSES.get(identifier.get("class_name"))
-        if cls is None:
-            raise unknown_name("optimizer", identifier.get("class_name"), _CLASSES)
-        return cls(**identifier.get("config", {}))
-    raise InvalidArgumentError(f"Cannot interpret {identifier!r} as an optimizer; give a name "
-                               f"({', '.join(OPTIMIZERS)}) or an accelnet.optimizers.Optimizer.")
+    optimizer = registry.resolve("optimizer", identifier, Optimizer, OPTIMIZERS, _CLASSES)
+    if optimizer is None:
+        raise InvalidArgumentError(f"Cannot interpret {identifier!r} as an optimizer; give a name "
+                                   f"({', '.join(OPTIMIZERS)}) or an accelnet.optimizers.Optimizer.")
+    return optimizer

@@ -7,7 +7,8 @@ L1: λ·Σ|w| and λ·sign(w); L2: λ·Σw² and 2λ·w.
 import math
 
 from .backend import get_array_module
-from .errors import InvalidArgumentError, unknown_name
+from . import registry
+from .errors import InvalidArgumentError
 
 
 def _check(name, value):
@@ -97,21 +98,14 @@ _CLASSES = {"L1": L1, "L2": L2, "L1L2": L1L2}
 
 
 def serialize(reg):
-    return None if reg is None else {"class_name": type(reg).__name__, "config": reg.get_config()}
+    return None if reg is None else registry.serialize(reg)
 
 
 def get(identifier):
     """None, a name ('l2'), a {"class_name", "config"} dict or a Regularizer -> Regularizer or None."""
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str):
-        key = identifier.lower()
-        if key not in REGULARIZERS:
-            raise unknown_name("regularizer", identifier, REGULARIZERS)
-        return REGULARIZERS[key]()
-    if isinstance(identifier, dict):
-        cls = _CLASSES.get(identifier.get("class_name"))
-        if cls is None:
-            raise unknown_name("regularizer", identifier.get("class_name"), _CLASSES)
-        return cls(**identifier.get("config", {}))
-    raise InvalidArgumentError(f"Cannot interpret {identifier!r} as a regularizer.")
+    if identifier is None:
+        return None
+    reg = registry.resolve("regularizer", identifier, Regularizer, REGULARIZERS, _CLASSES)
+    if reg is None:
+        raise InvalidArgumentError(f"Cannot interpret {identifier!r} as a regularizer.")
+    return reg
