@@ -261,10 +261,10 @@ class Sequential:
         start = time.perf_counter()
         last_refresh = start
         for step in range(steps):
-            start = step * batch_size
-            global_n = min(n, start + batch_size) - start
+            first = step * batch_size
+            global_n = min(n, first + batch_size) - first
             lo, hi = distributed.shard_bounds(global_n) if self._reducer is not None else (0, global_n)
-            idx = order[start + lo:start + hi]
+            idx = order[first + lo:first + hi]
             xb, yb = x_dev[idx], y_dev[idx]
             if cb_list.wants_batch_begin:
                 cb_list.batch_begin(step, {"batch": step, "size": len(idx)})

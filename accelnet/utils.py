@@ -80,14 +80,16 @@ def add_gaussian_noise(x, scale, seed=None):
     return noise
 
 
-def train_test_split(x, y=None, test_size=0.2, shuffle=True, seed=None):
+def train_test_split(x, y=None, test_size=0.2, shuffle=True, seed=None, random_state=None):
     """Split samples into train and test parts, in scikit-learn's order.
 
     Returns `x_train, x_test, y_train, y_test` (or `x_train, x_test` without `y`).
     `test_size` is a fraction in (0, 1) (the test part gets ceil(fraction * N)) or a
     sample count; both parts must be non-empty. `seed=None` shuffles with accelnet's
-    host generator.
+    host generator; `random_state` is scikit-learn's name for `seed`.
     """
+    if seed is None:
+        seed = random_state
     x = x if backend.is_device_array(x) else np.asarray(x)
     n = len(x)
     if y is not None:

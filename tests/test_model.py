@@ -184,3 +184,11 @@ def test_hand_written_loop_with_forward_backward_and_apply():
         opt.apply({f"{i}/{k}": p for i, l in enumerate(net) for k, p in l.params.items()},
                   {f"{i}/{k}": g for i, l in enumerate(net) for k, g in l.grads.items()})
     assert float(loss) < 0.1
+
+
+def test_verbose_2_prints_a_sane_epoch_time(capsys):
+    import re
+    model = mlp()
+    model.fit(np.zeros((64, 8), np.float32), np.zeros(64, np.int64), batch_size=16, epochs=1, verbose=2)
+    seconds = float(re.search(r"Epoch 1/1 - ([0-9.]+)s", capsys.readouterr().out).group(1))
+    assert 0 <= seconds < 60

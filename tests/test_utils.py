@@ -145,3 +145,11 @@ def test_plot_history_without_matplotlib(tmp_path, monkeypatch):
         monkeypatch.setitem(sys.modules, mod, None)
     with pytest.raises(ImportError, match=r"pip install 'accelnet\[plot\]'"):
         utils.plot_history({"loss": [1]}, tmp_path / "x.png")
+
+
+def test_train_test_split_accepts_sklearn_random_state():
+    from accelnet.utils import train_test_split
+    x = np.arange(20)
+    a = train_test_split(x, test_size=0.25, random_state=3)
+    b = train_test_split(x, test_size=0.25, seed=3)
+    assert all((p == q).all() for p, q in zip(a, b))
