@@ -50,6 +50,12 @@ class Backend:
     def synchronize(self):
         """Wait until queued device work is done (a no-op on CPU)."""
 
+    def bind_local_rank(self, local_rank):
+        """Data-parallel: pick this rank's device (nothing to do on CPU)."""
+
+    def nccl_unique_id(self):
+        raise BackendError(f"NCCL needs the GPU backend; the {self.name!r} backend uses MPI.")
+
     def matmul_long_reduction(self, a, b, out=None):
         """a @ b where the inner dimension is huge and the result tiny (a convolution's
         weight gradient cols.T @ dz). Plain matmul here; the CPU backend overrides it."""
@@ -115,6 +121,28 @@ class GpuBackend(Backend):
 
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()
+
+    # -- data-parallel hooks (used by accelnet.distributed) ---------------------------
+    def bind_local_rank(self, local_rank):
+        """Use GPU (local rank mod GPU count) in this process."""
+        count = self.xp.cuda.runtime.getDeviceCount()
+        self.xp.cuda.Device(local_rank % count).use()
+
+    def nccl_unique_id(self):
+        from cupy.cuda import nccl
+        return nccl.get_unique_id()
+
+    def nccl_communicator(self, size, unique_id, rank):
+        from cupy.cuda import nccl
+        return nccl.NcclCommunicator(size, unique_id, rank)
+
+    def nccl_allreduce_sum(self, communicator, flat):
+        """Sum `flat` across ranks in place on the device, on CuPy's current stream."""
+        from cupy.cuda import nccl
+        dtype = {numpy.dtype("float32"): nccl.NCCL_FLOAT32,
+                 numpy.dtype("float64"): nccl.NCCL_FLOAT64}[flat.dtype]
+        communicator.allReduce(flat.data.ptr, flat.data.ptr, flat.size, dtype, nccl.NCCL_SUM,
+                               self.xp.cuda.get_current_stream().ptr)
 
     def describe(self):
         cp = self.xp

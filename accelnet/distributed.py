@@ -69,7 +69,7 @@ def init(force=False):
     local.Free()
     if _state["size"] > 1:
         _install_abort_on_error()
-        _bind_device()
+        get_backend().bind_local_rank(_state["local_rank"])
     return _state["size"]
 
 
@@ -126,14 +126,6 @@ def _install_abort_on_error():
         finally:
             previous(kind, value, tb)
     sys.excepthook = hook
-
-
-def _bind_device():
-    backend = get_backend()
-    if backend.name != "gpu":
-        return
-    count = backend.xp.cuda.runtime.getDeviceCount()
-    backend.xp.cuda.Device(_state["local_rank"] % count).use()
 
 
 # -- collectives ----------------------------------------------------------------------
@@ -279,7 +271,7 @@ class GradientReducer:
             return
         nccl = _nccl_comm()
         if nccl is not None:
-            _nccl_allreduce(nccl, self.flat)
+            get_backend().nccl_allreduce_sum(nccl, self.flat)
             return
         self._host[...] = to_numpy(self.flat)
         comm.Allreduce(MPI.IN_PLACE, self._host, op=MPI.SUM)
@@ -291,11 +283,11 @@ def _nccl_comm():
     warning when CuPy has no NCCL."""
     if _state["nccl"] is not None:
         return _state["nccl"] or None
+    backend = get_backend()
     try:
-        from cupy.cuda import nccl
-        uid = nccl.get_unique_id() if is_main() else None
+        uid = backend.nccl_unique_id() if is_main() else None
         uid = _state["comm"].bcast(uid, root=0)
-        _state["nccl"] = nccl.NcclCommunicator(size(), uid, rank())
+        _state["nccl"] = backend.nccl_communicator(size(), uid, rank())
     except Exception as exc:  # ImportError or an NCCL runtime error
         _state["nccl"] = False
         if not _state["warned"]:
@@ -304,15 +296,6 @@ def _nccl_comm():
                           f"allreduced through host memory with MPI instead.", RuntimeWarning)
         return None
     return _state["nccl"]
-
-
-def _nccl_allreduce(comm, flat):
-    from cupy.cuda import nccl
-    import cupy
-    dtype = {numpy.dtype("float32"): nccl.NCCL_FLOAT32,
-             numpy.dtype("float64"): nccl.NCCL_FLOAT64}[flat.dtype]
-    comm.allReduce(flat.data.ptr, flat.data.ptr, flat.size, dtype, nccl.NCCL_SUM,
-                   cupy.cuda.get_current_stream().ptr)
 
 
 def allgather_rows(local):
