@@ -9,12 +9,12 @@ Layers, losses and optimizers are written once against the array backend in
 from . import errors, random
 from .backend import get_backend, use
 from .errors import AccelnetError, BackendError
-from . import (activations, callbacks, datasets, initializers, kernels, layers, losses, models,
-               optimizers, regularizers, utils)
+from . import (activations, callbacks, datasets, distributed, initializers, kernels, layers, losses,
+               models, optimizers, regularizers, utils)
 from .models import Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["AccelnetError", "BackendError", "Sequential", "activations", "callbacks", "datasets",
+__all__ = ["AccelnetError", "BackendError", "Sequential", "activations", "callbacks", "datasets", "distributed",
            "errors", "get_backend", "initializers", "kernels", "layers", "load_model", "losses",
            "models", "optimizers", "random", "regularizers", "use", "utils"]
