@@ -207,13 +207,14 @@ class MaxPooling2D(Layer):
         xp = get_array_module(grad)
         tiles, out = self._x_tiles, self._out
         (ph, pw), (oh, ow) = self.pool_size, self.out_hw
-        dtiles = xp.zeros(tiles.shape, dtype=grad.dtype)
+        dtiles = xp.empty(tiles.shape, dtype=grad.dtype)
         taken = xp.zeros(out.shape, dtype=bool)
-        for i in range(ph):
+        hit = xp.empty(out.shape, dtype=bool)
+        for i in range(ph):  # no temporaries: every step writes into a preallocated array
             for j in range(pw):
-                hit = tiles[:, :, i, :, j, :] == out
-                hit &= ~taken
-                dtiles[:, :, i, :, j, :] = grad * hit
+                xp.equal(tiles[:, :, i, :, j, :], out, out=hit)
+                xp.greater(hit, taken, out=hit)  # hit and not yet taken
+                xp.multiply(grad, hit, out=dtiles[:, :, i, :, j, :])
                 taken |= hit
         n, h, w, c = self._x_shape
         if (oh * ph, ow * pw) == (h, w):
