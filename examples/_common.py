@@ -84,6 +84,24 @@ def load_data(choice):
     return "fashion", data[0], data[1]
 
 
+def build_stack(net, input_shape):
+    """Build a hand-driven list of layers for `input_shape`; the first layer's input
+    gradient is never consumed, so skip that product."""
+    shape = tuple(input_shape)
+    for layer in net:
+        layer.build(shape)
+        shape = layer.compute_output_shape(shape)
+    net[0].needs_input_grad = False
+    return net
+
+
+def forward(net, x, training):
+    """Run a hand-driven list of layers."""
+    for layer in net:
+        x = layer.forward(x, training=training)
+    return x
+
+
 def subset(x, y, n):
     """The first n samples (all of them when n is None or larger)."""
     if n is None or n >= len(x):

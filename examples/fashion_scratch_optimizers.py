@@ -46,18 +46,7 @@ def build_network(hidden, seed):
                            kernel_regularizer=l2, bias_regularizer=l2),
            an.layers.Dense(hidden, activation="relu", kernel_initializer=init),
            an.layers.Dense(10, kernel_initializer=init)]  # logits: softmax is in the loss
-    shape = (784,)
-    for layer in net:
-        layer.build(shape)
-        shape = layer.compute_output_shape(shape)
-    net[0].needs_input_grad = False  # nothing consumes d(loss)/d(input): skip that product
-    return net
-
-
-def forward(net, x, training):
-    for layer in net:
-        x = layer.forward(x, training=training)
-    return x
+    return C.build_stack(net, (784,))
 
 
 def penalty(net):
@@ -77,8 +66,8 @@ def train(net, optimizer, X, Y, X_val, Y_val, steps):
     for step in range(steps):
         logging = step % LOG_EVERY == 0 or step == steps - 1
         if logging:  # before the training forward: layers keep that pass's inputs for backward
-            val_acc = float((forward(net, X_val, False).argmax(axis=1) == Y_val).mean())
-        logits = forward(net, X, training=True)
+            val_acc = float((C.forward(net, X_val, False).argmax(axis=1) == Y_val).mean())
+        logits = C.forward(net, X, training=True)
         data_loss, grad = loss_fn.value_and_grad(logits, Y)
         if logging:
             reg = float(penalty(net))
@@ -124,7 +113,7 @@ def main():
         net = build_network(args.hidden, args.seed)
         with C.Timer() as t:
             logs[name] = train(net, make(), X, Y, X_test, Y_test, args.epochs)
-        logits = forward(net, X_test, training=False)
+        logits = C.forward(net, X_test, training=False)
         loss, _ = loss_fn.value_and_grad(logits, Y_test)
         acc = float((logits.argmax(axis=1) == Y_test).mean())
         print(f"validation - {name}, acc: {acc:.3f}, loss: {float(loss):.3f}")

@@ -28,18 +28,7 @@ def build_network():
     init = an.initializers.RandomUniform(-0.5, 0.5)  # np.random.rand(...) - 0.5
     net = [an.layers.Dense(10, activation="relu", kernel_initializer=init, bias_initializer=init),
            an.layers.Dense(10, kernel_initializer=init, bias_initializer=init)]  # logits
-    shape = (784,)
-    for layer in net:
-        layer.build(shape)
-        shape = layer.compute_output_shape(shape)
-    net[0].needs_input_grad = False  # nothing consumes d(loss)/d(input): skip that product
-    return net
-
-
-def forward(net, x, training):
-    for layer in net:
-        x = layer.forward(x, training=training)
-    return x
+    return C.build_stack(net, (784,))
 
 
 def main():
@@ -69,7 +58,7 @@ def main():
     losses, checkpoints, accuracies = [], [], []
     with C.Timer() as timer:
         for it in range(args.epochs):
-            logits = forward(net, X, training=True)
+            logits = C.forward(net, X, training=True)
             loss, grad = loss_fn.value_and_grad(logits, Y)
             losses.append(loss)  # a 0-d device array: read back once, after the loop
             if it % 10 == 0:  # as the notebook: accuracy of this iteration's forward pass
@@ -82,11 +71,11 @@ def main():
             optimizer.apply(params, grads)
     losses = [float(l) for l in losses]
 
-    test_logits = forward(net, X_test, training=False)
+    test_logits = C.forward(net, X_test, training=False)
     predictions = backend.to_numpy(test_logits.argmax(axis=1))
     test_acc = float((predictions == y_test).mean())
     rows = [C.result("784-10-10 scratch GD", test_acc, args.epochs, timer)]
-    print(f"final train accuracy {float((forward(net, X, False).argmax(axis=1) == Y).mean()):.4f}")
+    print(f"final train accuracy {float((C.forward(net, X, False).argmax(axis=1) == Y).mean()):.4f}")
 
     # Plots: the training curve, and a few test images with their predictions.
     fig, ax = C.figure(1, 2)

@@ -124,6 +124,25 @@ class Layer:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+class KernelBiasMixin:
+    """The `kernel` (+ optional `bias`) weights of Dense and Conv2D: their constructor
+    arguments (Keras's names) and their creation in `build`."""
+
+    def _set_weight_args(self, use_bias, kernel_initializer, bias_initializer,
+                         kernel_regularizer, bias_regularizer):
+        self.use_bias = use_bias
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = kernel_regularizer
+        self.bias_regularizer = bias_regularizer
+
+    def _add_kernel_and_bias(self):
+        shapes = self.weight_shapes(self.input_shape)
+        self.add_param("kernel", shapes["kernel"], self.kernel_initializer, self.kernel_regularizer)
+        if self.use_bias:
+            self.add_param("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
+
+
 def check_rate(layer, name, value, low=0.0, high=1.0):
     """Raise InvalidArgumentError unless low <= value < high."""
     if not (low <= float(value) < high):

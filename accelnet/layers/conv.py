@@ -10,7 +10,7 @@ import os
 from .. import kernels
 from ..backend import get_array_module, get_backend
 from ..errors import InvalidArgumentError, ShapeError
-from .base import Layer, as_pair, positive_int
+from .base import KernelBiasMixin, Layer, as_pair, positive_int
 from .core import ActivationMixin, _serial
 from .. import activations
 
@@ -48,7 +48,7 @@ def _chunk_size(n, row_bytes):
     return max(1, min(n, WORKSPACE_BYTES // max(row_bytes, 1)))
 
 
-class Conv2D(ActivationMixin, Layer):
+class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
     """2-D convolution, Keras kernel layout (KH, KW, C, F), as im2col followed by a GEMM."""
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
@@ -60,11 +60,8 @@ class Conv2D(ActivationMixin, Layer):
         self.strides = as_pair(strides, f"Conv2D {self.name!r} strides")
         self.padding = _check_padding(self.name, padding)
         self.activation = activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = kernel_regularizer
-        self.bias_regularizer = bias_regularizer
+        self._set_weight_args(use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                              bias_regularizer)
 
     def weight_shapes(self, input_shape):
         shapes = {"kernel": tuple(self.kernel_size) + (int(input_shape[-1]), self.filters)}
@@ -76,10 +73,7 @@ class Conv2D(ActivationMixin, Layer):
         self.out_hw = _spatial_output(self.name, input_shape, self.kernel_size, self.strides,
                                       self.padding)
         super().build(input_shape)
-        shapes = self.weight_shapes(self.input_shape)
-        self.add_param("kernel", shapes["kernel"], self.kernel_initializer, self.kernel_regularizer)
-        if self.use_bias:
-            self.add_param("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
+        self._add_kernel_and_bias()
 
     def compute_output_shape(self, input_shape):
         oh, ow = _spatial_output(self.name, input_shape, self.kernel_size, self.strides, self.padding)

@@ -4,7 +4,7 @@ import math
 from .. import activations
 from ..backend import get_array_module, get_backend
 from ..errors import InvalidArgumentError
-from .base import Layer, check_rate, positive_int
+from .base import KernelBiasMixin, Layer, check_rate, positive_int
 
 
 class Input(Layer):
@@ -37,7 +37,7 @@ class ActivationMixin:
         return grad if self._logits else self.activation.backward(grad, self._out)
 
 
-class Dense(ActivationMixin, Layer):
+class Dense(ActivationMixin, KernelBiasMixin, Layer):
     """y = activation(x @ kernel + bias) on the last axis."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -48,11 +48,8 @@ class Dense(ActivationMixin, Layer):
         super().__init__(name=name, input_shape=input_shape)
         self.units = positive_int(f"Dense {self.name!r}", "units", units)
         self.activation = activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = kernel_regularizer
-        self.bias_regularizer = bias_regularizer
+        self._set_weight_args(use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                              bias_regularizer)
 
     def weight_shapes(self, input_shape):
         shapes = {"kernel": (int(input_shape[-1]), self.units)}
@@ -62,10 +59,7 @@ class Dense(ActivationMixin, Layer):
 
     def build(self, input_shape):
         super().build(input_shape)
-        shapes = self.weight_shapes(self.input_shape)
-        self.add_param("kernel", shapes["kernel"], self.kernel_initializer, self.kernel_regularizer)
-        if self.use_bias:
-            self.add_param("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
+        self._add_kernel_and_bias()
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
