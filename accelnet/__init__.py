@@ -6,6 +6,12 @@ Layers, losses and optimizers are written once against the array backend in
     import accelnet as an
     model = an.Sequential([an.layers.Dense(10, activation="softmax", input_shape=(784,))])
 """
+import os as _os
+
+from ._source_tree import ensure_kernels_importable as _ensure_kernels
+
+_ensure_kernels(__name__, _os.path.dirname(__file__))
+
 from . import errors, random
 from .backend import get_backend, use
 from .errors import AccelnetError, BackendError

@@ -1,7 +1,7 @@
 """The single dispatch point: which form of a kernel runs for a given array.
 
 Every kernel has three forms: `reference` (plain NumPy/CuPy ops), `numba-cpu`
-(`numba.njit(parallel=True)`, NumPy arrays) and `numba-cuda` (`numba.cuda.jit`, CuPy
+(`numba.njit`, serial unless ACCELNET_NUMBA_PARALLEL=1; NumPy arrays) and `numba-cuda` (`numba.cuda.jit`, CuPy
 arrays). The device comes from the array (CuPy -> "gpu", else "cpu"); the family
 ("numba" or "reference") comes from, in order of precedence:
 

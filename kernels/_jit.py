@@ -107,7 +107,8 @@ def _warn_once(message):
 
 
 def cpu_jit(**opts):
-    """Decorator factory: lazy `numba.njit(parallel=True, cache=True, **opts)`."""
+    """Decorator factory: lazy `numba.njit(cache=True, **opts)`, serial unless
+    ACCELNET_NUMBA_PARALLEL=1 (or `parallel=` given)."""
     def decorate(fn):
         return LazyCpuKernel(fn, opts)
     return decorate
