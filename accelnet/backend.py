@@ -37,7 +37,7 @@ class Backend:
     float_dtype = FLOAT_DTYPE
 
     def __init__(self):
-        self.rng = self._make_rng(_seed)
+        self.seed(_seed)
 
     def asarray(self, a, dtype=None):
         """Host (or any) array -> this backend's array, without a copy when possible."""
@@ -62,21 +62,56 @@ class Backend:
         return get_array_module(a, b).matmul(a, b, out=out)
 
     def seed(self, seed):
-        self.rng = self._make_rng(seed)
+        """Seed the device generator (None: from the OS); epochs derive theirs from this
+        base seed (`begin_epoch`)."""
+        self.base_seed = _seed_int(seed)
+        self.rng = self.xp.random.default_rng(self.base_seed)
+        self._epoch, self._draws = 0, 0  # outside fit; epoch e counts as e + 1
 
-    def _make_rng(self, seed):
-        return self.xp.random.default_rng(seed)
+    def keep_mask(self, shape, rate):
+        """Boolean array, True with probability 1 - rate: dropout's keep mask.
+
+        A counter-based hash (murmur3's finalizer of element index + a per-call key) in
+        uint32 arithmetic, which wraps identically in NumPy and CuPy: the same seed, epoch
+        and call give the same mask on every device. Keys come from (base seed, epoch,
+        call number), so a resumed run redraws the masks of an uninterrupted one."""
+        xp = self.xp
+        self._draws += 1
+        key = numpy.random.SeedSequence([self.base_seed, self._epoch, self._draws])
+        key = xp.uint32(int(key.generate_state(1)[0]))
+        n = int(numpy.prod(shape, dtype=numpy.int64))
+        h = xp.arange(n, dtype=xp.uint32)
+        h *= xp.uint32(0x9E3779B9)
+        h += key
+        h ^= h >> xp.uint32(16)
+        h *= xp.uint32(0x85EBCA6B)
+        h ^= h >> xp.uint32(13)
+        h *= xp.uint32(0xC2B2AE35)
+        h ^= h >> xp.uint32(16)
+        threshold = xp.uint32(min(int(round(float(rate) * 2.0 ** 32)), 2 ** 32 - 1))
+        return (h >= threshold).reshape(shape)
+
+    def begin_epoch(self, epoch):
+        """Re-derive the device generator from (seed, epoch) at the start of each epoch.
+
+        CuPy cannot capture its cuRAND state (`bit_generator.state` is a method there,
+        cupy/cupy#5430), so instead of saving a generator we make every epoch's draws a
+        function of the seed and the epoch number: a run resumed at epoch e by
+        BackupAndRestore draws the same dropout masks as an uninterrupted run, on every
+        device."""
+        seq = numpy.random.SeedSequence([self.base_seed, int(epoch)])
+        self.rng = self.xp.random.default_rng(int(seq.generate_state(1, numpy.uint64)[0] >> 1))
+        self._epoch, self._draws = int(epoch) + 1, 0
 
     def get_rng_state(self):
-        """JSON-able state of the device generator (None where it cannot be captured)."""
-        try:
-            return self.rng.bit_generator.state
-        except AttributeError:
-            return None
+        """JSON-able state of the device generator: its base seed (see `begin_epoch`)."""
+        return {"base_seed": int(self.base_seed)}
 
     def set_rng_state(self, state):
-        if state is not None:
-            self.rng.bit_generator.state = state
+        """Restore `get_rng_state()`'s result; files from before base seeds existed
+        (a NumPy bit-generator dict, or None) leave the generator as it is."""
+        if isinstance(state, dict) and "base_seed" in state:
+            self.base_seed = int(state["base_seed"])
 
     def describe(self):
         raise NotImplementedError
@@ -114,7 +149,12 @@ class GpuBackend(Backend):
 
     def __init__(self):
         self.xp = _import_cupy()
+        local_rank = launcher_local_rank()
+        if local_rank is not None:  # bind before the first allocation (generator, weights)
+            self._use_device(local_rank)
         super().__init__()
+        from .kernels import _cuda  # numba-cuda's compilers: probe once, else reference forms
+        _cuda.probe_toolchain(self.xp)
 
     def to_numpy(self, a):
         return self.xp.asnumpy(a)
@@ -123,10 +163,17 @@ class GpuBackend(Backend):
         self.xp.cuda.get_current_stream().synchronize()
 
     # -- data-parallel hooks (used by accelnet.distributed) ---------------------------
-    def bind_local_rank(self, local_rank):
-        """Use GPU (local rank mod GPU count) in this process."""
+    def _use_device(self, local_rank):
         count = self.xp.cuda.runtime.getDeviceCount()
-        self.xp.cuda.Device(local_rank % count).use()
+        self.xp.cuda.Device(int(local_rank) % count).use()
+
+    def bind_local_rank(self, local_rank):
+        """Use GPU (local rank mod GPU count) in this process, and re-create the device
+        generator there (a CuPy generator is bound to the device it was made on)."""
+        if self.xp.cuda.Device().id == int(local_rank) % self.xp.cuda.runtime.getDeviceCount():
+            return
+        self._use_device(local_rank)
+        self.rng = self.xp.random.default_rng(self.base_seed)
 
     def nccl_unique_id(self):
         from cupy.cuda import nccl
@@ -169,10 +216,25 @@ def _blas_controller():
     return _blas[0]
 
 
+LAUNCHER_LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK",
+                            "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK")
+
+
+def launcher_local_rank():
+    """This process's rank on its node as set by the launcher (Open MPI, MPICH/Hydra,
+    MVAPICH, Slurm, torchrun), or None when not launched by one."""
+    for var in LAUNCHER_LOCAL_RANK_VARS:
+        value = os.environ.get(var, "").strip()
+        if value.isdigit():
+            return int(value)
+    return None
+
+
 def _import_cupy():
-    """Import CuPy and prove a device works, or raise BackendError naming the cause."""
-    fix = ("Install the GPU extra matching your CUDA driver: pip install 'accelnet[gpu-cuda12]' "
-           "(or 'accelnet[gpu-cuda13]'), or use ACCELNET_BACKEND=cpu.")
+    """Import CuPy and prove a device, cuBLAS and CuPy's kernel compiler work, or raise
+    BackendError naming the cause and the fix."""
+    fix = ("Install the GPU extra matching your CUDA driver: pip install 'accelnet[gpu-cuda13]' "
+           "(driver R580+) or 'accelnet[gpu-cuda12]' (driver R525+), or use ACCELNET_BACKEND=cpu.")
     try:
         import cupy
     except Exception as exc:  # ImportError, or a broken CUDA library underneath
@@ -191,11 +253,43 @@ def _import_cupy():
         runtime = cupy.cuda.runtime.runtimeGetVersion()
     except Exception:
         driver = runtime = 0
+    problem = cuda_version_problem(driver, runtime)
+    if problem:
+        raise BackendError(f"GPU backend unavailable: {problem} {fix}")
     if driver and runtime and driver < runtime:
-        raise BackendError(f"GPU backend unavailable: the NVIDIA driver supports CUDA {driver} "
-                           f"but CuPy was built for CUDA {runtime}; upgrade the driver or "
-                           f"install the CuPy build for your driver's CUDA version. {fix}")
+        log.warning("The NVIDIA driver supports CUDA %s and CuPy was built for CUDA %s: running "
+                    "under CUDA minor-version compatibility.", _version(driver), _version(runtime))
+    _probe_cupy(cupy)
     return cupy
+
+
+def _version(v):
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def cuda_version_problem(driver, runtime):
+    """Why this driver cannot run CuPy built for `runtime` (None when it can). CUDA's
+    minor-version compatibility runs any 12.x runtime on an R525+ (12.0) driver and any
+    13.x on R580+ (13.0): only the major versions must agree (driver >= runtime)."""
+    if driver and runtime and driver // 1000 < runtime // 1000:
+        return (f"the NVIDIA driver supports CUDA {_version(driver)} but CuPy was built for "
+                f"CUDA {_version(runtime)} (a newer major version); upgrade the driver or "
+                f"install the CuPy build for CUDA {driver // 1000}.x.")
+    return None
+
+
+def _probe_cupy(cupy):
+    """A tiny matmul (cuBLAS) and elementwise op and reduction (NVRTC) on the device."""
+    try:
+        a = cupy.ones((2, 2), dtype=cupy.float32)
+        total = cupy.exp(a @ a).sum()
+        float(total)
+    except Exception as exc:
+        raise BackendError(
+            f"GPU backend unavailable: CuPy cannot run a kernel on this machine "
+            f"({type(exc).__name__}: {exc}). CuPy needs the CUDA libraries (cuBLAS, NVRTC): "
+            f"pip install 'cupy-cuda13x[ctk]' (or 'cupy-cuda12x[ctk]'), or install the CUDA "
+            f"toolkit, or use ACCELNET_BACKEND=cpu.") from None
 
 
 def _create(name):
@@ -232,6 +326,14 @@ def get_backend():
     if _active is None:
         use(os.environ.get("ACCELNET_BACKEND", "cpu") or "cpu")
     return _active
+
+
+def _seed_int(seed):
+    """A non-negative int seed; None draws one from the OS (recorded, so a backup can
+    re-derive the same epochs)."""
+    if seed is None:
+        return int(numpy.random.SeedSequence().generate_state(1, numpy.uint64)[0] >> 1)
+    return int(seed)
 
 
 def seed(n):

@@ -234,6 +234,7 @@ class Sequential:
             self._reducer = distributed.GradientReducer(self.layers)
         for epoch in range(initial_epoch, epochs):
             cb_list.call("on_epoch_begin", epoch, {})
+            backend.begin_epoch(epoch)  # device draws from (seed, epoch): exact resume anywhere
             order = an_random.host_rng().permutation(n) if shuffle else numpy.arange(n)
             order = distributed.broadcast_host(order)
             logs = self._run_epoch(x_dev, y_dev, backend.asarray(order), batch_size, steps,

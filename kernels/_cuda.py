@@ -4,9 +4,16 @@
   Kernel sources refer to a module-level name `cuda` (set to None in their module);
   it is bound to `numba.cuda` when the kernel is first compiled.
 - `launch(kernel, grid, block, *args)`: runs on CuPy's current stream (ordered with the
-  surrounding CuPy work, no host sync); CuPy arrays are wrapped without a copy.
+  surrounding CuPy work, no host sync); CuPy arrays are wrapped without a copy and without
+  a stream object of their own (one cached stream per CuPy stream, not one per argument).
+- `probe_toolchain(xp)`: compile and launch a one-element kernel once, when the GPU
+  backend starts. numba-cuda installed without its `[cu12]`/`[cu13]` extra (no NVVM/NVRTC)
+  fails there, not inside `fit`: we warn once, naming the extra, and the dispatcher runs
+  the reference forms (`toolchain_problem()`).
 - Under Numba's CUDA simulator (`NUMBA_ENABLE_CUDASIM=1`) "device arrays" are NumPy
-  arrays: kernels launch plainly, on tiny grids (the simulator runs each thread in Python).
+  arrays: kernels launch plainly, on tiny grids (the simulator runs each thread in Python);
+  objects with `__cuda_array_interface__` (the test suite's CuPy stand-in) are viewed as
+  the host arrays they are there.
 
 A missing or broken numba-cuda raises ImportError: the CUDA forms never silently degrade.
 """
@@ -59,13 +66,27 @@ def cuda_jit(fn):
     return LazyCudaKernel(fn)
 
 
+class _Interface:
+    """An array interface without the producer's stream: we launch on CuPy's current
+    stream ourselves, so Numba need not build a stream object for every argument."""
+
+    def __init__(self, cai, owner, key):
+        self.owner = owner  # keeps the memory alive while Numba's view exists
+        setattr(self, key, {k: v for k, v in cai.items() if k != "stream"})
+
+
 def as_cuda(a):
-    """A CuPy array as a Numba device array (a view, no copy, no stream sync).
+    """A CuPy array as a Numba device array (a view, no copy, no stream sync). In the
+    simulator, an object with `__cuda_array_interface__` becomes the host view it is there.
     NumPy arrays (the simulator's device arrays) and scalars pass through."""
-    if hasattr(a, "__cuda_array_interface__") and not simulator():
-        # sync=False: we launch on the producer's (CuPy's current) stream ourselves.
-        return cuda_module().as_cuda_array(a, sync=False)
-    return a
+    cai = getattr(a, "__cuda_array_interface__", None)
+    if cai is None:
+        return a
+    if simulator():
+        import numpy
+        return numpy.asarray(_Interface(cai, a, "__array_interface__"))
+    return cuda_module().as_cuda_array(_Interface(cai, a, "__cuda_array_interface__"),
+                                       sync=False)
 
 
 def grid_for(total, threads=256):
@@ -91,7 +112,42 @@ def launch(kernel, grid, block, *args):
     """Launch `kernel[grid, block]` on CuPy's current stream (plainly in the simulator)."""
     dispatcher = kernel.dispatcher() if isinstance(kernel, LazyCudaKernel) else kernel
     if simulator():
-        dispatcher[grid, block](*args)
+        dispatcher[grid, block](*[as_cuda(a) for a in args])
         return
     cuda = cuda_module()
     dispatcher[grid, block, _current_stream(cuda)](*[as_cuda(a) for a in args])
+
+
+_toolchain = {}
+
+
+@cuda_jit
+def _probe_kernel(out):
+    out[0] = 1.0
+
+
+def probe_toolchain(xp):
+    """Compile and launch a one-element kernel on `xp` (CuPy) once per process; on
+    failure warn once and make `toolchain_problem()` report why. Returns the problem."""
+    if "problem" not in _toolchain:
+        try:
+            out = xp.zeros(1, dtype=xp.float32)
+            launch(_probe_kernel, 1, 1, out)
+            problem = None if float(out[0]) == 1.0 else "the probe kernel wrote nothing"
+        except Exception as exc:  # ImportError, CudaSupportError, DynamicLibNotFoundError, ...
+            problem = f"{type(exc).__name__}: {str(exc)[:300]}"
+        _toolchain["problem"] = problem
+        if problem:
+            import warnings
+            warnings.warn(
+                f"accelnet: numba-cuda cannot compile or launch kernels here ({problem}); "
+                f"the GPU runs the CuPy reference forms of every kernel. Install numba-cuda "
+                f"with its compiler libraries: pip install 'numba-cuda[cu13]' (CUDA 13) or "
+                f"'numba-cuda[cu12]' (CUDA 12), or the CUDA toolkit.", RuntimeWarning,
+                stacklevel=3)
+    return _toolchain["problem"]
+
+
+def toolchain_problem():
+    """Why numba-cuda forms cannot run (None when they can or were never probed)."""
+    return _toolchain.get("problem")

@@ -10,9 +10,13 @@ arrays). The device comes from the array (CuPy -> "gpu", else "cpu"); the family
 2. the environment variable `ACCELNET_KERNELS=numba|reference` (read at every call);
 3. `DEFAULTS[kernel]["cpu"|"gpu"]` below (edit it when benchmarks say otherwise).
 
-Numba forms accept float32/float64 arrays only; other dtypes run the reference form.
+`FORMS` names, for every kernel, the function of each form (module, attribute), looked up
+at call time so tests can monkeypatch a form. Numba forms accept float32/float64 arrays
+only; other dtypes run the reference form. On a GPU whose numba-cuda cannot compile
+(`_cuda.toolchain_problem()`), the numba-cuda forms give way to the references.
 """
 import contextlib
+import importlib
 import os
 import types
 
@@ -23,11 +27,29 @@ from ..backend import is_device_array
 ENV_VAR = "ACCELNET_KERNELS"
 FAMILIES = ("numba", "reference")
 
+# kernel -> form -> (module in this package, function name)
+FORMS = {
+    "softmax_cross_entropy": {"reference": ("softmax_cross_entropy", "reference"),
+                              "numba-cpu": ("softmax_cross_entropy", "numba_cpu"),
+                              "numba-cuda": ("softmax_cross_entropy", "numba_cuda")},
+    "relu_backward": {"reference": ("relu_backward", "reference"),
+                      "numba-cpu": ("relu_backward", "numba_cpu"),
+                      "numba-cuda": ("relu_backward", "numba_cuda")},
+    "im2col": {"reference": ("im2col", "reference_im2col"),
+               "numba-cpu": ("im2col", "numba_cpu_im2col"),
+               "numba-cuda": ("im2col", "numba_cuda_im2col")},
+    "col2im": {"reference": ("im2col", "reference_col2im"),
+               "numba-cpu": ("im2col", "numba_cpu_col2im"),
+               "numba-cuda": ("im2col", "numba_cuda_col2im")},
+}
+
+# GPU: the reference (CuPy) forms until a measurement on a device shows a numba-cuda form
+# faster (`python -m bench --suite gpu`); none has run on a GPU yet.
 DEFAULTS = {
-    "softmax_cross_entropy": {"cpu": "numba", "gpu": "numba"},
-    "relu_backward": {"cpu": "numba", "gpu": "numba"},
-    "im2col": {"cpu": "numba", "gpu": "numba"},
-    "col2im": {"cpu": "numba", "gpu": "numba"},
+    "softmax_cross_entropy": {"cpu": "numba", "gpu": "reference"},
+    "relu_backward": {"cpu": "numba", "gpu": "reference"},
+    "im2col": {"cpu": "numba", "gpu": "reference"},
+    "col2im": {"cpu": "numba", "gpu": "reference"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default
@@ -42,7 +64,6 @@ SHAPE_RULES = {
 }
 
 NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
-_ATTRIBUTE = {"reference": "reference", "numba-cpu": "numba_cpu", "numba-cuda": "numba_cuda"}
 _override = [None]  # innermost `implementation()` choice; None = no override
 
 
@@ -96,18 +117,26 @@ def current_implementation(kernel_name, xp_or_array, size_hint=None):
             family = "reference"
     if family == "reference":
         return "reference"
-    return "numba-cuda" if device == "gpu" else "numba-cpu"
+    if device == "gpu":
+        from ._cuda import toolchain_problem
+        return "reference" if toolchain_problem() else "numba-cuda"
+    return "numba-cpu"
 
 
 pick = current_implementation
 
 
-def form(kernel_name, module, array, *more_arrays, size_hint=None):
-    """The function in `module` that runs `kernel_name` on `array` (looked up at call
-    time, so tests can monkeypatch a form). The device follows `array`; any array with a
-    dtype other than float32/float64 sends the call to the reference form."""
+def form_function(kernel_name, form_name):
+    """The function of one form of a kernel, from `FORMS`."""
+    module, attribute = FORMS[kernel_name][form_name]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+
+
+def form(kernel_name, array, *more_arrays, size_hint=None):
+    """The function that runs `kernel_name` on `array`. The device follows `array`; any
+    array with a dtype other than float32/float64 sends the call to the reference form."""
     name = pick(kernel_name, array, size_hint)
     if name != "reference" and any(getattr(a, "dtype", None) not in NUMBA_DTYPES
                                    for a in (array,) + more_arrays):
         name = "reference"
-    return getattr(module, _ATTRIBUTE[name])
+    return form_function(kernel_name, name)

@@ -12,7 +12,6 @@ Every form writes each output element from exactly one thread and sums overlaps 
 same (kh, kw) order as the reference, so results are deterministic (col2im on the CUDA
 side is a gather per dx element: no atomics).
 """
-import sys
 
 import numpy
 
@@ -314,24 +313,14 @@ def numba_cuda_col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):
 
 # ---------------------------------------------------------------- public
 
-class _Forms:
-    """Adapts this module's `<form>_<kernel>` names to the dispatcher's form names."""
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-
-    def __getattr__(self, form):
-        return getattr(sys.modules[__name__], f"{form}_{self.kernel}")
-
-
 def im2col(x, kernel_size, stride=1, padding="valid"):
     """(N, H, W, C) -> cols (N*OH*OW, KH*KW*C), in x's dtype and device."""
     hint = x.shape[-1] if getattr(x, "ndim", 0) == 4 else None  # channels
-    return _dispatch.form("im2col", _Forms("im2col"), x, size_hint=hint)(x, kernel_size, stride,
+    return _dispatch.form("im2col", x, size_hint=hint)(x, kernel_size, stride,
                                                                        padding)
 
 
 def col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):
     """Adjoint of im2col: cols -> dx of shape x_shape (overlaps add), in cols' dtype."""
-    return _dispatch.form("col2im", _Forms("col2im"), cols)(cols, x_shape, kernel_size,
+    return _dispatch.form("col2im", cols)(cols, x_shape, kernel_size,
                                                               stride, padding)

@@ -3,7 +3,6 @@
 One elementwise pass instead of `dy * (x > 0)` (which also turns dy = inf/NaN at
 x <= 0 into NaN). Any shape; the result has dy's dtype; `out` may be dy itself.
 """
-import sys
 
 import numpy
 
@@ -99,4 +98,4 @@ def numba_cuda(dy, x, out=None):
 
 def relu_backward(dy, x, out=None):
     """dx = dy where x > 0 else 0, in dy's dtype (into `out` when given)."""
-    return _dispatch.form("relu_backward", sys.modules[__name__], dy, x)(dy, x, out)
+    return _dispatch.form("relu_backward", dy, x)(dy, x, out)

@@ -23,7 +23,7 @@ import numpy
 from ..backend import get_array_module, to_numpy
 from ..errors import InvalidArgumentError, InvalidDTypeError, ShapeError
 from . import _dispatch
-from ._cuda import cuda_jit, grid_for, launch
+from ._cuda import cuda_jit, launch, simulator
 from ._jit import cpu_jit, prange
 
 cuda = None  # bound to numba.cuda when a CUDA kernel is first compiled
@@ -197,53 +197,95 @@ def numba_cpu(logits, labels):
     return numpy.asarray(rows.mean(), dtype=logits.dtype), dx
 
 
+WARP = 32  # threads per row: one warp reduces a row's max and sums
+ROWS_PER_BLOCK = 4  # rows per block of WARP x ROWS_PER_BLOCK threads
+
+
 @cuda_jit
 def _sce_cuda(x, labels, soft, dx, rows, flag):
+    """One warp per row (threadIdx.x = lane, threadIdx.y = row of the block): each lane
+    strides over the columns, then a shared-memory tree reduces max, sum(exp) and, for
+    soft labels, sum(p) and sum(p * (m - x)). Rows beyond n take part in the barriers only."""
     n, c = x.shape
-    start = cuda.grid(1)
-    step = cuda.gridsize(1)
-    for i in range(start, n, step):
-        k = 0
-        if soft.shape[0] == 0:
-            k = labels[i]
-            if k < 0 or k >= c:
-                if cuda.atomic.compare_and_swap(flag, 0, 1) == 0:
-                    flag[1] = k
-                    flag[2] = i
-                    flag[3] = c
-                for j in range(c):
-                    dx[i, j] = 0
-                rows[i] = 0.0
-                continue
+    lane = cuda.threadIdx.x
+    r = cuda.threadIdx.y
+    red = cuda.shared.array((3, ROWS_PER_BLOCK, WARP), numpy.float64)
+    is_soft = soft.shape[0] != 0
+    for base in range(cuda.blockIdx.x * ROWS_PER_BLOCK, n, cuda.gridDim.x * ROWS_PER_BLOCK):
+        i = base + r
+        active = i < n
         m = -math.inf
-        for j in range(c):
-            if x[i, j] > m:
-                m = numpy.float64(x[i, j])
+        if active:
+            for j in range(lane, c, WARP):
+                if x[i, j] > m:
+                    m = numpy.float64(x[i, j])
+        red[0, r, lane] = m
+        cuda.syncthreads()
+        w = WARP // 2
+        while w > 0:
+            if lane < w and red[0, r, lane + w] > red[0, r, lane]:
+                red[0, r, lane] = red[0, r, lane + w]
+            cuda.syncthreads()
+            w //= 2
+        m = red[0, r, 0]
+        cuda.syncthreads()
         s = 0.0
-        for j in range(c):
-            e = math.exp(x[i, j] - m)
-            dx[i, j] = e
-            s += e
-        lse = math.log(s)
-        if soft.shape[0]:
-            psum = 0.0
-            acc = 0.0
-            for j in range(c):
-                p = numpy.float64(soft[i, j])
-                psum += p
-                if p != 0:
-                    acc += p * ((m - x[i, j]) + lse)
-            for j in range(c):
-                dx[i, j] = (dx[i, j] * psum / s - soft[i, j]) / n
-            rows[i] = acc
-        else:
-            for j in range(c):
-                dx[i, j] = (dx[i, j] / s - (1.0 if j == k else 0.0)) / n
-            rows[i] = (m - x[i, k]) + lse
+        psum = 0.0
+        pgap = 0.0  # sum of p * (m - x): the soft loss is pgap + psum * lse
+        if active:
+            for j in range(lane, c, WARP):
+                e = math.exp(x[i, j] - m)
+                dx[i, j] = e
+                s += e
+                if is_soft:
+                    p = numpy.float64(soft[i, j])
+                    psum += p
+                    if p != 0:
+                        pgap += p * (m - x[i, j])
+        red[0, r, lane] = s
+        red[1, r, lane] = psum
+        red[2, r, lane] = pgap
+        cuda.syncthreads()
+        w = WARP // 2
+        while w > 0:
+            if lane < w:
+                red[0, r, lane] += red[0, r, lane + w]
+                red[1, r, lane] += red[1, r, lane + w]
+                red[2, r, lane] += red[2, r, lane + w]
+            cuda.syncthreads()
+            w //= 2
+        s = red[0, r, 0]
+        psum = red[1, r, 0]
+        pgap = red[2, r, 0]
+        cuda.syncthreads()
+        if active:
+            lse = math.log(s)
+            if is_soft:
+                for j in range(lane, c, WARP):
+                    dx[i, j] = (dx[i, j] * psum / s - soft[i, j]) / n
+                if lane == 0:
+                    rows[i] = pgap + psum * lse
+            else:
+                k = labels[i]
+                if k < 0 or k >= c:
+                    if lane == 0:
+                        if cuda.atomic.compare_and_swap(flag, 0, 1) == 0:
+                            flag[1] = k
+                            flag[2] = i
+                            flag[3] = c
+                        rows[i] = 0.0
+                    for j in range(lane, c, WARP):
+                        dx[i, j] = 0
+                else:
+                    for j in range(lane, c, WARP):
+                        dx[i, j] = (dx[i, j] / s - (1.0 if j == k else 0.0)) / n
+                    if lane == 0:
+                        rows[i] = (m - x[i, k]) + lse
 
 
 def numba_cuda(logits, labels):
-    """Numba CUDA form: one thread per row; bad labels set the device flag."""
+    """Numba CUDA form: one warp per row (row-parallel reductions in shared memory), four
+    rows per block; bad labels set the device flag."""
     xp, soft, labels = _prepare(logits, labels, check_host=False)
     x = xp.ascontiguousarray(logits)
     n = x.shape[0]
@@ -253,13 +295,14 @@ def numba_cuda(logits, labels):
         ints, soft_labels = xp.zeros(1, dtype=xp.int64), labels
     else:
         ints, soft_labels = labels, _empty_soft(x.dtype, xp)
-    blocks, threads = grid_for(n, 128)
-    launch(_sce_cuda, blocks, threads, x, ints, soft_labels, dx, rows, _flag(xp))
+    if n:
+        blocks = min(-(-n // ROWS_PER_BLOCK), 4 if simulator() else 65535)
+        launch(_sce_cuda, blocks, (WARP, ROWS_PER_BLOCK), x, ints, soft_labels, dx, rows,
+               _flag(xp))
     return xp.asarray(rows.mean(), dtype=logits.dtype), dx
 
 
 def softmax_cross_entropy(logits, labels):
     """(mean loss as a 0-d array, dloss/dlogits), both in logits' dtype and device."""
     hint = logits.shape[-1] if getattr(logits, "ndim", 0) == 2 else None  # classes
-    return _dispatch.form("softmax_cross_entropy", sys.modules[__name__], logits,
-                          size_hint=hint)(logits, labels)
+    return _dispatch.form("softmax_cross_entropy", logits, size_hint=hint)(logits, labels)

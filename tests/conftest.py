@@ -2,7 +2,10 @@
 
 - tests/cudasim/ runs only under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set
   before Numba is imported); tests/test_cuda_simulator.py launches it in a subprocess.
-- Tests marked `gpu` are skipped, with the reason, when CuPy cannot use a CUDA device.
+- Tests marked `gpu` are skipped, with the reason, when CuPy cannot use a CUDA device
+  (the test suite's CuPy stand-in, tests/cupy_standin, never counts as one).
+- `standin_gpu`: the real GpuBackend on the CuPy stand-in, with reference kernels unless
+  the test runs under the CUDA simulator (see tests/gpu_standin.py).
 """
 import os
 
@@ -18,10 +21,22 @@ def _cupy_available():
     if "ok" not in _gpu:
         try:
             import cupy
-            _gpu["ok"] = bool(cupy.is_available())
+            _gpu["ok"] = bool(cupy.is_available()) and not getattr(cupy, "STANDIN", False)
         except Exception:  # ImportError, or a broken CUDA install underneath
             _gpu["ok"] = False
     return _gpu["ok"]
+
+
+def real_gpu_available():
+    return _cupy_available()
+
+
+@pytest.fixture
+def standin_gpu():
+    """The real GpuBackend over the CuPy stand-in, active for the test."""
+    from gpu_standin import gpu_backend
+    with gpu_backend() as backend:
+        yield backend
 
 
 def pytest_collection_modifyitems(config, items):

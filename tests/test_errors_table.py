@@ -109,8 +109,18 @@ def bad_backend(monkeypatch):
 
 
 def gpu_without_cuda():
+    """Without CuPy, or with the test suite's CuPy stand-in showing no device; skipped on a
+    machine with a real GPU (where the GPU backend rightly starts)."""
+    from conftest import real_gpu_available
+    from gpu_standin import environment
+    if real_gpu_available():
+        pytest.skip("a real CUDA GPU is present")
     an.backend._created.pop("gpu", None)
-    return an.backend.resolve("gpu")
+    try:
+        with environment(STANDIN_CUPY_DEVICES=0):
+            return an.backend.resolve("gpu")
+    finally:
+        an.backend._created.pop("gpu", None)
 
 
 CASES = [

@@ -132,7 +132,8 @@ class Flatten(Layer):
 
 class Dropout(Layer):
     """Inverted dropout: in training zero each unit with probability `rate` and scale the
-    rest by 1/(1-rate); identity in evaluate/predict. Set `mask` to fix the mask (tests)."""
+    rest by 1/(1-rate); identity in evaluate/predict. Masks come from the backend's
+    counter-based `keep_mask` (the same on CPU and GPU for a seed). `set_mask` fixes one."""
 
     def __init__(self, rate, seed=None, name=None, input_shape=None):
         super().__init__(name=name, input_shape=input_shape)
@@ -151,7 +152,7 @@ class Dropout(Layer):
             return x
         self._active = True
         if not self._fixed_mask:
-            keep = get_backend().rng.random(x.shape, dtype=x.dtype) >= self.rate
+            keep = get_backend().keep_mask(x.shape, self.rate)
             self.mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.rate))
         return x * self.mask
 
