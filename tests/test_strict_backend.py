@@ -1,4 +1,5 @@
-"""fit/evaluate/predict on a CuPy-like backend that refuses implicit host conversion.
+"""fit/evaluate/predict on the real GpuBackend over the CuPy stand-in, which refuses
+implicit host conversion as CuPy does.
 
 Proves on CPU-only CI that the training loop never hands a device array to NumPy and
 reads back from the device about once per epoch, not once per batch.
@@ -7,21 +8,19 @@ import numpy as np
 import pytest
 
 import accelnet as an
-from accelnet import backend as an_backend
 from accelnet import kernels
 
-from strict_backend import StrictArray, StrictBackend, reset_syncs, syncs
+from gpu_standin import gpu_backend, install
+
+_cupy = install()
+StrictArray, reset_syncs, syncs = _cupy.ndarray, _cupy.reset_syncs, _cupy.syncs
 
 
 @pytest.fixture
 def strict():
-    previous = an_backend.get_backend()
-    backend = an.use(StrictBackend())
-    try:
+    with gpu_backend() as backend:
         with kernels.implementation("reference"):
             yield backend
-    finally:
-        an.use(previous)
 
 
 def test_strict_arrays_refuse_numpy_and_count_syncs(strict):

@@ -1,0 +1,114 @@
+"""One test body per kernel property, run on every form that can run here (see
+tests/kernel_forms.py): NumPy reference, Numba CPU, the CuPy reference on the stand-in,
+numba-cuda under the simulator, and real CuPy/numba-cuda under the `gpu` marker.
+
+Expected values come from float64 NumPy math written in the test, not from another form.
+Shapes stay small: the simulator runs every GPU thread in Python."""
+import numpy as np
+import pytest
+
+from accelnet import kernels
+from accelnet.errors import InvalidArgumentError
+
+from kernel_forms import ALL_FORMS
+
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-7), np.float64: dict(rtol=1e-12, atol=1e-14)}
+
+
+@pytest.fixture(params=ALL_FORMS)
+def form(request):
+    form = request.param
+    kernels.check_errors()
+    return form
+
+
+def _softmax_ce_math(logits, labels, soft):
+    x = logits.astype(np.float64)
+    m = x.max(axis=1, keepdims=True)
+    lse = m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+    p = np.exp(x - lse)
+    target = labels if soft else np.eye(x.shape[1])[labels]
+    loss = -(target * (x - lse)).sum(axis=1).mean()
+    grad = (p * target.sum(axis=1, keepdims=True) - target) / len(x)
+    return loss, grad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("n,c", [(1, 1), (3, 5), (5, 40)])
+def test_softmax_cross_entropy_is_the_math(form, dtype, soft, n, c):
+    rng = np.random.default_rng(n * 100 + c)
+    logits = (rng.standard_normal((n, c)) * 5).astype(dtype)
+    labels = rng.dirichlet(np.ones(c), n) if soft else rng.integers(0, c, n)
+    want_loss, want_grad = _softmax_ce_math(logits, labels, soft)
+    d_logits, d_labels = form.device(logits), form.device(labels)
+    with form.running():
+        assert kernels.current_implementation("softmax_cross_entropy", d_logits) == form.expected
+        loss, grad = kernels.softmax_cross_entropy(d_logits, d_labels)
+    assert form.is_device_array(grad) and grad.dtype == dtype and grad.shape == (n, c)
+    assert loss.shape == () and loss.dtype == dtype
+    np.testing.assert_allclose(form.host(loss), want_loss, **TOL[dtype])
+    np.testing.assert_allclose(form.host(grad), want_grad, **TOL[dtype])
+
+
+def test_softmax_cross_entropy_bad_label_is_reported(form):
+    """Host forms raise at once; device forms set a flag that check_errors() raises."""
+    logits = form.device(np.zeros((4, 3), np.float32))
+    labels = form.device(np.array([0, 3, 1, 2]))
+    with pytest.raises(InvalidArgumentError, match=r"label 3 at index 1 .*3 classes"):
+        with form.running():
+            kernels.softmax_cross_entropy(logits, labels)
+        kernels.check_errors()
+    kernels.check_errors()  # reset: nothing pending
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7,), (2, 3, 4), (0, 3)])
+def test_relu_backward_is_dy_where_x_positive(form, dtype, shape):
+    rng = np.random.default_rng(len(shape))
+    dy = rng.standard_normal(shape).astype(dtype)
+    x = rng.choice([-1.0, 0.0, -0.0, 2.0, np.nan, np.inf], size=shape).astype(dtype)
+    want = np.where(x > 0, dy, 0).astype(dtype)
+    d_dy, d_x = form.device(dy), form.device(x)
+    with form.running():
+        assert kernels.current_implementation("relu_backward", d_x) == form.expected
+        got = kernels.relu_backward(d_dy, d_x)
+        assert form.is_device_array(got) and got.dtype == dtype
+        np.testing.assert_array_equal(form.host(got), want)
+        assert kernels.relu_backward(d_dy, d_x, out=d_dy) is d_dy
+    np.testing.assert_array_equal(form.host(d_dy), want)
+
+
+def _patches(x, kh, kw, sh, sw, pad):
+    """im2col by definition: zero-padded patches, rows (n, oh, ow), columns (kh, kw, c)."""
+    (top, bottom), (left, right) = pad
+    xp = np.pad(x.astype(np.float64), ((0, 0), (top, bottom), (left, right), (0, 0)))
+    n, h, w, c = xp.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    rows = [xp[i, a * sh:a * sh + kh, b * sw:b * sw + kw, :].reshape(-1)
+            for i in range(n) for a in range(oh) for b in range(ow)]
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel,stride,padding", [
+    (3, 1, "valid"), (3, 2, "same"), (2, 1, "same"), ((3, 2), (1, 2), "valid"), (1, (2, 3), "same")])
+def test_im2col_is_patches_and_col2im_its_adjoint(form, dtype, kernel, stride, padding):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 5, 2)).astype(dtype)
+    kh, kw = (kernel, kernel) if np.isscalar(kernel) else kernel
+    sh, sw = (stride, stride) if np.isscalar(stride) else stride
+    pad = ((0, 0), (0, 0))
+    if padding == "same":
+        pad = (kernels.same_padding(5, kh, sh), kernels.same_padding(5, kw, sw))
+    want = _patches(x, kh, kw, sh, sw, pad)
+    with form.running():
+        assert kernels.current_implementation("col2im", form.device(x)) == form.expected
+        cols = kernels.im2col(form.device(x), kernel, stride, padding)
+        assert form.is_device_array(cols) and cols.dtype == dtype
+        np.testing.assert_array_equal(form.host(cols), want.astype(dtype))
+        dcols = rng.standard_normal(want.shape).astype(dtype)
+        dx = kernels.col2im(form.device(dcols), x.shape, kernel, stride, padding)
+    assert form.is_device_array(dx) and dx.shape == x.shape and dx.dtype == dtype
+    np.testing.assert_allclose(np.vdot(want, dcols.astype(np.float64)),
+                               np.vdot(x.astype(np.float64), form.host(dx)), rtol=1e-5)
