@@ -1,0 +1,33 @@
+"""`python -m bench --suite gpu --quick` (the GPU check's dry run) on the CuPy stand-in under
+Numba's CUDA simulator: every step runs and records its result, so the one call a GPU
+session makes is known to work before a GPU is at hand."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_dry_run_on_the_standin(tmp_path):
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", BUDGET_S="240",
+               PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "cupy_standin"), str(ROOT)]))
+    proc = subprocess.run([sys.executable, "-m", "bench", "--suite", "gpu", "--quick",
+                           "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["gpu_check_all.tgz", "results.json",
+                                                         "summary.txt"]
+    results = json.loads((run_dir / "results.json").read_text())
+    probe = results["probe"]
+    # ("numba_cuda" probes PTX compilation, which the simulator lacks)
+    for step in ("cupy", "accelnet_gpu_backend", "accelnet_numba_cuda_kernel"):
+        assert probe[step]["ok"], (step, probe[step])
+    assert probe["accelnet_numba_cuda_kernel"]["value"]["impl"] == "numba-cuda"
+    assert results["pytest_gpu"]["failures"] == "0" and results["pytest_gpu"]["errors"] == "0"
+    smoke = {k: v for k, v in results["smoke"].items() if isinstance(v, dict) and "ok" in v}
+    assert smoke and all(v["ok"] is not False for v in smoke.values()), smoke
+    libs = {row["lib"] for row in results["train_bench"]["rows"]}
+    assert {"accelnet[numba]", "accelnet[reference]"} <= libs
