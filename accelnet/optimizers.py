@@ -45,7 +45,7 @@ def _in_range(cls, name, value, low, high, high_open=True):
 
 
 def _real(cls, name, value):
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):
         raise InvalidArgumentError(f"{cls}: {name} must be a number, got {value!r}.")
     try:
         return float(value)
