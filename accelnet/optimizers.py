@@ -293,7 +293,9 @@ class Adam(Optimizer):
         v *= self.beta_2
         v += (1.0 - self.beta_2) * (g * g)
         if self.amsgrad:
-            v = xp.maximum(self.slot("velocity_hat", key, p), v, out=self.slots["velocity_hat"][key])
+            v_hat = self.slot("velocity_hat", key, p)
+            xp.maximum(v_hat, v, out=v_hat)
+            v = v_hat
         denom = xp.sqrt(v)
         denom += self.epsilon
         p -= (lr * self._alpha_scale) * (m / denom)

@@ -227,6 +227,38 @@ class CosineDecay(LearningRateSchedule):
                 "warmup_steps": self.warmup_steps}
 
 
+class CosineDecayRestarts(LearningRateSchedule):
+    """Cosine decay with warm restarts (SGDR): the first period lasts first_decay_steps,
+    each next one t_mul times longer and m_mul times lower; each decays to alpha·rate."""
+
+    def __init__(self, initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0, alpha=0.0,
+                 name="SGDRDecay"):
+        cls = type(self).__name__
+        self.initial_learning_rate = _number(cls, "initial_learning_rate", initial_learning_rate, 0)
+        self.first_decay_steps = _steps(cls, "first_decay_steps", first_decay_steps)
+        self.t_mul = _number(cls, "t_mul", t_mul, 0, low_open=True)
+        self.m_mul = _number(cls, "m_mul", m_mul, 0)
+        self.alpha = _number(cls, "alpha", alpha, 0, high=1)
+        self.name = name
+
+    def __call__(self, step):
+        fraction = _step(step) / self.first_decay_steps
+        if self.t_mul == 1.0:
+            restart = numpy.floor(fraction)
+            fraction = fraction - restart
+        else:  # periods 1, t, t², ...: restart i begins at (1 − tⁱ)/(1 − t) periods
+            restart = numpy.floor(numpy.log(1.0 - fraction * (1.0 - self.t_mul)) / math.log(self.t_mul))
+            done = (1.0 - self.t_mul ** restart) / (1.0 - self.t_mul)
+            fraction = (fraction - done) / self.t_mul ** restart
+        cosine = 0.5 * self.m_mul ** restart * (1.0 + numpy.cos(math.pi * fraction))
+        return _result(self.initial_learning_rate * ((1.0 - self.alpha) * cosine + self.alpha))
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "first_decay_steps": self.first_decay_steps, "t_mul": self.t_mul,
+                "m_mul": self.m_mul, "alpha": self.alpha, "name": self.name}
+
+
 # -- lookup and (de)serialization -------------------------------------------------------
 def serialize(schedule):
     """{"class_name", "config"}: what an optimizer's config holds for its schedule."""

@@ -195,6 +195,18 @@ def test_cosine_decay_with_warmup():
     assert s(60) == pytest.approx(0.05)
 
 
+def test_cosine_decay_restarts():
+    s = schedules.CosineDecayRestarts(0.1, first_decay_steps=10, t_mul=2.0, m_mul=0.5, alpha=0.1)
+    # periods: steps [0, 10) at scale 1, [10, 30) at 0.5, [30, 70) at 0.25
+    for step, start, length, scale in ((0, 0, 10, 1.0), (4, 0, 10, 1.0), (10, 10, 20, 0.5),
+                                       (25, 10, 20, 0.5), (30, 30, 40, 0.25), (69, 30, 40, 0.25)):
+        cosine = 0.5 * scale * (1 + math.cos(math.pi * (step - start) / length))
+        assert s(step) == pytest.approx(0.1 * ((1 - 0.1) * cosine + 0.1), rel=1e-12), step
+    even = schedules.CosineDecayRestarts(0.1, 10, t_mul=1.0)
+    for step in (0, 3, 10, 13, 27):
+        assert even(step) == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * (step % 10) / 10)), rel=1e-12)
+
+
 def test_schedules_take_arrays_of_steps():
     s = schedules.ExponentialDecay(0.1, 10, 0.5, staircase=True)
     np.testing.assert_allclose(s(np.array([0, 10, 25])), [0.1, 0.05, 0.025])
@@ -206,7 +218,8 @@ def test_schedules_take_arrays_of_steps():
     schedules.InverseTimeDecay(0.1, 10, 0.5),
     schedules.PiecewiseConstantDecay([10, 20], [1.0, 0.5, 0.1]),
     schedules.PolynomialDecay(0.1, 10, cycle=True),
-    schedules.CosineDecay(0.0, 100, alpha=0.1, warmup_target=0.1, warmup_steps=10)],
+    schedules.CosineDecay(0.0, 100, alpha=0.1, warmup_target=0.1, warmup_steps=10),
+    schedules.CosineDecayRestarts(0.1, 10, t_mul=1.5, m_mul=0.9, alpha=0.01)],
     ids=lambda s: type(s).__name__)
 def test_schedule_config_round_trip_through_json(schedule):
     config = json.loads(json.dumps(schedules.serialize(schedule)))
@@ -404,6 +417,7 @@ def test_old_and_keras_optimizer_configs_still_load():
     (lambda: schedules.CosineDecay(0.1, 10, alpha=2.0), "alpha"),
     (lambda: schedules.CosineDecay(float("inf"), 10), "initial_learning_rate"),
     (lambda: schedules.PolynomialDecay(0.1, -5), "decay_steps"),
+    (lambda: schedules.CosineDecayRestarts(0.1, 10, t_mul=0.0), "t_mul"),
     (lambda: schedules.PiecewiseConstantDecay([10, 20], [1.0, 0.5]), "1 less than the length"),
     (lambda: schedules.PiecewiseConstantDecay([20, 10], [1.0, 0.5, 0.1]), "strictly increasing"),
     (lambda: schedules.PiecewiseConstantDecay(10, [1.0, 0.5]), "must be lists"),
