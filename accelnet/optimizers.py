@@ -224,7 +224,12 @@ class Optimizer:
             self.slots[slot_name][key] = backend.asarray(arr)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        try:
+            config = self.get_config()
+        except NotImplementedError:  # a user schedule without get_config
+            config = {"name": self.name}
+        config["learning_rate"] = self._learning_rate  # the schedule's repr, not its config
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
 
 
@@ -504,6 +509,14 @@ _CLASSES = {cls.__name__: cls for cls in OPTIMIZERS.values()}
 
 
 serialize = registry.serialize
+
+
+def deserialize(config):
+    """A `serialize` dict -> Optimizer (Keras's `optimizers.deserialize`)."""
+    if not isinstance(config, dict):
+        raise InvalidArgumentError(f"optimizers.deserialize expects a {{'class_name', 'config'}} dict, "
+                                   f"got {config!r:.80}.")
+    return get(config)
 
 
 def get(identifier):

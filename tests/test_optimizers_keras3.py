@@ -136,8 +136,9 @@ def test_every_optimizer_takes_the_common_arguments(name):
     opt = cls(learning_rate=schedules.ExponentialDecay(0.01, 10, 0.9), clipnorm=1.0, weight_decay=0.01)
     w = run(opt)
     assert np.all(np.isfinite(w)) and opt.iterations == 3
-    again = optimizers.get(json.loads(json.dumps(optimizers.serialize(opt))))
+    again = optimizers.deserialize(json.loads(json.dumps(optimizers.serialize(opt))))
     assert type(again) is cls and again.get_config() == opt.get_config()
+    assert "learning_rate=ExponentialDecay(initial_learning_rate=0.01" in repr(opt)
 
 
 # -- schedules ------------------------------------------------------------------------------
@@ -274,6 +275,7 @@ def test_user_schedule_without_get_config_cannot_be_saved():
     assert opt.learning_rate == 0.1
     with pytest.raises(NotImplementedError, match="Constant.*get_config"):
         optimizers.serialize(opt)
+    assert repr(opt) == "SGD(name='sgd', learning_rate=Constant())"
 
 
 def test_learning_rate_is_settable_like_keras():
