@@ -50,7 +50,23 @@ class TrainingError(AccelnetError, RuntimeError):
 def unknown_name(kind, name, valid):
     """Build an UnknownNameError listing the valid names and the closest match."""
     valid = sorted(valid)
-    close = difflib.get_close_matches(str(name), valid, n=1)
+    # difflib finds the candidates; the fewest typos (a swap counts as one) picks among them,
+    # so 'adma' suggests 'adam', not the longer 'adamax'.
+    close = difflib.get_close_matches(str(name), valid, n=3)
+    close.sort(key=lambda c: _typos(str(name), c))
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return UnknownNameError(
         f"Unknown {kind} {name!r}.{hint} Valid {kind} names: {', '.join(valid)}.")
+
+
+def _typos(a, b):
+    """Edit distance counting an insertion, deletion, substitution or swap of neighbours as one."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]

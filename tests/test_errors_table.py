@@ -145,7 +145,7 @@ CASES = [
     # 8. unknown names, with the closest suggestion
     ("unknown layer activation", lambda: layers.Dense(3, activation="rellu"), errors.UnknownNameError, "Did you mean 'relu'"),
     ("unknown loss", lambda: mlp(False).compile(loss="categorical_crossentropyy"), errors.UnknownNameError, "categorical_crossentropy"),
-    ("unknown optimizer", lambda: mlp(False).compile(optimizer="adamw", loss="mse"), errors.UnknownNameError, "adam"),
+    ("unknown optimizer", lambda: mlp(False).compile(optimizer="adma", loss="mse"), errors.UnknownNameError, "adam"),
     ("unknown initializer", lambda: layers.Dense(3, kernel_initializer="he_unifrom").build((2,)), errors.UnknownNameError, "he_uniform"),
     ("unknown layer class", lambda: an.models.model_from_config({"layers": [{"class_name": "Dence", "config": {}}]}), errors.DataFileError, "unknown class 'Dence'"),
     # 9. Conv2D on 2-D input; kernel larger than the (padded) input
