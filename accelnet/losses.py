@@ -573,7 +573,10 @@ def get(identifier):
         name = identifier.get("class_name")
         cls = CLASSES.get(name) or LOSSES.get(ALIASES.get(str(name).lower(), str(name).lower()))
         if cls is None:
-            raise unknown_name("loss", name, list(CLASSES) + list(LOSSES))
+            error = unknown_name("loss", name, list(CLASSES) + list(LOSSES))
+            error.args = (f"{error.args[0]} A model saved with a user loss loads with "
+                          f"load_model(path, compile=False); compile it again with that loss.",)
+            raise error
         config = identifier.get("config") or {}
         if not isinstance(config, dict):
             raise InvalidArgumentError(f"The config of loss {name} must be a dict, got {config!r}.")
