@@ -508,7 +508,7 @@ def _extreme(x, axis, keepdims, fn):
     xp = _xp(x)
     a = _data(x)
     out = getattr(xp, fn)(a, axis=axis, keepdims=True)
-    hit = (a == out)
+    hit = (a == out).astype(a.dtype)
     share = hit / hit.sum(axis=axis, keepdims=True)  # ties share the gradient equally
     value = out if keepdims else xp.squeeze(out, axis=_axes(axis, a.ndim))
     return _op(value, (x,), lambda g: ((g if keepdims else _keep(g, axis, a.ndim)) * share,))
