@@ -17,10 +17,12 @@ from .backend import get_backend, use
 from .errors import AccelnetError, BackendError
 from . import (activations, callbacks, datasets, distributed, initializers, kernels, layers, losses,
                models, optimizers, regularizers, utils)
+from . import backend, config, ops
 from .models import Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["AccelnetError", "BackendError", "Sequential", "activations", "callbacks", "datasets", "distributed",
+__all__ = ["AccelnetError", "BackendError", "Sequential", "activations", "backend", "callbacks", "config",
+           "datasets", "distributed", "ops",
            "errors", "get_backend", "initializers", "kernels", "layers", "load_model", "losses",
            "models", "optimizers", "random", "regularizers", "use", "utils"]

@@ -374,3 +374,48 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# -- Keras's backend/config utilities (keras.backend.image_data_format, clear_session, ...) --
+def image_data_format():
+    """'channels_last': accelnet's images are (batch, height, width, channels)."""
+    return "channels_last"
+
+
+def set_image_data_format(data_format):
+    """Accept 'channels_last' (a no-op); refuse 'channels_first', which accelnet's layers
+    do not implement, rather than silently computing on transposed images."""
+    from .errors import InvalidArgumentError
+    value = str(data_format).lower()
+    if value == "channels_last":
+        return
+    if value == "channels_first":
+        raise InvalidArgumentError(
+            "accelnet supports only image_data_format 'channels_last' (batch, height, width, "
+            "channels); transpose channels-first arrays with x.transpose(0, 2, 3, 1) instead.")
+    raise InvalidArgumentError(f"Unknown image_data_format {data_format!r}; expected "
+                               f"'channels_last' or 'channels_first'.")
+
+
+def floatx():
+    """'float32', the dtype accelnet computes in."""
+    return numpy.dtype(FLOAT_DTYPE).name
+
+
+def epsilon():
+    """1e-7, the fuzz factor losses clip probabilities with (as Keras)."""
+    return 1e-7
+
+
+def clear_session(free_memory=True):
+    """Keras's clear_session: forget the layer-name counters (new layers are named 'dense',
+    'dense_1', ... again) and release cached memory (CuPy's pool on the GPU)."""
+    import gc
+    from .layers import base
+    base._name_counts.clear()
+    if free_memory:
+        gc.collect()
+        for created in _created.values():
+            pool = getattr(created.xp, "get_default_memory_pool", None)
+            if pool is not None:
+                pool().free_all_blocks()

@@ -117,8 +117,8 @@ class Sequential:
 
     def _loss_and_grad(self, out, y):
         if self._fused:
-            return self.loss.logits_value_and_grad(out, y)
-        return self.loss.value_and_grad(out, y)
+            return self.loss.logits_value_and_grad(y, out)
+        return self.loss.value_and_grad(y, out)
 
     def _penalty(self):
         total = None

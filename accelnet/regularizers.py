@@ -89,7 +89,8 @@ def l2(l2=0.01):
     return L2(l2)
 
 
-def l1_l2(l1=0.01, l2=0.01):
+def l1_l2(l1=0.0, l2=0.0):
+    """Keras 3's defaults (Keras 2's were 0.01 each): pass the factors you want."""
     return L1L2(l1, l2)
 
 

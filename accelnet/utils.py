@@ -168,3 +168,64 @@ def plot_history(history, path, metrics=("loss", "accuracy")):
         with fileio.atomic_write(path, "wb") as f:
             fig.savefig(f, format="png", dpi=100)
     return os.fspath(path)
+
+
+def set_random_seed(seed):
+    """Seed every generator a program may draw from: accelnet's (host and device), NumPy's
+    global one and Python's `random` (Keras's keras.utils.set_random_seed)."""
+    import random as _python_random
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InvalidArgumentError(f"set_random_seed: seed must be an integer, got {seed!r}.")
+    seed = int(seed)
+    _python_random.seed(seed)
+    np.random.seed(seed % 2**32)
+    _random.seed(seed)
+
+
+_PAD_SIDES = ("pre", "post")
+
+
+def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre",
+                  value=0.0):
+    """Sequences of different lengths -> one (num_samples, maxlen, ...) NumPy array, as
+    Keras's pad_sequences: `maxlen` defaults to the longest; longer sequences lose their
+    start (`truncating='pre'`) or end ('post'); `value` fills the start ('pre') or end ('post')."""
+    for name, side in (("padding", padding), ("truncating", truncating)):
+        if side not in _PAD_SIDES:
+            raise InvalidArgumentError(f"pad_sequences: {name} must be 'pre' or 'post', "
+                                       f"got {side!r}.")
+    if not hasattr(sequences, "__len__"):
+        raise InvalidArgumentError(f"pad_sequences: sequences must be a list of sequences, got "
+                                   f"{type(sequences).__name__}.")
+    lengths, sample_shape = [], None
+    for i, s in enumerate(sequences):
+        if not hasattr(s, "__len__"):
+            raise InvalidArgumentError(f"pad_sequences: sequence {i} is not a sequence: {s!r}.")
+        lengths.append(len(s))
+        if sample_shape is None and len(s):
+            sample_shape = np.asarray(s).shape[1:]
+    sample_shape = sample_shape or ()
+    if maxlen is None:
+        maxlen = max(lengths, default=0)
+    elif isinstance(maxlen, bool) or not isinstance(maxlen, (int, np.integer)) or maxlen < 0:
+        raise InvalidArgumentError(f"pad_sequences: maxlen must be an integer >= 0 or None, "
+                                   f"got {maxlen!r}.")
+    is_text = np.dtype(dtype).kind in "USO"
+    if isinstance(value, str) and not is_text:
+        raise InvalidArgumentError(f"pad_sequences: value {value!r} is a string but dtype "
+                                   f"{np.dtype(dtype)} is not; pass dtype=object or a str dtype.")
+    out = np.full((len(lengths), int(maxlen)) + tuple(sample_shape), value, dtype=dtype)
+    if not maxlen:
+        return out
+    for i, s in enumerate(sequences):
+        if not len(s):
+            continue
+        kept = np.asarray(s[-maxlen:] if truncating == "pre" else s[:maxlen], dtype=dtype)
+        if kept.shape[1:] != tuple(sample_shape):
+            raise ShapeError(f"pad_sequences: sequence {i} has elements of shape {kept.shape[1:]}, "
+                             f"the first non-empty one {tuple(sample_shape)}.")
+        if padding == "post":
+            out[i, :len(kept)] = kept
+        else:
+            out[i, -len(kept):] = kept
+    return out

@@ -362,7 +362,7 @@ def hand_driven_loop():
     for _ in range(10):
         out = x
         for l in net: out = l.forward(out, training=True)
-        loss, grad = loss_fn.value_and_grad(out, y); losses.append(loss)
+        loss, grad = loss_fn.value_and_grad(y, out); losses.append(loss)
         for l in reversed(net): grad = l.backward(grad)
         opt.apply({f"{i}/{k}": p for i, l in enumerate(net) for k, p in l.params.items()},
                   {f"{i}/{k}": g for i, l in enumerate(net) for k, g in l.grads.items()})

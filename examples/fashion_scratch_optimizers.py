@@ -68,7 +68,7 @@ def train(net, optimizer, X, Y, X_val, Y_val, steps):
         if logging:  # before the training forward: layers keep that pass's inputs for backward
             val_acc = float((C.forward(net, X_val, False).argmax(axis=1) == Y_val).mean())
         logits = C.forward(net, X, training=True)
-        data_loss, grad = loss_fn.value_and_grad(logits, Y)
+        data_loss, grad = loss_fn.value_and_grad(Y, logits)
         if logging:
             reg = float(penalty(net))
             acc = float((logits.argmax(axis=1) == Y).mean())
@@ -114,7 +114,7 @@ def main():
         with C.Timer() as t:
             logs[name] = train(net, make(), X, Y, X_test, Y_test, args.epochs)
         logits = C.forward(net, X_test, training=False)
-        loss, _ = loss_fn.value_and_grad(logits, Y_test)
+        loss, _ = loss_fn.value_and_grad(Y_test, logits)
         acc = float((logits.argmax(axis=1) == Y_test).mean())
         print(f"validation - {name}, acc: {acc:.3f}, loss: {float(loss):.3f}")
         rows.append(C.result(name, acc, args.epochs, t, what="validation (test set) accuracy"))

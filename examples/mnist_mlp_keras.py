@@ -69,7 +69,7 @@ def train_xor(backend, epochs=10000, lr=0.1):
         out = X
         for layer in net:
             out = layer.forward(out, training=True)
-        loss, grad = mse.value_and_grad(out, Y)
+        loss, grad = mse.value_and_grad(Y, out)
         if epoch % 1000 == 0:
             # the notebook printed 0.5 * mean((y - y_hat)^2)
             print(f"XOR epoch {epoch:5d}, loss: {0.5 * float(loss):.4f}")

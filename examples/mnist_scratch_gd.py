@@ -59,7 +59,7 @@ def main():
     with C.Timer() as timer:
         for it in range(args.epochs):
             logits = C.forward(net, X, training=True)
-            loss, grad = loss_fn.value_and_grad(logits, Y)
+            loss, grad = loss_fn.value_and_grad(Y, logits)
             losses.append(loss)  # a 0-d device array: read back once, after the loop
             if it % 10 == 0:  # as the notebook: accuracy of this iteration's forward pass
                 acc = float((logits.argmax(axis=1) == Y).mean())

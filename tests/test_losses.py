@@ -14,8 +14,8 @@ PROBS = np.exp(LOGITS) / np.exp(LOGITS).sum(1, keepdims=True)
 
 
 def check_grad(loss, y_pred, y_true):
-    value, grad = loss.value_and_grad(y_pred, y_true)
-    numeric = numerical_grad(lambda: loss.value_and_grad(y_pred, y_true)[0], y_pred)
+    value, grad = loss.value_and_grad(y_true, y_pred)
+    numeric = numerical_grad(lambda: loss.value_and_grad(y_true, y_pred)[0], y_pred)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
     return value
 
@@ -39,7 +39,7 @@ def test_cross_entropy_on_probabilities(loss, y_true):
 
 def test_fused_logits_path_equals_softmax_then_cross_entropy():
     loss = losses.SparseCategoricalCrossentropy()
-    fused, dlogits = loss.logits_value_and_grad(LOGITS, LABELS)
+    fused, dlogits = loss.logits_value_and_grad(LABELS, LOGITS)
     np.testing.assert_allclose(fused, loss(LABELS, PROBS), rtol=1e-10)
     np.testing.assert_allclose(dlogits, (PROBS - ONEHOT) / 5, rtol=1e-10, atol=1e-15)
 
@@ -70,5 +70,5 @@ def test_loss_lookup_by_name_and_config():
 
 def test_float32_loss_stays_float32():
     value, grad = losses.SparseCategoricalCrossentropy(from_logits=True).value_and_grad(
-        LOGITS.astype(np.float32), LABELS)
+        LABELS, LOGITS.astype(np.float32))
     assert value.dtype == np.float32 and grad.dtype == np.float32

@@ -178,7 +178,7 @@ def test_hand_written_loop_with_forward_backward_and_apply():
         out = x
         for layer in net:
             out = layer.forward(out, training=True)
-        loss, grad = loss_fn.value_and_grad(out, y)
+        loss, grad = loss_fn.value_and_grad(y, out)
         for layer in reversed(net):
             grad = layer.backward(grad)
         opt.apply({f"{i}/{k}": p for i, l in enumerate(net) for k, p in l.params.items()},
