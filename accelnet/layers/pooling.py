@@ -1,0 +1,230 @@
+"""Average pooling, 1-D pooling and global pooling on channels-last input.
+
+(MaxPooling2D lives in conv.py beside Conv2D.) Windows follow Keras: `strides=None` means
+`pool_size`; 'same' pads so the output has ceil(size/stride) positions, and an average
+counts only the cells inside the input (TensorFlow's rule, which Keras 3 follows on
+every backend).
+"""
+from .. import kernels
+from ..backend import get_array_module, get_backend
+from ..errors import InvalidArgumentError, ShapeError
+from .base import Layer, as_pair
+from .conv import MaxPooling2D, _check_padding, _spatial_output
+from .one_d import Through2D
+
+DATA_FORMATS = (None, "channels_last")
+
+
+def _check_data_format(layer, data_format):
+    if data_format not in DATA_FORMATS:
+        raise InvalidArgumentError(
+            f"Layer {layer}: only data_format='channels_last' (or None) is supported, got "
+            f"{data_format!r}; transpose channels-first data with x.transpose(0, 2, 3, 1).")
+
+
+def _positive(layer, name, value):
+    """An int >= 1 (1-D pool_size/strides)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"Layer {layer}: {name} must be a positive int, got {value!r}.")
+    return value
+
+
+class AveragePooling2D(Layer):
+    """Mean over (ph, pw) windows; with 'same' padding, over the window's cells inside the
+    input. Runs as im2col (a reshape when windows tile the input) and col2im backward."""
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None,
+                 name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        who = f"AveragePooling2D {self.name!r}"
+        _check_data_format(who, data_format)
+        self.pool_size = as_pair(pool_size, f"{who} pool_size")
+        self.strides = as_pair(strides, f"{who} strides") if strides is not None else self.pool_size
+        if min(self.pool_size + self.strides) < 1:
+            raise InvalidArgumentError(f"{who}: pool_size and strides must be >= 1, got "
+                                       f"{pool_size!r}, {strides!r}.")
+        self.padding = _check_padding(self.name, padding)
+
+    def build(self, input_shape):
+        self.out_hw = _spatial_output(self.name, input_shape, self.pool_size, self.strides,
+                                      self.padding)
+        super().build(input_shape)
+        # Cells of each window inside the input, (1, OH, OW, 1): im2col of an all-ones image.
+        backend = get_backend()
+        h, w = self.input_shape[:2]
+        ones = backend.xp.ones((1, h, w, 1), dtype=backend.float_dtype)
+        counts = kernels.im2col(ones, self.pool_size, self.strides, self.padding).sum(axis=1)
+        self._counts = counts.reshape((1,) + self.out_hw + (1,))
+
+    def compute_output_shape(self, input_shape):
+        oh, ow = _spatial_output(self.name, input_shape, self.pool_size, self.strides, self.padding)
+        return (oh, ow, input_shape[2])
+
+    def _tiled(self):
+        """Windows tile the input exactly (e.g. 2x2, stride 2, even sizes): plain reshapes."""
+        (ph, pw), (oh, ow) = self.pool_size, self.out_hw
+        return self.strides == self.pool_size and self.input_shape[:2] == (oh * ph, ow * pw)
+
+    def forward(self, x, training=True):
+        self.ensure_built(x)
+        n, _, _, c = x.shape
+        (ph, pw), (oh, ow) = self.pool_size, self.out_hw
+        if self._tiled():
+            return x.reshape(n, oh, ph, ow, pw, c).mean(axis=(2, 4))
+        cols = kernels.im2col(x, self.pool_size, self.strides, self.padding)
+        sums = cols.reshape(n, oh, ow, ph * pw, c).sum(axis=3)
+        return sums / self._counts.astype(x.dtype)
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        n, _, _, c = grad.shape
+        (ph, pw), (oh, ow) = self.pool_size, self.out_hw
+        if self._tiled():
+            share = grad[:, :, None, :, None, :] / grad.dtype.type(ph * pw)
+            dx = xp.broadcast_to(share, (n, oh, ph, ow, pw, c))
+            return dx.reshape((n,) + self.input_shape)  # reshape copies the broadcast
+        share = (grad / self._counts.astype(grad.dtype)).reshape(n * oh * ow, 1, c)
+        dcols = xp.broadcast_to(share, (n * oh * ow, ph * pw, c)).reshape(n * oh * ow, -1)
+        return kernels.col2im(dcols, (n,) + self.input_shape, self.pool_size, self.strides,
+                              self.padding)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=list(self.pool_size), strides=list(self.strides), padding=self.padding)
+        return config
+
+
+class _Pooling1D(Through2D):
+    """MaxPooling1D/AveragePooling1D: the 2-D layer with windows (1, pool_size)."""
+
+    pool_2d = None
+
+    def __init__(self, pool_size, strides=None, padding="valid", data_format=None, name=None,
+                 input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        who = f"{type(self).__name__} {self.name!r}"
+        _check_data_format(who, data_format)
+        self.pool_size = _positive(who, "pool_size", pool_size)
+        self.strides = _positive(who, "strides", strides) if strides is not None else self.pool_size
+        self.padding = _check_padding(self.name, padding)
+        self.inner = self.pool_2d((1, self.pool_size), strides=(1, self.strides),
+                                  padding=self.padding, name=self.name)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pool_size=self.pool_size, strides=self.strides, padding=self.padding)
+        return config
+
+
+class MaxPooling1D(_Pooling1D):
+    """Max over windows of `pool_size` steps (default 2) of (N, steps, channels) input."""
+
+    pool_2d = MaxPooling2D
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, name=None,
+                 input_shape=None):
+        super().__init__(pool_size, strides, padding, data_format, name, input_shape)
+
+
+class AveragePooling1D(_Pooling1D):
+    """Mean over windows of `pool_size` steps of (N, steps, channels) input."""
+
+    pool_2d = AveragePooling2D
+
+
+class _GlobalPooling(Layer):
+    """Reduce every spatial axis of channels-last input: (N, *spatial, C) -> (N, C), or
+    (N, 1, ..., 1, C) with keepdims=True."""
+
+    rank = None  # number of spatial axes
+
+    def __init__(self, data_format=None, keepdims=False, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        _check_data_format(f"{type(self).__name__} {self.name!r}", data_format)
+        self.keepdims = bool(keepdims)
+        self.axes = tuple(range(1, self.rank + 1))
+
+    def build(self, input_shape):
+        if len(input_shape) != self.rank + 1:
+            spatial = "steps" if self.rank == 1 else "height, width"
+            raise ShapeError(
+                f"Layer {type(self).__name__} {self.name!r} expects input of shape (batch, "
+                f"{spatial}, channels), but received input with shape "
+                f"{(None,) + tuple(input_shape)}.")
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return (1,) * self.rank + (input_shape[-1],) if self.keepdims else (input_shape[-1],)
+
+    def _out(self, kept):
+        return kept if self.keepdims else kept.reshape(kept.shape[0], kept.shape[-1])
+
+    def _kept(self, grad):
+        """The output gradient with the reduced axes back as size-1 axes."""
+        return grad.reshape((grad.shape[0],) + (1,) * self.rank + (grad.shape[-1],))
+
+    def get_config(self):
+        config = super().get_config()
+        config["keepdims"] = self.keepdims
+        return config
+
+
+class _GlobalAverage(_GlobalPooling):
+    def forward(self, x, training=True, mask=None):
+        self.ensure_built(x)
+        self._x_shape, self._weights = x.shape, None
+        if mask is None:
+            return self._out(x.mean(axis=self.axes, keepdims=True))
+        # Keras: sum over unmasked steps / their number (mask (N, *spatial), 1 = keep).
+        w = mask.astype(x.dtype).reshape(mask.shape + (1,))
+        self._weights = w / w.sum(axis=self.axes, keepdims=True)
+        return self._out((x * self._weights).sum(axis=self.axes, keepdims=True))
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        g = self._kept(grad)
+        if self._weights is not None:
+            return g * self._weights  # (N, *spatial, 1) * (N, 1.., C): full shape
+        size = 1
+        for d in self._x_shape[1:-1]:
+            size *= d
+        dx = xp.empty(self._x_shape, dtype=grad.dtype)
+        dx[...] = g / grad.dtype.type(size)
+        return dx
+
+
+class _GlobalMax(_GlobalPooling):
+    """Ties share the gradient equally (TensorFlow's reduce_max gradient, which Keras uses)."""
+
+    def forward(self, x, training=True):
+        self.ensure_built(x)
+        kept = x.max(axis=self.axes, keepdims=True)
+        hit = (x == kept).astype(x.dtype)
+        self._share = hit / hit.sum(axis=self.axes, keepdims=True)
+        return self._out(kept)
+
+    def backward(self, grad):
+        return self._kept(grad) * self._share
+
+
+class GlobalAveragePooling2D(_GlobalAverage):
+    """Mean over height and width: (N, H, W, C) -> (N, C)."""
+    rank = 2
+
+
+class GlobalMaxPooling2D(_GlobalMax):
+    """Max over height and width: (N, H, W, C) -> (N, C)."""
+    rank = 2
+
+
+class GlobalAveragePooling1D(_GlobalAverage):
+    """Mean over steps: (N, L, C) -> (N, C); `forward(x, mask=m)` averages only the steps
+    where m (N, L) is true, as Keras does with an Embedding(mask_zero=True) mask."""
+    rank = 1
+
+
+class GlobalMaxPooling1D(_GlobalMax):
+    """Max over steps: (N, L, C) -> (N, C)."""
+    rank = 1
