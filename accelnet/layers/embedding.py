@@ -12,8 +12,8 @@ class Embedding(Layer):
 
     Indices outside [0, input_dim) raise InvalidArgumentError (one 0-d flag is read back
     per forward call for that). The backward pass adds each position's gradient into its
-    row (rows not seen in the batch get zero). `mask_zero=True` makes `compute_mask(x)`
-    return x != 0; models do not propagate masks yet (see the README)."""
+    row, summed in float64 (rows not seen in the batch get zero). `mask_zero=True` makes
+    `compute_mask(x)` return x != 0; models do not propagate masks yet (see the README)."""
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
                  embeddings_regularizer=None, mask_zero=False, input_length=None, name=None,
@@ -68,10 +68,12 @@ class Embedding(Layer):
 
     def backward(self, grad):
         xp = get_array_module(grad)
-        g = self.grads["embeddings"]
-        g[...] = 0
-        # Repeated indices must add up: ufunc.at (NumPy; CuPy's add.at is scatter_add).
-        xp.add.at(g, self._idx.reshape(-1), grad.reshape(-1, self.output_dim))
+        d = self.output_dim
+        # Repeated indices add up: one bincount over (row, column) cells, summed in float64
+        # (portable across NumPy and CuPy, unlike ufunc.at).
+        cells = self._idx.reshape(-1, 1).astype(xp.int64) * d + xp.arange(d, dtype=xp.int64)
+        sums = xp.bincount(cells.reshape(-1), weights=grad.reshape(-1), minlength=self.input_dim * d)
+        self.grads["embeddings"][...] = sums.reshape(self.input_dim, d)
         self.add_regularization_grads()
         self._idx = None
         # Indices are piecewise constant: zero gradient, when an earlier layer asks for one.
