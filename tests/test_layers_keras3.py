@@ -129,7 +129,7 @@ def test_softmax_layer_last_in_a_model_uses_the_fused_loss_and_learns():
 def test_leaky_relu_keras3_default_slope_and_keras2_alpha():
     x = np.array([[-10.0, -5.0, 0.0, 5.0, 10.0]])
     np.testing.assert_allclose(layers.LeakyReLU().forward(x), [[-3.0, -1.5, 0.0, 5.0, 10.0]])
-    with pytest.warns(DeprecationWarning, match="negative_slope"):
+    with pytest.warns(UserWarning, match="negative_slope"):
         layer = layers.LeakyReLU(alpha=0.5)
     assert layer.negative_slope == 0.5 and layer.get_config()["negative_slope"] == 0.5
     np.testing.assert_allclose(layer.forward(x), [[-5.0, -2.5, 0.0, 5.0, 10.0]])
@@ -299,7 +299,7 @@ def test_input_layer_declares_the_shape_of_a_sequential():
     model.build()
     assert model.output_shape == (2,) and model.count_params() == 10
     assert layers.InputLayer(batch_shape=(None, 3, 2)).input_shape == (3, 2)
-    with pytest.warns(DeprecationWarning, match="shape"):
+    with pytest.warns(UserWarning, match="shape"):
         assert layers.InputLayer(input_shape=(5,)).input_shape == (5,)
     assert layers.InputLayer(shape=(4,), name="in").get_config() == {
         "name": "in", "batch_shape": [None, 4], "dtype": None}
@@ -433,6 +433,7 @@ def test_new_layers_train_and_predict_on_the_strict_backend(strict, model_fn):
     (lambda: layers.Conv2D(2, 3, padding="causal"), "padding must be 'valid' or 'same'"),
     (lambda: layers.Conv1D(2, 0), "kernel_size must be a positive integer"),
     (lambda: layers.Conv2D(2, 3, strides=2, dilation_rate=2), "strides > 1 is not supported"),
+    (lambda: layers.Conv1D(2, 3, strides=2, dilation_rate=2), "Conv1D.*strides > 1 is not supported"),
     (lambda: layers.Conv2D(2, 3, dilation_rate=0), "dilation_rate must be >= 1"),
     (lambda: layers.Rescaling("1/255"), "scale must be a number"),
     (lambda: layers.Softmax(axis="last"), "axis must be an int"),
@@ -468,3 +469,13 @@ def test_softmax_axis_out_of_range_names_the_layer():
 def test_unknown_layer_message_lists_the_new_layers():
     with pytest.raises(errors.DataFileError, match="GlobalAveragePooling2D.*LeakyReLU"):
         an.models.model_from_config({"layers": [{"class_name": "GlobalAvgPool", "config": {}}]})
+
+
+@pytest.mark.parametrize("cls,args,base", [
+    (layers.Conv1D, (2, 3), "conv1d"), (layers.MaxPooling1D, (), "max_pooling1d"),
+    (layers.GlobalAveragePooling2D, (), "global_average_pooling2d"),
+    (layers.LeakyReLU, (), "leaky_re_lu"), (layers.InputLayer, ((3,),), "input_layer"),
+    (layers.SpatialDropout2D, (0.1,), "spatial_dropout2d"), (layers.Conv2D, (2, 3), "conv2d")])
+def test_default_names_follow_keras(cls, args, base):
+    import re
+    assert re.fullmatch(rf"{base}(_\d+)?", cls(*args).name)

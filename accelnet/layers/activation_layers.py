@@ -64,8 +64,7 @@ class LeakyReLU(Layer):
     def __init__(self, negative_slope=0.3, name=None, input_shape=None, alpha=None):
         super().__init__(name=name, input_shape=input_shape)
         if alpha is not None:
-            warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.", stacklevel=2)
             negative_slope = alpha
         if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real) \
                 or not negative_slope >= 0:

@@ -34,6 +34,10 @@ class Conv1D(ActivationMixin, KernelBiasMixin, Layer):
         self.kernel_size = _one_int(who, "kernel_size", kernel_size)
         self.strides = _one_int(who, "strides", strides)
         self.dilation_rate = _one_int(who, "dilation_rate", dilation_rate)
+        if self.strides > 1 and self.dilation_rate > 1:
+            raise InvalidArgumentError(
+                f"Layer {who}: strides > 1 is not supported together with dilation_rate > 1 (as in "
+                f"Keras); got strides={self.strides}, dilation_rate={self.dilation_rate}.")
         self.padding = str(padding).lower()
         if self.padding not in PADDINGS:
             raise InvalidArgumentError(f"Layer {who}: padding must be 'valid', 'same' or "

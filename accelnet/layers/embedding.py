@@ -26,8 +26,7 @@ class Embedding(Layer):
         self.embeddings_regularizer = embeddings_regularizer
         self.mask_zero = bool(mask_zero)
         if input_length is not None:  # Keras 2: the sequence length, still accepted by Keras 3
-            warnings.warn("Argument `input_length` is deprecated. Just remove it.",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
         if self.mask_zero:
             warnings.warn(f"Embedding {self.name!r}: mask_zero=True gives a mask through "
                           f"compute_mask(x), but accelnet models do not pass masks to the next "

@@ -29,8 +29,7 @@ class InputLayer(Layer):
                  input_shape=None, sparse=None):
         super().__init__(name=name)
         if input_shape is not None:  # Keras 2's name, still accepted by Keras 3
-            warnings.warn("Argument `input_shape` is deprecated. Use `shape` instead.",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn("Argument `input_shape` is deprecated. Use `shape` instead.", stacklevel=2)
             shape = input_shape if shape is None else shape
         if shape is not None and batch_shape is not None:
             raise InvalidArgumentError(f"Layer InputLayer {self.name!r}: you cannot pass both "

@@ -200,13 +200,15 @@ class _GlobalMax(_GlobalPooling):
 
     def forward(self, x, training=True):
         self.ensure_built(x)
-        kept = x.max(axis=self.axes, keepdims=True)
-        hit = (x == kept).astype(x.dtype)
-        self._share = hit / hit.sum(axis=self.axes, keepdims=True)
-        return self._out(kept)
+        self._x = x
+        self._max = x.max(axis=self.axes, keepdims=True)
+        return self._out(self._max)
 
     def backward(self, grad):
-        return self._kept(grad) * self._share
+        hit = (self._x == self._max).astype(grad.dtype)
+        share = hit / hit.sum(axis=self.axes, keepdims=True)
+        self._x = self._max = None
+        return self._kept(grad) * share
 
 
 class GlobalAveragePooling2D(_GlobalAverage):
