@@ -441,6 +441,8 @@ def test_new_layers_train_and_predict_on_the_strict_backend(strict, model_fn):
     (lambda: layers.InputLayer(shape=(3,), batch_shape=(None, 3)), "both `shape` and `batch_shape`"),
     (lambda: layers.InputLayer(shape=(0, 3)), "shape must be a tuple of positive ints"),
     (lambda: layers.SpatialDropout2D(1.5), "rate must be in"),
+    (lambda: layers.InputLayer(shape=(3,), sparse=True), "sparse= is not supported"),
+    (lambda: layers.Embedding(10, 2, embeddings_constraint="non_neg"), "constraint is not supported"),
 ])
 def test_bad_arguments_raise_clear_errors(make, match):
     with pytest.raises(errors.InvalidArgumentError, match=match):

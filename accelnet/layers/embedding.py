@@ -16,10 +16,13 @@ class Embedding(Layer):
     `compute_mask(x)` return x != 0; models do not propagate masks yet (see the README)."""
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
-                 embeddings_regularizer=None, mask_zero=False, input_length=None, name=None,
-                 input_shape=None):
+                 embeddings_regularizer=None, embeddings_constraint=None, mask_zero=False,
+                 input_length=None, name=None, input_shape=None):
         super().__init__(name=name, input_shape=input_shape)
         who = f"Embedding {self.name!r}"
+        if embeddings_constraint is not None:
+            raise InvalidArgumentError(f"Layer {who}: embeddings_constraint is not supported by "
+                                       f"accelnet, got {embeddings_constraint!r}.")
         self.input_dim = positive_int(who, "input_dim", input_dim)
         self.output_dim = positive_int(who, "output_dim", output_dim)
         self.embeddings_initializer = embeddings_initializer

@@ -25,9 +25,14 @@ class InputLayer(Layer):
     and passes data through unchanged. Dimensions given as None are taken from the data
     the first time the model sees it; the known ones are checked."""
 
-    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None,
-                 input_shape=None, sparse=None):
+    def __init__(self, shape=None, batch_size=None, dtype=None, sparse=None, ragged=None,
+                 batch_shape=None, input_tensor=None, optional=False, name=None, input_shape=None):
         super().__init__(name=name)
+        for arg, value in (("sparse", sparse), ("ragged", ragged), ("input_tensor", input_tensor),
+                           ("optional", optional)):
+            if value:
+                raise InvalidArgumentError(f"Layer InputLayer {self.name!r}: {arg}= is not "
+                                           f"supported by accelnet, got {value!r}.")
         if input_shape is not None:  # Keras 2's name, still accepted by Keras 3
             warnings.warn("Argument `input_shape` is deprecated. Use `shape` instead.", stacklevel=2)
             shape = input_shape if shape is None else shape
@@ -37,9 +42,6 @@ class InputLayer(Layer):
         if shape is None and batch_shape is None:
             raise InvalidArgumentError(f"Layer InputLayer {self.name!r}: you must pass a `shape` "
                                        f"argument.")
-        if sparse:
-            raise InvalidArgumentError(f"Layer InputLayer {self.name!r}: sparse inputs are not "
-                                       f"supported by accelnet.")
         if batch_shape is not None:
             batch_shape = _shape(self.name, "batch_shape", batch_shape)
             if not batch_shape:
