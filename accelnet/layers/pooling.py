@@ -33,7 +33,8 @@ def _positive(layer, name, value):
 
 class AveragePooling2D(Layer):
     """Mean over (ph, pw) windows; with 'same' padding, over the window's cells inside the
-    input. Runs as im2col (a reshape when windows tile the input) and col2im backward."""
+    input. A window sum is ph·pw strided slices added up (no im2col copy of the input);
+    windows that tile the input exactly are a plain reshape."""
 
     def __init__(self, pool_size, strides=None, padding="valid", data_format=None,
                  name=None, input_shape=None):
@@ -51,12 +52,13 @@ class AveragePooling2D(Layer):
         self.out_hw = _spatial_output(self.name, input_shape, self.pool_size, self.strides,
                                       self.padding)
         super().build(input_shape)
-        # Cells of each window inside the input, (1, OH, OW, 1): im2col of an all-ones image.
-        backend = get_backend()
         h, w = self.input_shape[:2]
-        ones = backend.xp.ones((1, h, w, 1), dtype=backend.float_dtype)
-        counts = kernels.im2col(ones, self.pool_size, self.strides, self.padding).sum(axis=1)
-        self._counts = counts.reshape((1,) + self.out_hw + (1,))
+        self._pads = ((0, 0), (0, 0)) if self.padding == "valid" else tuple(
+            kernels.same_padding(size, k, st)
+            for size, k, st in zip((h, w), self.pool_size, self.strides))
+        # Cells of each window inside the input, (1, OH, OW, 1): window sums of an all-ones image.
+        backend = get_backend()
+        self._counts = self._window_sums(backend.xp.ones((1, h, w, 1), dtype=backend.float_dtype))
 
     def compute_output_shape(self, input_shape):
         oh, ow = _spatial_output(self.name, input_shape, self.pool_size, self.strides, self.padding)
@@ -67,17 +69,33 @@ class AveragePooling2D(Layer):
         (ph, pw), (oh, ow) = self.pool_size, self.out_hw
         return self.strides == self.pool_size and self.input_shape[:2] == (oh * ph, ow * pw)
 
+    def _taps(self):
+        """For each window cell (a, b): the strided slices of the padded input it reads."""
+        (ph, pw), (sh, sw), (oh, ow) = self.pool_size, self.strides, self.out_hw
+        for a in range(ph):
+            for b in range(pw):
+                yield (slice(None), slice(a, a + sh * (oh - 1) + 1, sh),
+                       slice(b, b + sw * (ow - 1) + 1, sw), slice(None))
+
+    def _window_sums(self, x):
+        xp = get_array_module(x)
+        if self._pads != ((0, 0), (0, 0)):
+            x = xp.pad(x, ((0, 0),) + self._pads + ((0, 0),))
+        out = xp.zeros((x.shape[0],) + self.out_hw + (x.shape[3],), dtype=x.dtype)
+        for tap in self._taps():
+            out += x[tap]
+        return out
+
     def forward(self, x, training=True):
         self.ensure_built(x)
         n, _, _, c = x.shape
         (ph, pw), (oh, ow) = self.pool_size, self.out_hw
         if self._tiled():
             return x.reshape(n, oh, ph, ow, pw, c).mean(axis=(2, 4))
-        cols = kernels.im2col(x, self.pool_size, self.strides, self.padding)
-        sums = cols.reshape(n, oh, ow, ph * pw, c).sum(axis=3)
-        return sums / self._counts.astype(x.dtype)
+        return self._window_sums(x) / self._counts.astype(x.dtype)
 
     def backward(self, grad):
+        """The adjoint: every cell of a window gets grad / (cells in the window)."""
         xp = get_array_module(grad)
         n, _, _, c = grad.shape
         (ph, pw), (oh, ow) = self.pool_size, self.out_hw
@@ -85,10 +103,13 @@ class AveragePooling2D(Layer):
             share = grad[:, :, None, :, None, :] / grad.dtype.type(ph * pw)
             dx = xp.broadcast_to(share, (n, oh, ph, ow, pw, c))
             return dx.reshape((n,) + self.input_shape)  # reshape copies the broadcast
-        share = (grad / self._counts.astype(grad.dtype)).reshape(n * oh * ow, 1, c)
-        dcols = xp.broadcast_to(share, (n * oh * ow, ph * pw, c)).reshape(n * oh * ow, -1)
-        return kernels.col2im(dcols, (n,) + self.input_shape, self.pool_size, self.strides,
-                              self.padding)
+        share = grad / self._counts.astype(grad.dtype)
+        (t, b), (l, r) = self._pads
+        h, w = self.input_shape[:2]
+        dx = xp.zeros((n, t + h + b, l + w + r, c), dtype=grad.dtype)
+        for tap in self._taps():
+            dx[tap] += share
+        return dx[:, t:t + h, l:l + w, :]
 
     def get_config(self):
         config = super().get_config()
