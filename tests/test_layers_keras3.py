@@ -154,7 +154,13 @@ def test_average_pooling_same_averages_only_cells_inside_the_input():
     np.testing.assert_allclose(out, [[2.0, 3.0], [5.0, 6.0]])
 
 
-def test_average_pooling_tiled_path_equals_the_im2col_path(monkeypatch):
+def test_average_pooling_build_allocates_nothing_input_sized():
+    layer = layers.AveragePooling2D(3, strides=1, padding="same")
+    layer.build((2**20, 2**20, 1))  # a hostile file's shape: must not allocate 2**40 cells
+    assert layer._counts is None
+
+
+def test_average_pooling_tiled_path_equals_the_general_path(monkeypatch):
     x, grad = data(2, 4, 6, 3), data(2, 2, 3, 3, seed=2)
     fast = built(layers.AveragePooling2D(2), (4, 6, 3))
     assert fast._tiled()

@@ -5,8 +5,10 @@
 counts only the cells inside the input (TensorFlow's rule, which Keras 3 follows on
 every backend).
 """
+import numpy
+
 from .. import kernels
-from ..backend import get_array_module, get_backend
+from ..backend import get_array_module
 from ..errors import InvalidArgumentError, ShapeError
 from .base import Layer, as_pair
 from .conv import MaxPooling2D, _check_padding, _spatial_output
@@ -56,9 +58,7 @@ class AveragePooling2D(Layer):
         self._pads = ((0, 0), (0, 0)) if self.padding == "valid" else tuple(
             kernels.same_padding(size, k, st)
             for size, k, st in zip((h, w), self.pool_size, self.strides))
-        # Cells of each window inside the input, (1, OH, OW, 1): window sums of an all-ones image.
-        backend = get_backend()
-        self._counts = self._window_sums(backend.xp.ones((1, h, w, 1), dtype=backend.float_dtype))
+        self._counts = None  # made on the first call (nothing input-sized is allocated here)
 
     def compute_output_shape(self, input_shape):
         oh, ow = _spatial_output(self.name, input_shape, self.pool_size, self.strides, self.padding)
@@ -77,6 +77,19 @@ class AveragePooling2D(Layer):
                 yield (slice(None), slice(a, a + sh * (oh - 1) + 1, sh),
                        slice(b, b + sw * (ow - 1) + 1, sw), slice(None))
 
+    def _window_counts(self, like):
+        """Cells of each window inside the input, (1, OH, OW, 1), in like's dtype and module:
+        per axis min(start + k, size) − max(start, 0); a window is a rectangle."""
+        if self._counts is None or self._counts.dtype != like.dtype:
+            per_axis = [numpy.minimum(starts + k, size) - numpy.maximum(starts, 0)
+                        for size, k, starts in zip(
+                            self.input_shape[:2], self.pool_size,
+                            (numpy.arange(o) * s - pad[0]
+                             for o, s, pad in zip(self.out_hw, self.strides, self._pads)))]
+            counts = numpy.outer(*per_axis).reshape((1,) + self.out_hw + (1,))
+            self._counts = get_array_module(like).asarray(counts, dtype=like.dtype)
+        return self._counts
+
     def _window_sums(self, x):
         xp = get_array_module(x)
         if self._pads != ((0, 0), (0, 0)):
@@ -92,7 +105,7 @@ class AveragePooling2D(Layer):
         (ph, pw), (oh, ow) = self.pool_size, self.out_hw
         if self._tiled():
             return x.reshape(n, oh, ph, ow, pw, c).mean(axis=(2, 4))
-        return self._window_sums(x) / self._counts.astype(x.dtype)
+        return self._window_sums(x) / self._window_counts(x)
 
     def backward(self, grad):
         """The adjoint: every cell of a window gets grad / (cells in the window)."""
@@ -103,7 +116,7 @@ class AveragePooling2D(Layer):
             share = grad[:, :, None, :, None, :] / grad.dtype.type(ph * pw)
             dx = xp.broadcast_to(share, (n, oh, ph, ow, pw, c))
             return dx.reshape((n,) + self.input_shape)  # reshape copies the broadcast
-        share = grad / self._counts.astype(grad.dtype)
+        share = grad / self._window_counts(grad)
         (t, b), (l, r) = self._pads
         h, w = self.input_shape[:2]
         dx = xp.zeros((n, t + h + b, l + w + r, c), dtype=grad.dtype)
