@@ -165,6 +165,7 @@ INITIALIZERS = {
     "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
     "he_uniform": HeUniform, "he_normal": HeNormal,
     "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
+    "uniform": RandomUniform, "normal": RandomNormal,  # Keras 3's short names (Embedding's default)
 }
 _CLASSES = {cls.__name__: cls for cls in INITIALIZERS.values()}
 

@@ -7,6 +7,7 @@ optimizer may keep references) and returns the gradient with respect to the inpu
 Non-trainable arrays (BatchNormalization's running statistics) live in `state`.
 """
 import collections
+import re
 
 from .. import initializers, regularizers
 from ..backend import get_backend
@@ -23,7 +24,9 @@ def unique_name(base):
 
 
 def snake_case(name):
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_").replace("2_d", "2d")
+    """Keras's rule: 'Conv1D' -> 'conv1d', 'LeakyReLU' -> 'leaky_re_lu'."""
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 class Layer:

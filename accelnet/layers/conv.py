@@ -49,15 +49,29 @@ def _chunk_size(n, row_bytes):
 
 
 class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
-    """2-D convolution, Keras kernel layout (KH, KW, C, F), as im2col followed by a GEMM."""
+    """2-D convolution, Keras kernel layout (KH, KW, C, F), as im2col followed by a GEMM.
+
+    `dilation_rate` d spreads the kernel over a window of d·(k−1)+1 pixels: im2col runs on
+    that window and the columns of every d-th pixel are kept (backward: scattered back).
+    """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 kernel_regularizer=None, bias_regularizer=None, input_shape=None, name=None):
+                 kernel_regularizer=None, bias_regularizer=None, input_shape=None, name=None,
+                 dilation_rate=1):
         super().__init__(name=name, input_shape=input_shape)
         self.filters = positive_int(f"Conv2D {self.name!r}", "filters", filters)
         self.kernel_size = as_pair(kernel_size, f"Conv2D {self.name!r} kernel_size")
         self.strides = as_pair(strides, f"Conv2D {self.name!r} strides")
+        self.dilation_rate = as_pair(dilation_rate, f"Conv2D {self.name!r} dilation_rate")
+        if min(self.dilation_rate) < 1:
+            raise InvalidArgumentError(f"Conv2D {self.name!r}: dilation_rate must be >= 1, got "
+                                       f"{dilation_rate!r}.")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise InvalidArgumentError(
+                f"Conv2D {self.name!r}: strides > 1 is not supported together with dilation_rate > 1 "
+                f"(as in Keras); got strides={self.strides}, dilation_rate={self.dilation_rate}.")
+        self.window = tuple(d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation_rate))
         self.padding = _check_padding(self.name, padding)
         self.activation = activations.get(activation)
         self._set_weight_args(use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
@@ -70,20 +84,38 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         return shapes
 
     def build(self, input_shape):
-        self.out_hw = _spatial_output(self.name, input_shape, self.kernel_size, self.strides,
+        self.out_hw = _spatial_output(self.name, input_shape, self.window, self.strides,
                                       self.padding)
         super().build(input_shape)
         self._add_kernel_and_bias()
 
     def compute_output_shape(self, input_shape):
-        oh, ow = _spatial_output(self.name, input_shape, self.kernel_size, self.strides, self.padding)
+        oh, ow = _spatial_output(self.name, input_shape, self.window, self.strides, self.padding)
         return (oh, ow, self.filters)
 
+    def _dilated(self):
+        return self.window != self.kernel_size
+
     def _columns(self, x):
-        return kernels.im2col(x, self.kernel_size, self.strides, self.padding)
+        cols = kernels.im2col(x, self.window, self.strides, self.padding)
+        if not self._dilated():
+            return cols
+        (wh, ww), (dh, dw), c = self.window, self.dilation_rate, x.shape[3]
+        taps = cols.reshape(cols.shape[0], wh, ww, c)[:, ::dh, ::dw, :]
+        return taps.reshape(cols.shape[0], -1)  # a copy: (rows, KH*KW*C), GEMM-ready
+
+    def _image(self, dcols, x_shape):
+        """col2im of the columns' gradient (the adjoint of `_columns`)."""
+        if self._dilated():
+            (wh, ww), (dh, dw), c = self.window, self.dilation_rate, x_shape[3]
+            xp = get_array_module(dcols)
+            full = xp.zeros((dcols.shape[0], wh, ww, c), dtype=dcols.dtype)
+            full[:, ::dh, ::dw, :] = dcols.reshape(dcols.shape[0], *self.kernel_size, c)
+            dcols = full.reshape(dcols.shape[0], -1)
+        return kernels.col2im(dcols, x_shape, self.window, self.strides, self.padding)
 
     def _chunks(self, n, itemsize):
-        kh, kw = self.kernel_size
+        kh, kw = self.window
         row_bytes = self.out_hw[0] * self.out_hw[1] * kh * kw * self.input_shape[2] * itemsize
         step = _chunk_size(n, row_bytes)
         return [(i, min(i + step, n)) for i in range(0, n, step)]
@@ -124,8 +156,7 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
             else:
                 gw2 += backend.matmul_long_reduction(cols.T, dz2)
             if dx is not None:
-                dx[start:stop] = kernels.col2im(dz2 @ w2.T, x[start:stop].shape, self.kernel_size,
-                                                self.strides, self.padding)
+                dx[start:stop] = self._image(dz2 @ w2.T, x[start:stop].shape)
         self.add_regularization_grads()
         self._x = self._cols = None
         return dx
@@ -134,6 +165,7 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=list(self.kernel_size),
                       strides=list(self.strides), padding=self.padding,
+                      dilation_rate=list(self.dilation_rate),
                       activation=self.activation.name, use_bias=self.use_bias,
                       kernel_initializer=_serial(self.kernel_initializer),
                       bias_initializer=_serial(self.bias_initializer),

@@ -152,9 +152,13 @@ class Dropout(Layer):
             return x
         self._active = True
         if not self._fixed_mask:
-            keep = get_backend().keep_mask(x.shape, self.rate)
+            keep = get_backend().keep_mask(self.noise_shape(x), self.rate)
             self.mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.rate))
         return x * self.mask
+
+    def noise_shape(self, x):
+        """Shape of the mask (broadcast against x): one draw per element here."""
+        return x.shape
 
     def backward(self, grad):
         return grad * self.mask if self._active else grad
