@@ -68,28 +68,13 @@ class Backend:
         self.rng = self.xp.random.default_rng(self.base_seed)
         self._epoch, self._draws = 0, 0  # outside fit; epoch e counts as e + 1
 
-    def keep_mask(self, shape, rate):
-        """Boolean array, True with probability 1 - rate: dropout's keep mask.
-
-        A counter-based hash (murmur3's finalizer of element index + a per-call key) in
-        uint32 arithmetic, which wraps identically in NumPy and CuPy: the same seed, epoch
-        and call give the same mask on every device. Keys come from (base seed, epoch,
-        call number), so a resumed run redraws the masks of an uninterrupted one."""
-        xp = self.xp
+    def dropout_key(self):
+        """A fresh uint32 key for one dropout mask (`kernels.dropout_mask`), from (base seed,
+        epoch, call number): the same seed, epoch and call give the same mask on every
+        device, and a resumed run redraws the masks of an uninterrupted one."""
         self._draws += 1
-        key = numpy.random.SeedSequence([self.base_seed, self._epoch, self._draws])
-        key = xp.uint32(int(key.generate_state(1)[0]))
-        n = int(numpy.prod(shape, dtype=numpy.int64))
-        h = xp.arange(n, dtype=xp.uint32)
-        h *= xp.uint32(0x9E3779B9)
-        h += key
-        h ^= h >> xp.uint32(16)
-        h *= xp.uint32(0x85EBCA6B)
-        h ^= h >> xp.uint32(13)
-        h *= xp.uint32(0xC2B2AE35)
-        h ^= h >> xp.uint32(16)
-        threshold = xp.uint32(min(int(round(float(rate) * 2.0 ** 32)), 2 ** 32 - 1))
-        return (h >= threshold).reshape(shape)
+        seq = numpy.random.SeedSequence([self.base_seed, self._epoch, self._draws])
+        return int(seq.generate_state(1)[0])
 
     def begin_epoch(self, epoch):
         """Re-derive the device generator from (seed, epoch) at the start of each epoch.

@@ -50,6 +50,10 @@ def cases(quick):
                     ((_normal(rng, s), (3, 3)), {"stride": 1, "padding": p})))
         out.append(("col2im", label, lambda rng, s=shape, p=padding, rows=n * oh * ow, c=c:
                     ((_normal(rng, (rows, 9 * c)), s, (3, 3)), {"stride": 1, "padding": p})))
+    for label, shape in [("MLP (128, 512)", (128, 512)), ("mnist_cnn (128, 12, 12, 64)",
+                                                          (batch, 12, 12, 64))]:
+        out.append(("dropout_mask", label, lambda rng, s=shape:
+                    ((numpy.zeros(1, FLOAT), s, 12345, 0.25), {})))
     return out
 
 

@@ -6,6 +6,8 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   cross-entropy for int class indices or soft labels; bad labels raise (on the GPU via
   a device flag read by `check_errors()`).
 - `relu_backward(dy, x, out=None) -> dx`: dy where x > 0, else 0.
+- `dropout_mask(like, shape, key, rate) -> mask`: 1/(1-rate) where a counter-based hash of
+  (element, key) keeps the element, else 0; bit-identical on every device and form.
 - `im2col(x, kernel_size, stride=1, padding="valid") -> cols` and
   `col2im(cols, x_shape, kernel_size, stride=1, padding="valid") -> dx`: channels-last
   patch extraction for convolution/pooling and its exact adjoint;
@@ -17,9 +19,11 @@ package compiles nothing and imports neither Numba nor CuPy: CPU kernels compile
 call (cached on disk), CUDA kernels on first launch.
 """
 from ._dispatch import DEFAULTS, current_implementation, implementation
+from .dropout_mask import dropout_mask
 from .im2col import col2im, conv_output_size, im2col, same_padding
 from .relu_backward import relu_backward
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
 __all__ = ["DEFAULTS", "check_errors", "col2im", "conv_output_size", "current_implementation",
+           "dropout_mask",
            "im2col", "implementation", "relu_backward", "same_padding", "softmax_cross_entropy"]

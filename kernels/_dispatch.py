@@ -41,6 +41,9 @@ FORMS = {
     "col2im": {"reference": ("im2col", "reference_col2im"),
                "numba-cpu": ("im2col", "numba_cpu_col2im"),
                "numba-cuda": ("im2col", "numba_cuda_col2im")},
+    "dropout_mask": {"reference": ("dropout_mask", "reference"),
+                     "numba-cpu": ("dropout_mask", "numba_cpu"),
+                     "numba-cuda": ("dropout_mask", "numba_cuda")},
 }
 
 # GPU: the reference (CuPy) forms until a measurement on a device shows a numba-cuda form
@@ -50,6 +53,7 @@ DEFAULTS = {
     "relu_backward": {"cpu": "numba", "gpu": "reference"},
     "im2col": {"cpu": "numba", "gpu": "reference"},
     "col2im": {"cpu": "numba", "gpu": "reference"},
+    "dropout_mask": {"cpu": "numba", "gpu": "reference"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im"}
+KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im", "dropout_mask"}
 
 
 def run_bench(out, *args):
@@ -32,7 +32,7 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 12
+    assert len(rows) == 14
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):

@@ -112,3 +112,39 @@ def test_im2col_is_patches_and_col2im_its_adjoint(form, dtype, kernel, stride, p
     assert form.is_device_array(dx) and dx.shape == x.shape and dx.dtype == dtype
     np.testing.assert_allclose(np.vdot(want, dcols.astype(np.float64)),
                                np.vdot(x.astype(np.float64), form.host(dx)), rtol=1e-5)
+
+
+def _hash_math(i, key):
+    """murmur3's finalizer of (i * 0x9E3779B9 + key) mod 2**32, in Python ints."""
+    h = (i * 0x9E3779B9 + key) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rate", [0.0, 0.25, 0.5, 0.9])
+@pytest.mark.parametrize("shape,key", [((3, 5), 1), ((2, 1, 1, 7), 0xFFFFFFFF), ((0, 4), 9)])
+def test_dropout_mask_is_the_hash_math_on_every_device(form, dtype, rate, shape, key):
+    n = int(np.prod(shape))
+    threshold = min(int(round(rate * 2 ** 32)), 2 ** 32 - 1)
+    want = np.array([1 / (1 - rate) if _hash_math(i, key) >= threshold else 0.0
+                     for i in range(n)], dtype=dtype).reshape(shape)
+    like = form.device(np.zeros(1, dtype))
+    with form.running():
+        assert kernels.current_implementation("dropout_mask", like) == form.expected
+        got = kernels.dropout_mask(like, shape, key, rate)
+    assert form.is_device_array(got) and got.dtype == dtype and got.shape == shape
+    np.testing.assert_array_equal(form.host(got), want)
+
+
+def test_dropout_mask_keeps_one_minus_rate(form):
+    like = form.device(np.zeros(1, np.float32))
+    n = 4000 if form.name == "numba-cuda-sim" else 200_000
+    with form.running():
+        mask = form.host(kernels.dropout_mask(like, (n,), 12345, 0.3))
+    kept = (mask > 0).mean()
+    assert abs(kept - 0.7) < 4 * np.sqrt(0.21 / n)
+    np.testing.assert_allclose(mask[mask > 0], np.float32(1 / 0.7))

@@ -1,7 +1,7 @@
 """Core layers: Input, Dense, Activation, Flatten, Dropout."""
 import math
 
-from .. import activations
+from .. import activations, kernels
 from ..backend import get_array_module, get_backend
 from ..errors import InvalidArgumentError
 from .base import KernelBiasMixin, Layer, check_rate, positive_int
@@ -133,7 +133,8 @@ class Flatten(Layer):
 class Dropout(Layer):
     """Inverted dropout: in training zero each unit with probability `rate` and scale the
     rest by 1/(1-rate); identity in evaluate/predict. Masks come from the backend's
-    counter-based `keep_mask` (the same on CPU and GPU for a seed). `set_mask` fixes one."""
+    counter-based `kernels.dropout_mask` (the same on CPU and GPU for a seed). `set_mask`
+    fixes one."""
 
     def __init__(self, rate, seed=None, name=None, input_shape=None):
         super().__init__(name=name, input_shape=input_shape)
@@ -152,8 +153,8 @@ class Dropout(Layer):
             return x
         self._active = True
         if not self._fixed_mask:
-            keep = get_backend().keep_mask(self.noise_shape(x), self.rate)
-            self.mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.rate))
+            self.mask = kernels.dropout_mask(x, self.noise_shape(x), get_backend().dropout_key(),
+                                             self.rate)
         return x * self.mask
 
     def noise_shape(self, x):
