@@ -77,52 +77,44 @@ def _step(step):
 
 
 # -- the schedules ----------------------------------------------------------------------
-class ExponentialDecay(LearningRateSchedule):
+class _StaircaseDecay(LearningRateSchedule):
+    """Shared by ExponentialDecay and InverseTimeDecay: p = step / decay_steps (floored when
+    `staircase`), rate = `_decay(p)`."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
+                 name=None):
+        cls = type(self).__name__
+        self.initial_learning_rate = _number(cls, "initial_learning_rate", initial_learning_rate, 0)
+        self.decay_steps = _steps(cls, "decay_steps", decay_steps)
+        self.decay_rate = _number(cls, "decay_rate", decay_rate, 0)
+        self.staircase = bool(staircase)
+        self.name = name or cls
+
+    def __call__(self, step):
+        p = _step(step) / self.decay_steps
+        if self.staircase:
+            p = numpy.floor(p)
+        return _result(self._decay(p))
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+
+
+class ExponentialDecay(_StaircaseDecay):
     """initial_learning_rate · decay_rate ^ (step / decay_steps), the exponent floored
     when `staircase` (the rate drops by steps every `decay_steps`)."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="ExponentialDecay"):
-        cls = type(self).__name__
-        self.initial_learning_rate = _number(cls, "initial_learning_rate", initial_learning_rate, 0)
-        self.decay_steps = _steps(cls, "decay_steps", decay_steps)
-        self.decay_rate = _number(cls, "decay_rate", decay_rate, 0)
-        self.staircase = bool(staircase)
-        self.name = name
-
-    def __call__(self, step):
-        p = _step(step) / self.decay_steps
-        if self.staircase:
-            p = numpy.floor(p)
-        return _result(self.initial_learning_rate * self.decay_rate ** p)
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+    def _decay(self, p):
+        return self.initial_learning_rate * self.decay_rate ** p
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StaircaseDecay):
     """initial_learning_rate / (1 + decay_rate · step / decay_steps), the quotient
     floored when `staircase`."""
 
-    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
-                 name="InverseTimeDecay"):
-        cls = type(self).__name__
-        self.initial_learning_rate = _number(cls, "initial_learning_rate", initial_learning_rate, 0)
-        self.decay_steps = _steps(cls, "decay_steps", decay_steps)
-        self.decay_rate = _number(cls, "decay_rate", decay_rate, 0)
-        self.staircase = bool(staircase)
-        self.name = name
-
-    def __call__(self, step):
-        p = _step(step) / self.decay_steps
-        if self.staircase:
-            p = numpy.floor(p)
-        return _result(self.initial_learning_rate / (1.0 + self.decay_rate * p))
-
-    def get_config(self):
-        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
-                "decay_rate": self.decay_rate, "staircase": self.staircase, "name": self.name}
+    def _decay(self, p):
+        return self.initial_learning_rate / (1.0 + self.decay_rate * p)
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
