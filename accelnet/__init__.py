@@ -16,11 +16,12 @@ from . import errors, random
 from .backend import get_backend, use
 from .errors import AccelnetError, BackendError
 from . import (activations, callbacks, datasets, distributed, initializers, kernels, layers, losses,
-               models, optimizers, regularizers, utils)
-from .models import Sequential, load_model
+               metrics, models, optimizers, regularizers, utils)
+from .layers import Input
+from .models import Model, Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["AccelnetError", "BackendError", "Sequential", "activations", "callbacks", "datasets", "distributed",
+__all__ = ["AccelnetError", "BackendError", "Input", "Model", "Sequential", "metrics", "activations", "callbacks", "datasets", "distributed",
            "errors", "get_backend", "initializers", "kernels", "layers", "load_model", "losses",
            "models", "optimizers", "random", "regularizers", "use", "utils"]
