@@ -194,7 +194,8 @@ class ProgbarLogger(Callback):
         self._bar.update(1)
         now = time.perf_counter()
         if now - self._refresh > 0.5 or batch + 1 == self.params.get("steps"):
-            self._bar.set_postfix(dict(logs or {}), refresh=False)
+            shown = {k: v for k, v in (logs or {}).items() if k != "acc" or "accuracy" not in logs}
+            self._bar.set_postfix(shown, refresh=False)
             self._refresh = now
 
     def on_epoch_end(self, epoch, logs=None):
