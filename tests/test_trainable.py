@@ -128,3 +128,77 @@ def test_history_params():
     history = model.fit(x, y, batch_size=10, epochs=2, verbose=0)
     assert history.params == {"verbose": 0, "epochs": 2, "steps": 10}
     assert history.epoch == [0, 1] and model.history is history
+
+
+# -- sample_weight and class_weight (Keras's sum_over_batch_size: sum(w·loss) / batch) ---------
+def linear(kernel=1.0):
+    model = an.Sequential([L.Dense(1, use_bias=False, input_shape=(1,),
+                                   kernel_initializer=an.initializers.Constant(kernel))])
+    model.compile(optimizer=an.optimizers.SGD(0.01), loss="mse")
+    return model
+
+
+def test_evaluate_and_fit_weight_each_sample_by_hand():
+    x = np.array([[1.0], [2.0]], np.float32)
+    y = np.zeros((2, 1), np.float32)
+    sw = np.array([1.0, 3.0], np.float32)
+    model = linear()
+    # predictions 1, 2; squared errors 1, 4; (1·1 + 3·4) / 2 = 6.5
+    assert model.evaluate(x, y, sample_weight=sw, verbose=0) == pytest.approx(6.5)
+    assert model.evaluate(x, y, sample_weight=sw, batch_size=1, verbose=0) == pytest.approx(6.5)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(2.5)
+    history = model.fit(x, y, sample_weight=sw, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    assert history.history["loss"] == [pytest.approx(6.5)]
+    # dL/dw = (1·2·1·1 + 3·2·2·2) / 2 = 13; w = 1 − 0.01·13
+    np.testing.assert_allclose(model.get_weights()[0], [[0.87]], rtol=1e-6)
+
+
+def test_class_weight_is_the_sample_weight_of_each_class():
+    x = np.zeros((3, 2), np.float32)
+    y = np.array([0, 1, 1])
+    model = an.Sequential([L.Dense(2, activation="softmax", input_shape=(2,),
+                                   kernel_initializer="zeros")])
+    model.compile(optimizer=an.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    history = model.fit(x, y, class_weight={0: 1.0, 1: 2.0}, batch_size=3, epochs=1, verbose=0)
+    # uniform probabilities: every sample loses ln 2; weights 1, 2, 2 -> 5/3·ln 2
+    assert history.history["loss"][0] == pytest.approx(5 / 3 * np.log(2), rel=1e-6)
+
+    def trained(**weights):
+        an.random.seed(0)
+        m = an.Sequential([L.Dense(3, activation="softmax", input_shape=(4,))])
+        m.compile(optimizer="adam", loss="categorical_crossentropy")
+        rng = np.random.default_rng(0)
+        xs, labels = rng.standard_normal((30, 4)).astype(np.float32), rng.integers(0, 3, 30)
+        m.fit(xs, np.eye(3)[labels], epochs=2, batch_size=8, verbose=0, shuffle=False,
+              **{k: (v(labels) if callable(v) else v) for k, v in weights.items()})
+        return m.get_weights()
+
+    table = {0: 0.5, 1: 1.0, 2: 3.0}
+    by_class = trained(class_weight=table)  # one-hot labels: the class is the argmax
+    by_sample = trained(sample_weight=lambda labels: np.array([table[c] for c in labels]))
+    for a, b in zip(by_class, by_sample):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weighted_metrics_and_weighted_validation_data():
+    x = np.array([[1.0], [-1.0], [2.0]], np.float32)
+    y = np.array([[1.0], [1.0], [0.0]], np.float32)
+    sw = np.array([1.0, 2.0, 1.0], np.float32)
+    model = an.Sequential([L.Dense(1, activation="sigmoid", use_bias=False, input_shape=(1,),
+                                   kernel_initializer="ones")])
+    model.compile(optimizer=an.optimizers.SGD(0.0 + 1e-12), loss="binary_crossentropy",
+                  metrics=["accuracy"], weighted_metrics=["accuracy"])
+    logs = model.evaluate(x, y, sample_weight=sw, verbose=0, return_dict=True)
+    # hits 1, 0, 0: plain accuracy 1/3; weighted (1·1) / (1 + 2 + 1) = 1/4
+    assert logs["accuracy"] == pytest.approx(1 / 3) and logs["weighted_accuracy"] == pytest.approx(0.25)
+    history = model.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, sw))
+    assert history.history["val_weighted_accuracy"][0] == pytest.approx(0.25)
+
+
+def test_bad_weights_get_clear_errors():
+    model = linear()
+    x, y = np.ones((4, 1), np.float32), np.zeros((4, 1), np.float32)
+    with pytest.raises(InvalidArgumentError, match="class_weight or sample_weight"):
+        model.fit(x, y, sample_weight=np.ones(4), class_weight={0: 1.0}, verbose=0)
+    with pytest.raises(ShapeError, match=r"one weight per sample, shape \(4,\)"):
+        model.fit(x, y, sample_weight=np.ones(3), verbose=0)
