@@ -355,19 +355,22 @@ class Model(Trainer, Layer):
                 "output": index[id(g["output"].node)]}
 
     @classmethod
-    def from_config(cls, config, path="<config>", depth=0):
-        """Rebuild from get_config() after validating every layer (see serialization)."""
+    def from_config(cls, config, path="<config>", depth=0, max_params=None):
+        """Rebuild from get_config() after validating every layer (see serialization) and,
+        before allocating anything, the number of weights against `max_params`."""
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list) or \
                 not isinstance(config.get("nodes"), list) or not config["nodes"]:
             raise DataFileError(f"{path!r}: a functional model needs 'layers' and 'nodes' lists.")
         layers = serialization.layers_from_specs(config["layers"], path, depth)
-        tensors = []
         for i, spec in enumerate(config["nodes"]):
             ok = (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], int)
                   and 0 <= spec[0] < len(layers) and isinstance(spec[1], list)
                   and all(isinstance(j, int) and 0 <= j < i for j in spec[1]))
             if not ok or (i == 0) != (not spec[1]) or (i == 0 and not isinstance(layers[spec[0]], Input)):
                 raise DataFileError(f"{path!r}: node {i} of the functional model is malformed.")
+        serialization.check_planned_size(_planned(layers, config["nodes"], path), max_params, path)
+        tensors = []
+        for i, spec in enumerate(config["nodes"]):
             layer, inputs = layers[spec[0]], [tensors[j] for j in spec[1]]
             if i == 0:
                 tensors.append(layer.output)
@@ -424,6 +427,27 @@ class Model(Trainer, Layer):
         text += ["=" * total_width, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
                  f"Non-trainable params: {total - trainable:,}", "_" * total_width]
         print_fn("\n".join(text))
+
+
+def _planned(layers, nodes, path):
+    """Weights the graph's layers would allocate, from shapes alone (nothing built)."""
+    import math
+    shapes, total, counted = [], 0, set()
+    for i, (index, inputs, multi) in enumerate(nodes):
+        layer = layers[index]
+        if i == 0:
+            shapes.append(tuple(layer.input_shape))
+            continue
+        arg = [shapes[j] for j in inputs] if multi else shapes[inputs[0]]
+        try:
+            if id(layer) not in counted and not layer.built:
+                total += sum(math.prod(s) for s in layer.weight_shapes(arg).values())
+            counted.add(id(layer))
+            shapes.append(tuple(layer.compute_output_shape(arg)))
+        except (ShapeError, InvalidArgumentError, ValueError, TypeError, IndexError) as exc:
+            raise DataFileError(f"{path!r}: node {i} ({layer.name!r}) does not fit the graph: "
+                                f"{exc}") from None
+    return total
 
 
 class Sequential(Model):

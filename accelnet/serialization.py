@@ -245,13 +245,20 @@ def layers_from_specs(specs, path="<config>", depth=0):
     return layers
 
 
-def model_from_config(config, path="<config>"):
-    """Build a model from its config: a functional model when it lists nodes, else an
-    (unbuilt) Sequential."""
+def model_from_config(config, path="<config>", max_params=None):
+    """Build a model from its config: a functional model when it lists nodes (built, after
+    checking it needs at most `max_params` weights), else an (unbuilt) Sequential."""
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise DataFileError(f"{path!r}: the architecture has no layer list.")
-    cls = MODEL_CLASSES["Functional" if "nodes" in config else "Sequential"]
-    return cls.from_config(config, path)
+    if "nodes" in config:
+        return MODEL_CLASSES["Functional"].from_config(config, path, max_params=max_params)
+    return MODEL_CLASSES["Sequential"].from_config(config, path)
+
+
+def check_planned_size(planned, max_params, path):
+    if max_params is not None and planned > max_params:
+        raise DataFileError(f"{path!r}: the architecture needs {planned} parameters, more "
+                            f"than the file holds; refusing to allocate them.")
 
 
 def _planned_parameters(model, input_shape):
@@ -274,7 +281,8 @@ def load_model(path, compile=True):
             raise DataFileError(f"{path!r} holds weights only; build the model and call "
                                 f"model.load_weights({path!r}).")
         config = header.get("model", {}).get("config")
-        model = model_from_config(config, path)
+        budget = max(os.path.getsize(path) * 2, 2**20) // 4
+        model = model_from_config(config, path, max_params=budget)
         shape = config.get("build_input_shape")
         if shape is not None and not model.built:
             if not (isinstance(shape, list) and all(isinstance(d, int) and 0 < d < 2**31 for d in shape)):
@@ -283,9 +291,7 @@ def load_model(path, compile=True):
                 planned = _planned_parameters(model, shape)
             except (ValueError, TypeError, IndexError) as exc:
                 raise DataFileError(f"{path!r}: the architecture does not fit its input shape: {exc}") from None
-            if planned * 4 > max(os.path.getsize(path) * 2, 2**20):
-                raise DataFileError(f"{path!r}: the architecture needs {planned} parameters, more "
-                                    f"than the file holds; refusing to allocate them.")
+            check_planned_size(planned, budget, path)
             model.build(shape)
         if model.built:
             _load_weights_into(model, header, npz, path, missing=DataFileError)

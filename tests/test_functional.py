@@ -200,3 +200,18 @@ def test_old_name_keyed_optimizer_state_still_loads(tmp_path):
     for key in keys:
         np.testing.assert_array_equal(an.backend.to_numpy(loaded.optimizer.slots["m"][key]),
                                       an.backend.to_numpy(model.optimizer.slots["m"][key]))
+
+
+def test_a_functional_file_claiming_huge_layers_is_refused_before_allocating(tmp_path):
+    import json
+    inp = an.Input(shape=(4,))
+    model = an.Model(inp, L.Dense(2)(inp))
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    header = json.loads(str(arrays["accelnet.json"]))
+    header["model"]["config"]["layers"][1]["config"]["units"] = 10**9
+    arrays["accelnet.json"] = np.array(json.dumps(header))
+    np.savez(tmp_path / "evil.npz", **arrays)
+    with pytest.raises(DataFileError, match="needs 5000000000 parameters"):
+        an.load_model(tmp_path / "evil.npz")
