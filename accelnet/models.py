@@ -99,6 +99,10 @@ class Model(Trainer, Layer):
         return [self._graph["input"]] if self._graph else None
 
     @property
+    def input(self):
+        return self._graph["input"] if self._graph else None
+
+    @property
     def outputs(self):
         return [self._graph["output"]] if self._graph else None
 
@@ -503,6 +507,8 @@ class Sequential(Model):
         if not self.layers:
             raise InvalidArgumentError(f"Model {self.name!r} has no layers.")
         shape = tuple(input_shape) if input_shape is not None else self.input_shape
+        if shape and shape[0] is None:  # Keras's build((None, 784)) names the batch axis
+            shape = shape[1:]
         if shape is None:
             raise ShapeError(f"Model {self.name!r}: give the first layer an input_shape, or call "
                              f"fit/predict/build so the shape can be inferred from the data.")

@@ -215,3 +215,11 @@ def test_a_functional_file_claiming_huge_layers_is_refused_before_allocating(tmp
     np.savez(tmp_path / "evil.npz", **arrays)
     with pytest.raises(DataFileError, match="needs 5000000000 parameters"):
         an.load_model(tmp_path / "evil.npz")
+
+
+def test_keras_style_build_with_the_batch_axis_and_model_input():
+    model = an.Sequential([L.Dense(3), L.Dense(1)])
+    model.build((None, 5))
+    assert model.count_params() == 5 * 3 + 3 + 3 + 1 and model.input.shape == (None, 5)
+    inp = an.Input(shape=(2,))
+    assert an.Model(inp, L.Dense(1)(inp)).input is inp.output
