@@ -31,10 +31,12 @@ class SymbolicTensor:
 
 
 class Node:
-    """One call of `layer` on `inputs` (a list; `multi` when the layer got a list)."""
+    """One call of `layer` on `inputs` (a list; `multi` when the layer got a list);
+    `training` True/False fixes the call's mode, None follows fit/predict."""
 
-    def __init__(self, layer, inputs, multi):
+    def __init__(self, layer, inputs, multi, training=None):
         self.layer, self.inputs, self.multi = layer, list(inputs), multi
+        self.training = training
         self.output = None
 
     @property
@@ -63,7 +65,7 @@ def _same_shape(built, given):
     return built is not None and tuple(built) == tuple(given)
 
 
-def call_symbolic(layer, inputs):
+def call_symbolic(layer, inputs, training=None):
     """Record `layer(inputs)` in the graph: build the layer for the inputs' shapes (or
     check them when it is built) and return its symbolic output."""
     multi = isinstance(inputs, (list, tuple))
@@ -78,7 +80,7 @@ def call_symbolic(layer, inputs):
     elif not _same_shape(layer.input_shape, shapes):
         raise ShapeError(f"Layer {layer.name!r} was built for input shape {layer.input_shape} but "
                          f"receives {shapes}.")
-    node = Node(layer, tensors, multi)
+    node = Node(layer, tensors, multi, None if training is None else bool(training))
     node.output = SymbolicTensor(layer.compute_output_shape(shapes), node)
     return node.output
 

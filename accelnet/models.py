@@ -250,10 +250,11 @@ class Model(Trainer, Layer):
         for node in g["nodes"]:
             args = [values[id(t)] for t in node.inputs]
             arg = args if node.multi else args[0]
+            mode = training if node.training is None else node.training
             if logits and node is out_node:
-                out = node.layer.forward(arg, training=training, logits=True)
+                out = node.layer.forward(arg, training=mode, logits=True)
             else:
-                out = node.layer.forward(arg, training=training)
+                out = node.layer.forward(arg, training=mode)
             if id(node.layer) in shared:
                 snapshots[id(node)] = node.layer.snapshot()
             values[id(node.output)] = out
@@ -317,7 +318,7 @@ class Model(Trainer, Layer):
                 on_layer_done(layer)
         return grads.get(id(g["input"])) if self.needs_input_grad else None
 
-    def __call__(self, inputs, training=False):
+    def __call__(self, inputs, training=None):
         """On symbolic tensors: use this model as a layer of a bigger graph. On arrays: the
         forward pass on backend arrays (no conversion), for hand-written loops."""
         return Layer.__call__(self, inputs, training=training)
@@ -347,15 +348,15 @@ class Model(Trainer, Layer):
 
     def get_config(self):
         """Layers and nodes: node i = (layer index, indices of the nodes it reads, called
-        on a list); node 0 is the input."""
+        on a list, training fixed to True/False or None); node 0 is the input."""
         g = self._graph
         order = [g["input_node"]] + g["nodes"]
         index = {id(n): i for i, n in enumerate(order)}
         layer_index = {id(l): i for i, l in enumerate(self.layers)}
         return {"name": self.name,
                 "layers": [serialization.layer_spec(l) for l in self.layers],
-                "nodes": [[layer_index[id(n.layer)], [index[id(p)] for p in n.parents], n.multi]
-                          for n in order],
+                "nodes": [[layer_index[id(n.layer)], [index[id(p)] for p in n.parents], n.multi,
+                           n.training] for n in order],
                 "output": index[id(g["output"].node)]}
 
     @classmethod
@@ -367,7 +368,8 @@ class Model(Trainer, Layer):
             raise DataFileError(f"{path!r}: a functional model needs 'layers' and 'nodes' lists.")
         layers = serialization.layers_from_specs(config["layers"], path, depth)
         for i, spec in enumerate(config["nodes"]):
-            ok = (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], int)
+            ok = (isinstance(spec, list) and len(spec) in (3, 4) and isinstance(spec[0], int)
+                  and (len(spec) == 3 or spec[3] in (None, True, False))
                   and 0 <= spec[0] < len(layers) and isinstance(spec[1], list)
                   and all(isinstance(j, int) and 0 <= j < i for j in spec[1]))
             if not ok or (i == 0) != (not spec[1]) or (i == 0 and not isinstance(layers[spec[0]], Input)):
@@ -380,7 +382,8 @@ class Model(Trainer, Layer):
                 tensors.append(layer.output)
                 continue
             try:
-                tensors.append(layer(inputs if spec[2] else inputs[0]))
+                tensors.append(layer(inputs if spec[2] else inputs[0],
+                                     training=spec[3] if len(spec) == 4 else None))
             except (ShapeError, InvalidArgumentError, ValueError, TypeError) as exc:
                 raise DataFileError(f"{path!r}: node {i} ({layer.name!r}) does not fit the graph: "
                                     f"{exc}") from None
@@ -403,7 +406,8 @@ class Model(Trainer, Layer):
             self.build()
         print_fn = print_fn or print
         headers = ["Layer (type)", "Output Shape", "Param #"]
-        rows = [[f"{l.name} ({type(l).__name__})", str((None,) + tuple(s)), f"{l.count_params():,}"]
+        rows = [[f"{l.name} ({getattr(l, 'file_class_name', type(l).__name__)})",
+                 str((None,) + tuple(s)), f"{l.count_params():,}"]
                 for l, s in zip(self.layers, self.layer_shapes)]
         if show_trainable:
             headers.append("Trainable")
@@ -437,7 +441,7 @@ def _planned(layers, nodes, path):
     """Weights the graph's layers would allocate, from shapes alone (nothing built)."""
     import math
     shapes, total, counted = [], 0, set()
-    for i, (index, inputs, multi) in enumerate(nodes):
+    for i, (index, inputs, multi, *_) in enumerate(nodes):
         layer = layers[index]
         if i == 0:
             shapes.append(tuple(layer.input_shape))

@@ -223,3 +223,21 @@ def test_keras_style_build_with_the_batch_axis_and_model_input():
     assert model.count_params() == 5 * 3 + 3 + 3 + 1 and model.input.shape == (None, 5)
     inp = an.Input(shape=(2,))
     assert an.Model(inp, L.Dense(1)(inp)).input is inp.output
+
+
+def test_training_false_at_call_fixes_the_mode_of_that_call(tmp_path):
+    an.random.seed(0)
+    base = an.Sequential([L.Dense(8, input_shape=(4,)), L.Dropout(0.5)])
+    base.trainable = False
+    inp = an.Input(shape=(4,))
+    model = an.Model(inp, L.Dense(2)(base(inp, training=False)))
+    x = an.get_backend().asarray(np.ones((6, 4), np.float32))
+    inference = an.backend.to_numpy(model(x))
+    np.testing.assert_array_equal(an.backend.to_numpy(model.forward(x, training=True)), inference)
+    free = an.Model(inp, L.Dense(2)(base(inp)))  # no fixed mode: dropout is active in training
+    assert not np.array_equal(an.backend.to_numpy(free.forward(x, training=True)),
+                              an.backend.to_numpy(free(x)))
+    model.compile(optimizer="sgd", loss="mse")
+    model.save(tmp_path / "t.npz")
+    loaded = an.load_model(tmp_path / "t.npz")
+    np.testing.assert_array_equal(an.backend.to_numpy(loaded.forward(x, training=True)), inference)

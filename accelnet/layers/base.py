@@ -80,13 +80,15 @@ class Layer:
                 f"with shape {(None,) + tuple(x.shape[1:])}.")
 
     # -- computing ------------------------------------------------------------
-    def __call__(self, inputs, training=False):
-        """On arrays: the forward pass. On symbolic tensors (`Input(...)` or another layer's
-        symbolic output, or a list of them): record the call in a functional graph."""
+    def __call__(self, inputs, training=None):
+        """On arrays: the forward pass (inference unless `training`). On symbolic tensors
+        (`Input(...)` or another layer's symbolic output, or a list of them): record the
+        call in a functional graph; a `training` given here fixes the mode of that call, as
+        Keras's `base_model(x, training=False)`."""
         from ..graph import call_symbolic, is_symbolic
         if is_symbolic(inputs):
-            return call_symbolic(self, inputs)
-        return self.forward(inputs, training=training)
+            return call_symbolic(self, inputs, training)
+        return self.forward(inputs, training=bool(training))
 
     def forward(self, x, training=True):
         raise NotImplementedError
