@@ -241,3 +241,31 @@ def test_training_false_at_call_fixes_the_mode_of_that_call(tmp_path):
     model.save(tmp_path / "t.npz")
     loaded = an.load_model(tmp_path / "t.npz")
     np.testing.assert_array_equal(an.backend.to_numpy(loaded.forward(x, training=True)), inference)
+
+
+def test_functional_graph_trains_on_the_strict_device_backend():
+    """Add, Concatenate, a shared layer and a nested model with no host conversion, and
+    the host reads of fit bounded per epoch."""
+    from strict_backend import StrictBackend, reset_syncs, syncs
+    previous = an.backend.get_backend()
+    an.use(StrictBackend())
+    try:
+        with an.kernels.implementation("reference"):
+            x, y = blobs(n=120)
+            an.random.seed(0)
+            inp = an.Input(shape=(8,))
+            shared = L.Dense(8, activation="relu")
+            h = shared(inp)
+            h2 = shared(h)
+            inner_in = an.Input(shape=(16,))
+            inner = an.Model(inner_in, L.Dense(3, activation="softmax")(inner_in))
+            out = inner(L.Concatenate()([L.Add()([h, h2]), h]))
+            model = an.Model(inp, out)
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"])
+            reset_syncs()
+            history = model.fit(x, y, batch_size=10, epochs=2, verbose=0, validation_split=0.25)
+            assert syncs() <= 12 and len(history.history["val_accuracy"]) == 2
+            assert model.predict(x[:4]).shape == (4, 3)
+    finally:
+        an.use(previous)
