@@ -222,6 +222,9 @@ class Model(Trainer, Layer):
         for layer, snap in zip(self.layers, snapshot["layers"]):
             layer.restore(snap)
 
+    def _connections(self):
+        return _connections_of(self)
+
     def get_layer(self, name=None, index=None):
         """A layer by name or by index in `layers` (Keras's get_layer)."""
         if index is not None and name is not None:
@@ -409,6 +412,11 @@ class Model(Trainer, Layer):
         rows = [[f"{l.name} ({getattr(l, 'file_class_name', type(l).__name__)})",
                  str((None,) + tuple(s)), f"{l.count_params():,}"]
                 for l, s in zip(self.layers, self.layer_shapes)]
+        connected = self._connections()
+        if connected is not None:  # a graph that is not a plain chain: Keras's 4th column
+            headers.append("Connected to")
+            for row, text in zip(rows, connected):
+                row.append(text)
         if show_trainable:
             headers.append("Trainable")
             for row, layer in zip(rows, self.layers):
@@ -418,8 +426,8 @@ class Model(Trainer, Layer):
             widths = natural
         else:
             line_length = line_length or sum(natural)
-            positions = positions or ([0.45, 0.85, 1.0] if len(headers) == 3 else
-                                      [0.4, 0.7, 0.85, 1.0])
+            positions = positions or {3: [0.45, 0.85, 1.0], 4: [0.3, 0.6, 0.7, 1.0]}.get(
+                len(headers), [0.3, 0.5, 0.6, 0.9, 1.0])
             if all(p <= 1 for p in positions):
                 positions = [int(line_length * p) for p in positions]
             widths = [b - a for a, b in zip([0] + list(positions[:-1]), positions)]
@@ -456,6 +464,21 @@ def _planned(layers, nodes, path):
             raise DataFileError(f"{path!r}: node {i} ({layer.name!r}) does not fit the graph: "
                                 f"{exc}") from None
     return total
+
+
+def _connections_of(model):
+    """Per layer, Keras's "Connected to" text ('dense[0][0], add[0][0]'), or None for a
+    plain chain (no merges, no shared layers)."""
+    g = model._graph
+    order = [g["input_node"]] + g["nodes"]
+    if isinstance(model, Sequential) or (not g["shared"] and all(len(n.inputs) <= 1 for n in order)):
+        return None
+    index, per_layer = {}, collections.defaultdict(list)
+    for node in order:
+        index[id(node)] = len(per_layer[id(node.layer)])
+        per_layer[id(node.layer)].append(node)
+    return [", ".join(f"{p.layer.name}[{index[id(p)]}][0]" for n in per_layer[id(l)] for p in n.parents)
+            or "-" for l in model.layers]
 
 
 class Sequential(Model):

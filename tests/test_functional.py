@@ -269,3 +269,17 @@ def test_functional_graph_trains_on_the_strict_device_backend():
             assert model.predict(x[:4]).shape == (4, 3)
     finally:
         an.use(previous)
+
+
+def test_summary_of_a_graph_shows_connections_as_keras():
+    inp = an.Input(shape=(3,), name="x")
+    d = L.Dense(3, name="d")
+    model = an.Model(inp, L.Add(name="sum")([d(inp), d(d(inp))]))
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = lines[0]
+    assert "Connected to" in text
+    row = next(line for line in text.splitlines() if line.startswith("sum (Add)"))
+    assert "d[0][0], d[2][0]" in row  # first and third call of the shared layer
+    assert "d[1][0]" in next(line for line in text.splitlines() if line.startswith("d (Dense)"))
+    assert "Total params: 12" in text  # the shared layer counted once
