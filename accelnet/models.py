@@ -12,7 +12,7 @@ import json
 from . import serialization
 from .backend import to_numpy
 from .errors import DataFileError, InvalidArgumentError, ShapeError
-from .graph import Node, SymbolicTensor, as_symbolic, topological_order
+from .graph import SymbolicTensor, as_symbolic, topological_order
 from .layers import Input, Layer
 from .layers.base import unique_name
 from .trainer import Trainer
