@@ -12,6 +12,7 @@ import contextlib
 import csv
 import io
 import math
+import numbers
 import os
 import time
 import warnings
@@ -447,6 +448,32 @@ class ReduceLROnPlateau(MonitorCallback):
                         print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of every epoch to `schedule(epoch, lr)` (or
+    `schedule(epoch)`), and log it as `learning_rate`, as Keras 3."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        try:
+            lr = self.schedule(epoch, float(optimizer.learning_rate))
+        except TypeError:  # a one-argument schedule
+            lr = self.schedule(epoch)
+        if not isinstance(lr, numbers.Real) or not math.isfinite(float(lr)):
+            raise InvalidArgumentError(f"LearningRateScheduler: the schedule must return a finite "
+                                       f"number, got {lr!r} at epoch {epoch}.")
+        optimizer.learning_rate = float(lr)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {float(lr)}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
 
 # -- resuming and logging -------------------------------------------------------------

@@ -76,14 +76,32 @@ def mean_absolute_error(y_true, y_pred):
     return xp.abs(y_pred - _same_rank(y_true, y_pred)).mean(axis=-1)
 
 
+def mean_absolute_percentage_error(y_true, y_pred):
+    """100·mean(|y_true − y_pred| / max(|y_true|, epsilon)) over the last axis."""
+    xp = get_array_module(y_pred)
+    y_true = _same_rank(y_true, y_pred)
+    return 100 * (xp.abs(y_true - y_pred) / xp.maximum(xp.abs(y_true), 1e-7)).mean(axis=-1)
+
+
+def mean_squared_logarithmic_error(y_true, y_pred):
+    """mean((log(1 + max(y_pred, eps)) − log(1 + max(y_true, eps)))²) over the last axis."""
+    xp = get_array_module(y_pred)
+    y_true = _same_rank(y_true, y_pred)
+    d = xp.log1p(xp.maximum(y_pred, 1e-7)) - xp.log1p(xp.maximum(y_true, 1e-7))
+    return (d * d).mean(axis=-1)
+
+
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
+mape = MAPE = mean_absolute_percentage_error
+msle = MSLE = mean_squared_logarithmic_error
 
 FUNCTIONS = {f.__name__: f for f in (
     accuracy, sparse_categorical_accuracy, categorical_accuracy, binary_accuracy,
     top_k_categorical_accuracy, sparse_top_k_categorical_accuracy, mean_squared_error,
-    mean_absolute_error)}
-ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
+    mean_absolute_error, mean_absolute_percentage_error, mean_squared_logarithmic_error)}
+ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error",
+           "mape": "mean_absolute_percentage_error", "msle": "mean_squared_logarithmic_error"}
 
 
 # -- stateful metrics ------------------------------------------------------------------
@@ -273,10 +291,86 @@ MeanSquaredError = type("MeanSquaredError", (MeanMetricWrapper,), _wrapper(
     mean_squared_error, "mean_squared_error", "Mean of (y_pred - y_true)^2."))
 MeanAbsoluteError = type("MeanAbsoluteError", (MeanMetricWrapper,), _wrapper(
     mean_absolute_error, "mean_absolute_error", "Mean of |y_pred - y_true|."))
+MeanAbsolutePercentageError = type("MeanAbsolutePercentageError", (MeanMetricWrapper,), _wrapper(
+    mean_absolute_percentage_error, "mean_absolute_percentage_error", "100·mean(|error| / |y_true|)."))
+MeanSquaredLogarithmicError = type("MeanSquaredLogarithmicError", (MeanMetricWrapper,), _wrapper(
+    mean_squared_logarithmic_error, "mean_squared_logarithmic_error", "Mean squared log1p error."))
+
+
+class RootMeanSquaredError(Mean):
+    """sqrt of the (weighted) mean squared error over all samples seen."""
+
+    _direction = "down"
+
+    def __init__(self, name="root_mean_squared_error", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        super().update_state(mean_squared_error(y_true, y_pred), sample_weight)
+
+    def result(self):
+        xp = get_array_module(self.total.value)
+        return xp.sqrt(super().result())
+
+
+class _Confusion(Metric):
+    """True positives and the other count of Precision/Recall at `thresholds` (one
+    threshold; Keras's default 0.5), summed over every element, weighted per sample."""
+
+    _direction = "up"
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if thresholds is not None and not isinstance(thresholds, (int, float)):
+            raise InvalidArgumentError(f"{type(self).__name__}: accelnet supports one threshold, "
+                                       f"got {thresholds!r}.")
+        self.thresholds = 0.5 if thresholds is None else float(thresholds)
+        self.true_positives = self.add_variable()
+        self.other = self.add_variable()
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = _same_rank(y_true, y_pred) > 0.5
+        predicted = y_pred > self.thresholds
+        w = 1.0 if sample_weight is None else \
+            sample_weight.reshape((-1,) + (1,) * (y_pred.ndim - 1)).astype(self.dtype)
+        self.true_positives.assign_add((_f32(y_true & predicted) * w).sum().astype(self.dtype))
+        self.other.assign_add((_f32(self._other(y_true, predicted)) * w).sum().astype(self.dtype))
+
+    def result(self):
+        xp = get_array_module(self.true_positives.value)
+        tp, other = self.true_positives.value, self.other.value
+        total = tp + other
+        return xp.where(total > 0, tp / xp.maximum(total, 1e-30), 0 * tp)
+
+    def get_config(self):
+        return {**super().get_config(), "thresholds": self.thresholds}
+
+
+class Precision(_Confusion):
+    """tp / (tp + fp) of predictions above the threshold."""
+
+    def __init__(self, thresholds=None, name="precision", dtype=None):
+        super().__init__(thresholds, name, dtype)
+
+    @staticmethod
+    def _other(y_true, predicted):
+        return ~y_true & predicted  # false positives
+
+
+class Recall(_Confusion):
+    """tp / (tp + fn) of predictions above the threshold."""
+
+    def __init__(self, thresholds=None, name="recall", dtype=None):
+        super().__init__(thresholds, name, dtype)
+
+    @staticmethod
+    def _other(y_true, predicted):
+        return y_true & ~predicted  # false negatives
 
 CLASSES = {cls.__name__: cls for cls in (
     Mean, Sum, Accuracy, SparseCategoricalAccuracy, CategoricalAccuracy, BinaryAccuracy,
-    TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, MeanSquaredError, MeanAbsoluteError)}
+    TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, MeanSquaredError, MeanAbsoluteError,
+    MeanAbsolutePercentageError, MeanSquaredLogarithmicError, RootMeanSquaredError, Precision, Recall)}
 
 
 def get(identifier):
@@ -292,6 +386,10 @@ def get(identifier):
             return FUNCTIONS[key]
         if identifier in CLASSES:
             return CLASSES[identifier]()
+        from .layers.base import snake_case
+        by_snake = {snake_case(name): cls for name, cls in CLASSES.items()}
+        if key in by_snake:  # 'precision', 'root_mean_squared_error', as Keras 3
+            return by_snake[key]()
     raise unknown_name("metric", identifier, sorted(FUNCTIONS) + sorted(ALIASES) + ["accuracy", "acc"])
 
 
@@ -312,6 +410,8 @@ def resolve(identifier, y_true_ndim, units, from_logits=False):
         return metric
     obj = get(identifier)
     if isinstance(obj, Metric):
+        if isinstance(identifier, str):
+            obj.name = identifier  # logged under the string given, as Keras 3
         return obj
     name = identifier if isinstance(identifier, str) else getattr(obj, "__name__", type(obj).__name__)
     return MeanMetricWrapper(obj, name=name)
@@ -341,4 +441,4 @@ def stack_results(metrics):
 
 
 __all__ = ["Metric", "Mean", "Sum", "MeanMetricWrapper", "Variable", "get", "resolve"] + \
-    list(CLASSES) + list(FUNCTIONS) + ["mae", "mse", "MAE", "MSE"]
+    list(CLASSES) + list(FUNCTIONS) + ["mae", "mse", "mape", "msle", "MAE", "MSE", "MAPE", "MSLE"]

@@ -240,3 +240,16 @@ def test_lambda_callback_accepts_every_keras_3_hook():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         C.EarlyStopping(monitor="loss")  # no warning at construction
+
+
+def test_learning_rate_scheduler_sets_and_logs_the_rate():
+    x, y = data()
+    m = model(lr=0.1)
+    history = m.fit(x, y, epochs=3, verbose=0, callbacks=[
+        C.LearningRateScheduler(lambda epoch, lr: lr if epoch == 0 else lr * 0.5)])
+    assert history.history["learning_rate"] == [0.1, 0.05, 0.025]
+    history = m.fit(x, y, epochs=2, verbose=0,
+                    callbacks=[C.LearningRateScheduler(lambda epoch: 0.01 * (epoch + 1))])
+    assert history.history["learning_rate"] == [0.01, 0.02]
+    with pytest.raises(an.errors.InvalidArgumentError, match="finite number"):
+        m.fit(x, y, epochs=1, verbose=0, callbacks=[C.LearningRateScheduler(lambda e, lr: None)])

@@ -178,3 +178,25 @@ def test_metric_state_is_read_once_per_epoch_on_a_strict_device():
             assert (three - one) / 2 <= 2, "metrics were read back more than once per epoch"
     finally:
         an.use(previous)
+
+
+def test_precision_recall_rmse_and_percentage_errors_by_hand():
+    y = np.array([[1.0], [0.0], [1.0], [1.0], [0.0]], np.float32)
+    p = np.array([[0.9], [0.8], [0.3], [0.6], [0.1]], np.float32)
+    # predicted positive: rows 0, 1, 3 -> tp 2 (rows 0, 3), fp 1 (row 1), fn 1 (row 2)
+    assert float(host(metrics.Precision()(y, p))) == pytest.approx(2 / 3)
+    assert float(host(metrics.Recall()(y, p))) == pytest.approx(2 / 3)
+    assert float(host(metrics.Recall(thresholds=0.2)(y, p))) == 1.0
+    weighted = metrics.Precision()
+    weighted.update_state(y, p, sample_weight=np.array([1, 3, 1, 1, 1], np.float32))
+    assert float(host(weighted.result())) == pytest.approx(2 / 5)  # fp counted 3 times
+    assert float(host(metrics.Precision()(y, np.zeros_like(p)))) == 0.0  # nothing predicted
+    rmse = metrics.RootMeanSquaredError()
+    rmse.update_state(np.array([[1.0], [2.0]]), np.array([[2.0], [4.0]]))
+    assert float(host(rmse.result())) == pytest.approx(np.sqrt((1 + 4) / 2))
+    np.testing.assert_allclose(host(metrics.mape(np.array([[2.0, 4.0]]), np.array([[1.0, 5.0]]))),
+                               [100 * (0.5 + 0.25) / 2])
+    np.testing.assert_allclose(host(metrics.msle(np.array([[0.0]]), np.array([[np.e - 1]]))), [1.0],
+                               rtol=1e-6)
+    assert isinstance(metrics.get("precision"), metrics.Precision)
+    assert metrics.resolve("Recall", 2, 1).name == "Recall"  # logged under the string given
