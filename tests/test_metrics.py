@@ -168,7 +168,7 @@ def test_metric_state_is_read_once_per_epoch_on_a_strict_device():
                 model = an.Sequential([L.Dense(3, activation="softmax", input_shape=(4,))])
                 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                               metrics=["accuracy", "mae", "sparse_top_k_categorical_accuracy",
-                                       PositiveRate()])
+                                       PositiveRate(), "precision", "root_mean_squared_error"])
                 reset_syncs()
                 history = model.fit(x, y, batch_size=10, epochs=epochs, verbose=0)
                 assert all(isinstance(v, float) for v in history.history["mae"])
