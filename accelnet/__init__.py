@@ -16,13 +16,14 @@ from . import errors, random
 from .backend import get_backend, use
 from .errors import AccelnetError, BackendError
 from . import (activations, callbacks, datasets, distributed, initializers, kernels, layers, losses,
-               models, optimizers, regularizers, utils)
+               metrics, models, optimizers, regularizers, utils)
 from . import backend, config, ops
-from .models import Sequential, load_model
+from .layers import Input
+from .models import Model, Sequential, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["AccelnetError", "BackendError", "Sequential", "activations", "backend", "callbacks", "config",
-           "datasets", "distributed", "ops",
+__all__ = ["AccelnetError", "BackendError", "Input", "Model", "Sequential", "activations", "backend",
+           "callbacks", "config", "datasets", "distributed", "metrics", "ops",
            "errors", "get_backend", "initializers", "kernels", "layers", "load_model", "losses",
            "models", "optimizers", "random", "regularizers", "use", "utils"]

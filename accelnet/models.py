@@ -1,126 +1,209 @@
-"""Sequential: the Keras contract (compile, fit, evaluate, predict, summary, save).
+"""Models: the functional `Model(inputs, outputs)` and `Sequential`, a Model whose graph
+is its list of layers. Both train through one loop (`accelnet.trainer.Trainer`) and are
+Layers themselves, so a model can be used as a layer of another model.
 
-Training data go to the device once per fit; batches are sliced there; running loss and
-accuracy stay on the device as 0-d arrays and are read back once per epoch. Per-batch
-host reads happen only when a callback asks for per-batch logs or a loss check.
+The graph runs node by node in topological order. A layer called at several places of
+one graph (a shared layer) keeps, per call, what its backward needs (`Layer.snapshot`),
+and its weight gradients are summed over the calls (the regularization gradient once).
 """
+import collections
 import json
-import math
-import time
 
-import numpy
-
-from . import callbacks as cbks
-from . import distributed
-from . import kernels
-from . import losses as losses_mod
-from . import optimizers as optimizers_mod
-from . import random as an_random
-from . import serialization, validation
-from .backend import get_array_module, get_backend, to_numpy
-from .errors import InvalidArgumentError, NotCompiledError, ShapeError, TrainingError
+from . import serialization
+from .backend import to_numpy
+from .errors import DataFileError, InvalidArgumentError, ShapeError
+from .graph import SymbolicTensor, as_symbolic, topological_order
 from .layers import Input, Layer
 from .layers.base import unique_name
+from .trainer import Trainer
 
 
-class Sequential:
-    """A linear stack of layers."""
+def _single(value, what):
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise InvalidArgumentError(f"Model {what}: accelnet models have one input and one "
+                                       f"output, got {len(value)}.")
+        value = value[0]
+    if isinstance(value, dict):
+        raise InvalidArgumentError(f"Model {what}: dicts of tensors are not supported; pass one tensor.")
+    tensor = as_symbolic(value)
+    if tensor is None:
+        raise InvalidArgumentError(f"Model {what} must be a symbolic tensor from "
+                                   f"accelnet.Input(shape=...) and layer calls, got "
+                                   f"{type(value).__name__}.")
+    return tensor
 
-    def __init__(self, layers=None, name=None):
-        self.name = name or unique_name("sequential")
+
+class Model(Trainer, Layer):
+    """Keras's functional model: `Model(inputs=Input(shape=...), outputs=...)`.
+
+    compile/fit/evaluate/predict/save/summary as Sequential; usable as a layer."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True):
+        if (inputs is None) != (outputs is None) or (inputs is None and type(self) is Model):
+            raise InvalidArgumentError("Model(inputs, outputs) needs both: the Input tensor and "
+                                       "the output of the layers called on it.")
         self.layers = []
-        self.optimizer = self.loss = None
-        self.metrics = []
-        self.stop_training = False
-        self.built = False
-        self._check_nan = False
-        self._reducer = None
-        for layer in layers or ():
-            self.add(layer)
+        self._init_layer(name or unique_name(self._default_name), trainable)
+        self._init_trainer()
+        if inputs is not None:
+            self._set_graph(_single(inputs, "inputs"), _single(outputs, "outputs"))
 
-    # -- structure --------------------------------------------------------------
-    def add(self, layer):
-        if not isinstance(layer, Layer):
-            raise InvalidArgumentError(f"Sequential.add expects a Layer, got {type(layer).__name__}.")
-        if any(l.name == layer.name for l in self.layers):
-            raise InvalidArgumentError(f"Model {self.name!r} already has a layer named {layer.name!r}.")
-        self.layers.append(layer)
+    _default_name = "functional"
+
+    def _init_layer(self, name, trainable):
+        """The Layer attributes a model needs (params/grads/state are views of its layers)."""
+        self.name = name
+        self.input_shape = None
         self.built = False
+        self.needs_input_grad = True
+        self._trainable = bool(trainable)
+        self._graph = None
+
+    # -- the graph ----------------------------------------------------------------------
+    def _set_graph(self, input_tensor, output_tensor):
+        if input_tensor.node.inputs or not isinstance(input_tensor.node.layer, Input):
+            raise InvalidArgumentError("Model inputs must come from accelnet.Input(shape=...).")
+        order = topological_order(input_tensor, output_tensor)
+        layers = []
+        for node in order:
+            if node.layer is self:
+                raise InvalidArgumentError(f"Model {self.name!r} cannot contain itself.")
+            if all(node.layer is not l for l in layers):
+                layers.append(node.layer)
+        self._check_names(layers)
+        counts = collections.Counter(id(node.layer) for node in order)
+        self._graph = {"input": input_tensor, "output": output_tensor, "nodes": order[1:],
+                       "input_node": order[0],
+                       "shared": {key for key, c in counts.items() if c > 1}}
+        if not isinstance(self, Sequential):
+            self.layers = layers
+        self.input_shape = input_tensor.dims
+        first_output = {}
+        for node in order:
+            first_output.setdefault(id(node.layer), node.output.dims)
+        self.layer_shapes = [first_output[id(l)] for l in self.layers]
+        self._snapshots = {}
+        self.built = True
+
+    def _check_names(self, layers):
+        seen = set()
+        for layer in layers:
+            if layer.name in seen:
+                raise InvalidArgumentError(f"The name {layer.name!r} is used 2 times in model "
+                                           f"{self.name!r}; layer names must be unique.")
+            seen.add(layer.name)
 
     @property
-    def input_shape(self):
-        first = self.layers[0] if self.layers else None
-        return first.input_shape if first is not None else None
+    def inputs(self):
+        return [self._graph["input"]] if self._graph else None
 
-    def build(self, input_shape=None):
-        """Build every layer, inferring shapes from the first layer's input_shape."""
-        if not self.layers:
-            raise InvalidArgumentError(f"Model {self.name!r} has no layers.")
-        shape = tuple(input_shape) if input_shape is not None else self.input_shape
-        if shape is None:
-            raise ShapeError(f"Model {self.name!r}: give the first layer an input_shape, or call "
-                             f"fit/predict/build so the shape can be inferred from the data.")
-        self.layer_shapes = []
-        for layer in self.layers:
-            if not layer.built:
-                layer.build(shape)
-            elif tuple(layer.input_shape) != tuple(shape):
-                raise ShapeError(f"Layer {layer.name!r} was built for input shape {layer.input_shape} "
-                                 f"but receives {shape}.")
-            shape = layer.compute_output_shape(shape)
-            self.layer_shapes.append(shape)
-        # Layers before (and the input gradient of) the first trainable layer need no gradient.
-        trainable = [i for i, l in enumerate(self.layers) if l.params]
-        self._first_trainable = trainable[0] if trainable else len(self.layers)
-        for i, layer in enumerate(self.layers):
-            layer.needs_input_grad = i > self._first_trainable
-        self.params = {f"{l.name}/{k}": v for l in self.layers for k, v in l.params.items()}
-        self.grads = {f"{l.name}/{k}": v for l in self.layers for k, v in l.grads.items()}
-        self.built = True
+    @property
+    def input(self):
+        return self._graph["input"] if self._graph else None
+
+    @property
+    def outputs(self):
+        return [self._graph["output"]] if self._graph else None
+
+    @property
+    def output(self):
+        return self._graph["output"] if self._graph else None
 
     @property
     def output_shape(self):
-        return self.layer_shapes[-1]
+        if self._graph is None and self.input_shape is not None:
+            self.build()
+        return self._graph["output"].dims if self._graph else None
+
+    def compute_output_shape(self, input_shape):
+        if not self.built:
+            self.build(input_shape)
+        if tuple(input_shape) != tuple(self.input_shape):
+            raise ShapeError(f"Model {self.name!r} takes inputs of shape {(None,) + self.input_shape}, "
+                             f"got {(None,) + tuple(input_shape)}.")
+        return self.output_shape
+
+    def build(self, input_shape=None):
+        if not self.built:
+            raise InvalidArgumentError(f"Model {self.name!r} has no graph to build.")
+
+    def _input_layer_name(self):
+        return self._graph["input_node"].layer.name
+
+    def _output_layer_name(self):
+        return self._graph["output"].node.layer.name
+
+    def _output_activation(self):
+        layer = self._graph["output"].node.layer
+        if isinstance(layer, Model):
+            return layer._output_activation()
+        return getattr(getattr(layer, "activation", None), "name", None)
+
+    # -- weights as a layer: views of the layers' dicts ------------------------------------
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        """Freezing a model freezes every layer in it (and unfreezing unfreezes), as Keras."""
+        self._trainable = bool(value)
+        for layer in self.layers:
+            layer.trainable = value
+
+    def _flat(self, attr):
+        return {f"{l.name}/{k}": v for l in self.layers for k, v in getattr(l, attr).items()}
+
+    @property
+    def params(self):
+        return self._flat("params")
+
+    @property
+    def grads(self):
+        return self._flat("grads")
+
+    @property
+    def state(self):
+        return self._flat("state")
+
+    @property
+    def trainable_params(self):
+        return self._flat("trainable_params") if self.trainable else {}
+
+    @property
+    def trainable_grads(self):
+        return self._flat("trainable_grads") if self.trainable else {}
+
+    @property
+    def regularizers(self):
+        return self._flat("regularizers")
+
+    @property
+    def weights(self):
+        """Every layer's weights, layer after layer (Keras's get_weights order)."""
+        return [w for l in self.layers for w in l.weights]
+
+    @property
+    def weight_names(self):
+        return [f"{l.name}/{n}" for l in self.layers for n in l.weight_names]
+
+    @property
+    def trainable_weights(self):
+        return [w for l in self.layers for w in l.trainable_weights] if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        if not self.trainable:
+            return self.weights
+        return [w for l in self.layers for w in l.non_trainable_weights]
 
     def count_params(self):
+        if not self.built:
+            self.build()
         return sum(l.count_params() for l in self.layers)
 
-    # -- compile ----------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
-        if loss is None:
-            raise InvalidArgumentError("compile() needs a loss, e.g. loss='sparse_categorical_crossentropy'.")
-        self.optimizer = optimizers_mod.get(optimizer)
-        self.loss = losses_mod.get(loss)
-        self.metrics = [m if m != "acc" else "accuracy" for m in (metrics or [])]
-        for m in self.metrics:
-            if m != "accuracy":
-                raise InvalidArgumentError(f"Unknown metric {m!r}; accelnet supports 'accuracy'.")
-        last = self.layers[-1] if self.layers else None
-        # Softmax + cross-entropy: the loss kernel takes the logits (fused, stable).
-        self._fused = (self.loss.fuses_with_softmax and not self.loss.from_logits
-                       and getattr(getattr(last, "activation", None), "name", None) == "softmax")
-        self._logits_out = self._fused or getattr(self.loss, "from_logits", False)
-
-    def _check_compiled(self, what):
-        if self.loss is None:
-            raise NotCompiledError(f"Model {self.name!r} must be compiled before {what}(): "
-                                   f"call model.compile(optimizer=..., loss=...) first.")
-
-    # -- forward / backward -------------------------------------------------------
-    def _forward(self, x, training):
-        """Output of the stack; the last layer yields logits when the loss is fused."""
-        for layer in self.layers[:-1]:
-            x = layer.forward(x, training=training)
-        last = self.layers[-1]
-        return last.forward(x, training=training, logits=True) if self._fused else \
-            last.forward(x, training=training)
-
-    def _loss_and_grad(self, out, y):
-        if self._fused:
-            return self.loss.logits_value_and_grad(y, out)
-        return self.loss.value_and_grad(y, out)
-
-    def _penalty(self):
+    def regularization_penalty(self):
         total = None
         for layer in self.layers:
             p = layer.regularization_penalty()
@@ -128,255 +211,127 @@ class Sequential:
                 total = p if total is None else total + p
         return total
 
-    def _backward(self, grad):
-        reducer = self._reducer
-        for layer in reversed(self.layers[self._first_trainable:]):
-            grad = layer.backward(grad)
-            if reducer is not None:
-                reducer.layer_ready(layer)  # data-parallel: start this layer's allreduce
+    def regularization_grads(self):
+        return {f"{l.name}/{k}": g for l in self.layers for k, g in l.regularization_grads().items()}
 
-    def _correct(self, out, y):
-        """Number of correct predictions in a batch, as a 0-d device array."""
-        xp = get_array_module(out)
-        if out.shape[-1] == 1:  # binary / single-output regression-style accuracy
-            threshold = 0.0 if self._logits_out else 0.5
-            return ((out.reshape(-1) > threshold) == (y.reshape(-1) > 0.5)).sum()
-        truth = y if y.ndim == 1 else y.argmax(axis=-1)
-        return (out.argmax(axis=-1) == truth).sum()
+    def snapshot(self):
+        return {"model": dict(self.__dict__), "layers": [l.snapshot() for l in self.layers]}
 
-    def train_on_batch(self, x, y):
-        """One optimizer step on a device batch; returns (loss incl. penalties, number
-        correct, applied) with loss and count as 0-d device arrays (no host sync)."""
-        return self._train_step(x, y, len(x), len(x))
+    def restore(self, snapshot):
+        self.__dict__.update(snapshot["model"])
+        for layer, snap in zip(self.layers, snapshot["layers"]):
+            layer.restore(snap)
 
-    def _train_step(self, x, y, local_n, global_n):
-        """One step on this rank's `local_n` samples of a global batch of `global_n`
-        (equal unless data-parallel; then gradients are averaged across ranks)."""
-        if local_n:
-            out = self._forward(x, training=True)
-            loss, grad = self._loss_and_grad(out, y)
-            penalty = self._penalty()
-            if penalty is not None:
-                loss = loss + penalty
-            correct = self._correct(out, y) if self.metrics else None
-        else:  # an uneven last batch left this rank nothing
-            xp = get_backend().xp
-            loss, correct = xp.zeros((), xp.float32), xp.zeros((), xp.int64)
-        if self._check_nan:
-            value = float(loss)
-            if self._reducer is not None:
-                value = distributed.allreduce_sum_host([value * local_n])[0] / global_n
-            if not math.isfinite(value):
-                return loss, correct, False
-        if self._reducer is not None:
-            self._reducer.begin(local_n, global_n)
-        if local_n:
-            self._backward(grad)
-        else:
-            for g in self.grads.values():
-                g[...] = 0
-        if self._reducer is not None:
-            self._reducer.finish()
-        self.optimizer.apply(self.params, self.grads)
-        return loss, correct, True
+    def _connections(self):
+        return _connections_of(self)
 
-    # -- data preparation (once per call, off the batch path) -------------------
-    def _prepare_x(self, x, what="x"):
-        x = validation.as_float_input(x, what)
-        if not self.built:
-            self.build(self.input_shape or x.shape[1:])
-        first = self.layers[0]
-        validation.check_input_shape(self.name, first.name, first.input_shape, x)
-        return x
-
-    def _prepare_y(self, y, n, what="y"):
-        if len(y) != n:
-            raise ShapeError(f"x and {what} must have the same number of samples, got {n} and {len(y)}.")
-        return validation.prepare_labels(y, self.loss.name, self.output_shape, self.layers[-1].name)
-
-    # -- fit --------------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0):
-        self._check_compiled("fit")
-        if batch_size is None:
-            batch_size = 32
-        validation.check_fit_args(batch_size, epochs, validation_split)
-        x = self._prepare_x(x)
-        y = self._prepare_y(y, len(x))
-        validation.check_finite(x)
-        if validation_data is None and validation_split:
-            split = int(len(x) * (1 - validation_split))
-            x, val_x, y, val_y = x[:split], x[split:], y[:split], y[split:]
-            validation_data = (val_x, val_y)
-        backend = get_backend()
-        x_dev, y_dev = backend.asarray(x), backend.asarray(y)
-        val = None
-        if validation_data is not None:
-            vx = self._prepare_x(validation_data[0], "validation_data x")
-            val = (backend.asarray(vx), backend.asarray(self._prepare_y(validation_data[1], len(vx),
-                                                                         "validation_data y")))
-        history = cbks.History()
-        cb_list = cbks.CallbackList(list(callbacks or []) + [history], self)
-        self._check_nan = any(getattr(cb, "check_loss_before_update", False) for cb in cb_list.callbacks)
-        self.history = history
-        self.stop_training = False
-        n = len(x_dev)
-        steps = math.ceil(n / batch_size)
-        self._resume_epoch = None
-        if not distributed.is_main():
-            verbose = 0
-        cb_list.call("on_train_begin", {})
-        if self._resume_epoch is not None:  # BackupAndRestore found a finished epoch
-            initial_epoch = max(initial_epoch, self._resume_epoch)
-        self._reducer = None
-        if distributed.active():  # same start on every rank, gradients averaged per step
-            distributed.broadcast_model(self)
-            self._reducer = distributed.GradientReducer(self.layers)
-        for epoch in range(initial_epoch, epochs):
-            cb_list.call("on_epoch_begin", epoch, {})
-            backend.begin_epoch(epoch)  # device draws from (seed, epoch): exact resume anywhere
-            order = an_random.host_rng().permutation(n) if shuffle else numpy.arange(n)
-            order = distributed.broadcast_host(order)
-            logs = self._run_epoch(x_dev, y_dev, backend.asarray(order), batch_size, steps,
-                                   epoch, epochs, verbose, cb_list)
-            if val is not None and not self.stop_training:
-                val_logs = self._evaluate_device(*val, batch_size)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            if verbose == 2 or verbose == 1:
-                print(f"Epoch {epoch + 1}/{epochs} - {logs.pop('_seconds'):.1f}s - "
-                      + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-            logs.pop("_seconds", None)
-            cb_list.call("on_epoch_end", epoch, logs)
-            if self.stop_training:
-                break
-        cb_list.call("on_train_end", {})
-        return history
-
-    def _run_epoch(self, x_dev, y_dev, order, batch_size, steps, epoch, epochs, verbose, cb_list):
-        xp = get_array_module(x_dev)
-        n = len(x_dev)
-        total_loss = xp.zeros((), dtype=xp.float32)
-        total_correct = xp.zeros((), dtype=xp.int64)
-        seen = 0
-        bar = _progress(verbose, steps, epoch, epochs)
-        start = time.perf_counter()
-        last_refresh = start
-        for step in range(steps):
-            first = step * batch_size
-            global_n = min(n, first + batch_size) - first
-            lo, hi = distributed.shard_bounds(global_n) if self._reducer is not None else (0, global_n)
-            idx = order[first + lo:first + hi]
-            xb, yb = x_dev[idx], y_dev[idx]
-            if cb_list.wants_batch_begin:
-                cb_list.batch_begin(step, {"batch": step, "size": len(idx)})
-            loss, correct, applied = self._train_step(xb, yb, hi - lo, global_n)
-            if not applied:
-                self.stop_training = True
-                print(f"Epoch {epoch + 1}, batch {step}: invalid loss {float(loss)}, terminating "
-                      f"training; the weights from before this step are kept.")
-                break
-            nb = len(idx)
-            seen += nb
-            total_loss += loss * nb
-            if correct is not None:
-                total_correct += correct
-            if cb_list.wants_batch_logs:
-                batch_logs = self._logs(total_loss, total_correct, seen)
-                if "accuracy" in batch_logs:  # Keras 2's key, read by older callbacks (seed 004)
-                    batch_logs["acc"] = batch_logs["accuracy"]
-                cb_list.batch_end(step, batch_logs)
-            if bar is not None:
-                bar.update(1)
-                now = time.perf_counter()
-                if now - last_refresh > 0.5 or step == steps - 1:
-                    bar.set_postfix(self._logs(total_loss, total_correct, seen), refresh=False)
-                    last_refresh = now
-            if self.stop_training:
-                break
-        if bar is not None:
-            bar.close()
-        kernels.check_errors()
-        logs = self._global_logs(total_loss, total_correct, seen)
-        logs["_seconds"] = time.perf_counter() - start
-        return logs
-
-    def _logs(self, total_loss, total_correct, seen):
-        """The one host read: running sums -> floats (this rank's samples only)."""
-        logs = {"loss": float(to_numpy(total_loss)) / seen}
-        if self.metrics:
-            logs["accuracy"] = float(to_numpy(total_correct)) / seen
-        return logs
-
-    def _global_logs(self, total_loss, total_correct, seen):
-        """Epoch logs over every rank's samples (one small allreduce when distributed)."""
-        if not distributed.active():
-            return self._logs(total_loss, total_correct, max(seen, 1))
-        sums = [float(to_numpy(total_loss)), float(to_numpy(total_correct)) if self.metrics else 0.0,
-                float(seen)]
-        loss_sum, correct_sum, count = distributed.allreduce_sum_host(sums)
-        logs = {"loss": loss_sum / max(count, 1)}
-        if self.metrics:
-            logs["accuracy"] = correct_sum / max(count, 1)
-        return logs
-
-    # -- evaluate / predict -------------------------------------------------------
-    def evaluate(self, x=None, y=None, batch_size=32, verbose=1, return_dict=False):
-        self._check_compiled("evaluate")
-        validation.check_fit_args(batch_size or 32, 0, 0.0)
-        x = self._prepare_x(x)
-        y = self._prepare_y(y, len(x))
-        backend = get_backend()
-        logs = self._evaluate_device(backend.asarray(x), backend.asarray(y), batch_size or 32)
-        if verbose:
-            print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
-        if return_dict:
-            return logs
-        return [logs["loss"], logs["accuracy"]] if self.metrics else logs["loss"]
-
-    def _evaluate_device(self, x_dev, y_dev, batch_size):
-        xp = get_array_module(x_dev)
-        total_loss = xp.zeros((), dtype=xp.float32)
-        total_correct = xp.zeros((), dtype=xp.int64)
-        lo, hi = distributed.shard_bounds(len(x_dev))  # (0, n) in one process
-        x_dev, y_dev = x_dev[lo:hi], y_dev[lo:hi]
-        n = len(x_dev)
-        for start in range(0, n, batch_size):
-            xb, yb = x_dev[start:start + batch_size], y_dev[start:start + batch_size]
-            out = self._forward(xb, training=False)
-            loss, _ = self._loss_and_grad(out, yb)
-            total_loss += loss * len(xb)
-            if self.metrics:
-                total_correct += self._correct(out, yb)
-        penalty = self._penalty()
-        if penalty is not None:
-            total_loss += penalty * n
-        return self._global_logs(total_loss, total_correct, n)
-
-    def predict(self, x, batch_size=32, verbose=0):
-        """Outputs for x as a NumPy array on the host (probabilities for softmax outputs)."""
-        batch_size = batch_size or 32
-        validation.check_fit_args(batch_size, 0, 0.0)
-        x = self._prepare_x(x)
-        backend = get_backend()
-        lo, hi = distributed.shard_bounds(len(x))  # each rank predicts its share
-        x_dev = backend.asarray(x[lo:hi])
-        outs = [self(x_dev[i:i + batch_size]) for i in range(0, len(x_dev), batch_size)]
-        local = (backend.to_numpy(backend.xp.concatenate(outs)) if outs else
-                 numpy.empty((0,) + tuple(self.output_shape), numpy.float32))
-        return distributed.allgather_rows(local)
-
-    def __call__(self, x, training=False):
-        """Forward pass on backend arrays (no conversion), for hand-written loops."""
+    def get_layer(self, name=None, index=None):
+        """A layer by name or by index in `layers` (Keras's get_layer)."""
+        if index is not None and name is not None:
+            raise InvalidArgumentError("get_layer: give name or index, not both.")
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise InvalidArgumentError(f"get_layer: index {index} is out of range; model "
+                                           f"{self.name!r} has {len(self.layers)} layers.")
+            return self.layers[index]
         for layer in self.layers:
-            x = layer.forward(x, training=training)
-        return x
+            if layer.name == name:
+                return layer
+        raise InvalidArgumentError(f"No such layer: {name!r}. Existing layers are: "
+                                   f"{[l.name for l in self.layers]}.")
 
-    # -- weights ------------------------------------------------------------------
+    # -- running the graph ------------------------------------------------------------------
+    def forward(self, x, training=True, logits=False):
+        """The output for a device batch; the output layer yields logits when `logits`."""
+        g = self._graph
+        if g is None:
+            self.build(x.shape[1:])
+            g = self._graph
+        values = {id(g["input"]): g["input_node"].layer.forward(x, training=training)}
+        shared, snapshots = g["shared"], {}
+        out_node = g["output"].node
+        for node in g["nodes"]:
+            args = [values[id(t)] for t in node.inputs]
+            arg = args if node.multi else args[0]
+            mode = training if node.training is None else node.training
+            if logits and node is out_node:
+                out = node.layer.forward(arg, training=mode, logits=True)
+            else:
+                out = node.layer.forward(arg, training=mode)
+            if id(node.layer) in shared:
+                snapshots[id(node)] = node.layer.snapshot()
+            values[id(node.output)] = out
+        self._snapshots = snapshots
+        return values[id(g["output"])]
+
+    def _plan(self):
+        """Per node: (run its backward, compute its input gradient). A node runs when its
+        layer trains or something before it does; the input gradient only in the latter."""
+        g = self._graph
+        wants = {id(g["input_node"]): self.needs_input_grad}
+        plan = {}
+        for node in g["nodes"]:
+            upstream = any(wants[id(p)] for p in node.parents)
+            wants[id(node)] = upstream or bool(node.layer.trainable_params)
+            plan[id(node)] = (wants[id(node)], upstream)
+        return plan
+
+    def backward(self, grad, on_layer_done=None):
+        """Gradients of every node's layer from the output gradient; returns the input
+        gradient (None when nothing needs it). `on_layer_done(layer)` is called once a
+        layer's weight gradients are final (data-parallel training starts its allreduce)."""
+        g = self._graph
+        plan = self._plan()
+        grads = {id(g["output"]): grad}
+        sums, runs = {}, collections.Counter()
+        for node in reversed(g["nodes"]):
+            dy = grads.pop(id(node.output), None)
+            run, needs_input = plan[id(node)]
+            if dy is None or not run:
+                continue
+            layer = node.layer
+            shared = id(layer) in g["shared"]
+            if shared:
+                layer.restore(self._snapshots[id(node)])
+            layer.needs_input_grad = needs_input
+            dx = layer.backward(dy)
+            if shared:
+                runs[id(layer)] += 1
+                if id(layer) not in sums:
+                    sums[id(layer)] = (layer, {k: v.copy() for k, v in layer.grads.items()})
+                else:
+                    for k, v in layer.grads.items():
+                        sums[id(layer)][1][k] += v
+            elif on_layer_done is not None:
+                on_layer_done(layer)
+            if not needs_input or dx is None:
+                continue
+            for t, d in zip(node.inputs, dx if node.multi else [dx]):
+                if d is not None:
+                    prev = grads.get(id(t))
+                    grads[id(t)] = d if prev is None else prev + d
+        for key, (layer, total) in sums.items():
+            extra = runs[key] - 1  # backward added the penalty's gradient once per call
+            if extra:
+                for k, r in layer.regularization_grads().items():
+                    total[k] -= extra * r
+            for k, v in total.items():
+                layer.grads[k][...] = v
+            if on_layer_done is not None:
+                on_layer_done(layer)
+        return grads.get(id(g["input"])) if self.needs_input_grad else None
+
+    def __call__(self, inputs, training=None):
+        """On symbolic tensors: use this model as a layer of a bigger graph. On arrays: the
+        forward pass on backend arrays (no conversion), for hand-written loops."""
+        return Layer.__call__(self, inputs, training=training)
+
+    # -- weights ---------------------------------------------------------------------------
     def get_weights(self):
         """Every layer's weights as host NumPy arrays, in layer order."""
-        if not self.built and self.input_shape is not None:
+        if not self.built:
             self.build()
-        return [to_numpy(w).copy() for l in self.layers for w in l.weights]
+        return [to_numpy(w).copy() for w in self.weights]
 
     def set_weights(self, weights):
         serialization.assign_weights(self, list(weights))
@@ -391,35 +346,240 @@ class Sequential:
         """Architecture, weights, compile settings and optimizer state in one .npz (atomic)."""
         serialization.save_model(self, path, include_optimizer, training_state)
 
+    # -- config ----------------------------------------------------------------------------
+    file_class_name = "Functional"
+
     def get_config(self):
+        """Layers and nodes: node i = (layer index, indices of the nodes it reads, called
+        on a list, training fixed to True/False or None); node 0 is the input."""
+        g = self._graph
+        order = [g["input_node"]] + g["nodes"]
+        index = {id(n): i for i, n in enumerate(order)}
+        layer_index = {id(l): i for i, l in enumerate(self.layers)}
         return {"name": self.name,
-                "layers": [{"class_name": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+                "layers": [serialization.layer_spec(l) for l in self.layers],
+                "nodes": [[layer_index[id(n.layer)], [index[id(p)] for p in n.parents], n.multi,
+                           n.training] for n in order],
+                "output": index[id(g["output"].node)]}
+
+    @classmethod
+    def from_config(cls, config, path="<config>", depth=0, max_params=None):
+        """Rebuild from get_config() after validating every layer (see serialization) and,
+        before allocating anything, the number of weights against `max_params`."""
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list) or \
+                not isinstance(config.get("nodes"), list) or not config["nodes"]:
+            raise DataFileError(f"{path!r}: a functional model needs 'layers' and 'nodes' lists.")
+        layers = serialization.layers_from_specs(config["layers"], path, depth)
+        for i, spec in enumerate(config["nodes"]):
+            ok = (isinstance(spec, list) and len(spec) in (3, 4) and isinstance(spec[0], int)
+                  and (len(spec) == 3 or spec[3] in (None, True, False))
+                  and 0 <= spec[0] < len(layers) and isinstance(spec[1], list)
+                  and all(isinstance(j, int) and 0 <= j < i for j in spec[1]))
+            if not ok or (i == 0) != (not spec[1]) or (i == 0 and not isinstance(layers[spec[0]], Input)):
+                raise DataFileError(f"{path!r}: node {i} of the functional model is malformed.")
+        serialization.check_planned_size(_planned(layers, config["nodes"], path), max_params, path)
+        tensors = []
+        for i, spec in enumerate(config["nodes"]):
+            layer, inputs = layers[spec[0]], [tensors[j] for j in spec[1]]
+            if i == 0:
+                tensors.append(layer.output)
+                continue
+            try:
+                tensors.append(layer(inputs if spec[2] else inputs[0],
+                                     training=spec[3] if len(spec) == 4 else None))
+            except (ShapeError, InvalidArgumentError, ValueError, TypeError) as exc:
+                raise DataFileError(f"{path!r}: node {i} ({layer.name!r}) does not fit the graph: "
+                                    f"{exc}") from None
+        out = config.get("output")
+        if not isinstance(out, int) or not 0 <= out < len(tensors):
+            raise DataFileError(f"{path!r}: the functional model's output is malformed.")
+        name = config.get("name") if isinstance(config.get("name"), str) else None
+        return cls(tensors[0], tensors[out], name=name)
 
     def to_json(self):
-        return json.dumps({"class_name": "Sequential", "config": self.get_config()})
+        return json.dumps({"class_name": self.file_class_name, "config": self.get_config()})
 
-    def summary(self, print_fn=print):
-        """Keras-like table of layers, output shapes and parameter counts."""
+    # -- summary ---------------------------------------------------------------------------
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """Keras-like table of layers, output shapes and parameter counts; trainable and
+        non-trainable parameters counted as Keras does (frozen weights and
+        BatchNormalization's moving statistics are non-trainable)."""
         if not self.built:
             self.build()
-        rows = [(f"{l.name} ({type(l).__name__})", str((None,) + tuple(s)), f"{l.count_params():,}")
+        print_fn = print_fn or print
+        headers = ["Layer (type)", "Output Shape", "Param #"]
+        rows = [[f"{l.name} ({getattr(l, 'file_class_name', type(l).__name__)})",
+                 str((None,) + tuple(s)), f"{l.count_params():,}"]
                 for l, s in zip(self.layers, self.layer_shapes)]
-        widths = [max(len(h), *(len(r[i]) for r in rows)) + 2
-                  for i, h in enumerate(("Layer (type)", "Output Shape", "Param #"))]
-        line = lambda cells: "".join(c.ljust(w) for c, w in zip(cells, widths))
+        connected = self._connections()
+        if connected is not None:  # a graph that is not a plain chain: Keras's 4th column
+            headers.append("Connected to")
+            for row, text in zip(rows, connected):
+                row.append(text)
+        if show_trainable:
+            headers.append("Trainable")
+            for row, layer in zip(rows, self.layers):
+                row.append("Y" if layer.trainable else "N")
+        natural = [max(len(h), *(len(r[i]) for r in rows)) + 2 for i, h in enumerate(headers)]
+        if line_length is None and positions is None:
+            widths = natural
+        else:
+            line_length = line_length or sum(natural)
+            positions = positions or {3: [0.45, 0.85, 1.0], 4: [0.3, 0.6, 0.7, 1.0]}.get(
+                len(headers), [0.3, 0.5, 0.6, 0.9, 1.0])
+            if all(p <= 1 for p in positions):
+                positions = [int(line_length * p) for p in positions]
+            widths = [b - a for a, b in zip([0] + list(positions[:-1]), positions)]
+        total_width = sum(widths)
+
+        def line(cells):
+            return "".join(str(c)[:w - 1].ljust(w) if len(str(c)) >= w else str(c).ljust(w)
+                           for c, w in zip(cells, widths))
         total = self.count_params()
-        trainable = sum(int(p.size) for p in self.params.values())
-        text = [f'Model: "{self.name}"', "_" * sum(widths),
-                line(("Layer (type)", "Output Shape", "Param #")), "=" * sum(widths)]
+        trainable = sum(int(w.size) for w in self.trainable_weights)
+        text = [f'Model: "{self.name}"', "_" * total_width, line(headers), "=" * total_width]
         text += [line(r) for r in rows]
-        text += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                 f"Non-trainable params: {total - trainable:,}", "_" * sum(widths)]
+        text += ["=" * total_width, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                 f"Non-trainable params: {total - trainable:,}", "_" * total_width]
         print_fn("\n".join(text))
 
 
-def _progress(verbose, steps, epoch, epochs):
-    if verbose != 1:
+def _planned(layers, nodes, path):
+    """Weights the graph's layers would allocate, from shapes alone (nothing built)."""
+    import math
+    shapes, total, counted = [], 0, set()
+    for i, (index, inputs, multi, *_) in enumerate(nodes):
+        layer = layers[index]
+        if i == 0:
+            shapes.append(tuple(layer.input_shape))
+            continue
+        arg = [shapes[j] for j in inputs] if multi else shapes[inputs[0]]
+        try:
+            if id(layer) not in counted and not layer.built:
+                total += sum(math.prod(s) for s in layer.weight_shapes(arg).values())
+            counted.add(id(layer))
+            shapes.append(tuple(layer.compute_output_shape(arg)))
+        except (ShapeError, InvalidArgumentError, ValueError, TypeError, IndexError) as exc:
+            raise DataFileError(f"{path!r}: node {i} ({layer.name!r}) does not fit the graph: "
+                                f"{exc}") from None
+    return total
+
+
+def _connections_of(model):
+    """Per layer, Keras's "Connected to" text ('dense[0][0], add[0][0]'), or None for a
+    plain chain (no merges, no shared layers)."""
+    g = model._graph
+    order = [g["input_node"]] + g["nodes"]
+    if isinstance(model, Sequential) or (not g["shared"] and all(len(n.inputs) <= 1 for n in order)):
         return None
-    from tqdm.auto import tqdm
-    return tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", leave=True)
+    index, per_layer = {}, collections.defaultdict(list)
+    for node in order:
+        index[id(node)] = len(per_layer[id(node.layer)])
+        per_layer[id(node.layer)].append(node)
+    return [", ".join(f"{p.layer.name}[{index[id(p)]}][0]" for n in per_layer[id(l)] for p in n.parents)
+            or "-" for l in model.layers]
+
+
+class Sequential(Model):
+    """A linear stack of layers (a Model whose graph is built from `layers` once the
+    input shape is known: from `Input(shape=...)` first, a first layer's `input_shape`,
+    or the data)."""
+
+    _default_name = "sequential"
+    file_class_name = "Sequential"
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        self.layers = []
+        self._init_layer(name or unique_name(self._default_name), trainable)
+        self._init_trainer()
+        for layer in layers or ():
+            self.add(layer)
+
+    # -- structure --------------------------------------------------------------------------
+    def add(self, layer):
+        if isinstance(layer, SymbolicTensor) and isinstance(layer.node.layer, Input):
+            layer = layer.node.layer  # Sequential([Input(shape=...), ...]) as in Keras
+        if not isinstance(layer, Layer):
+            raise InvalidArgumentError(f"Sequential.add expects a Layer, got {type(layer).__name__}.")
+        if isinstance(layer, Input) and self.layers:
+            raise InvalidArgumentError(f"Model {self.name!r}: an Input can only be the first layer.")
+        if any(l.name == layer.name for l in self.layers):
+            raise InvalidArgumentError(f"Model {self.name!r} already has a layer named {layer.name!r}.")
+        if layer is self:
+            raise InvalidArgumentError(f"Model {self.name!r} cannot contain itself.")
+        self.layers.append(layer)
+        self.built = False
+        self._graph = None
+
+    def pop(self):
+        layer = self.layers.pop()
+        self.built, self._graph = False, None
+        return layer
+
+    @property
+    def input_shape(self):
+        if self._built_shape is not None:
+            return self._built_shape
+        first = self.layers[0] if self.layers else None
+        shape = first.input_shape if first is not None else None
+        return tuple(shape) if shape is not None else None
+
+    @input_shape.setter
+    def input_shape(self, shape):
+        self._built_shape = tuple(shape) if shape is not None else None
+
+    def build(self, input_shape=None):
+        """Build every layer, inferring shapes from the first layer's input_shape."""
+        if not self.layers:
+            raise InvalidArgumentError(f"Model {self.name!r} has no layers.")
+        shape = tuple(input_shape) if input_shape is not None else self.input_shape
+        if shape and shape[0] is None:  # Keras's build((None, 784)) names the batch axis
+            shape = shape[1:]
+        if shape is None:
+            raise ShapeError(f"Model {self.name!r}: give the first layer an input_shape, or call "
+                             f"fit/predict/build so the shape can be inferred from the data.")
+        layers = self.layers
+        if isinstance(layers[0], Input):
+            start, layers = layers[0].output, layers[1:]
+        else:
+            start = Input(shape=shape, name=f"{self.name}_input").output
+        tensor = start
+        for layer in layers:
+            tensor = layer(tensor)
+        self._set_graph(start, tensor)
+
+    def compute_output_shape(self, input_shape):
+        if not self.built:
+            self.build(input_shape)
+        return super().compute_output_shape(input_shape)
+
+    def _input_layer_name(self):
+        return self.layers[0].name
+
+    def weight_shapes(self, input_shape):
+        """{name: shape} of the weights build(input_shape) would allocate (none allocated)."""
+        shapes, shape = {}, tuple(input_shape)
+        for layer in self.layers:
+            shapes.update({f"{layer.name}/{k}": s for k, s in layer.weight_shapes(shape).items()})
+            shape = layer.compute_output_shape(shape)
+        return shapes
+
+    def get_config(self):
+        return {"name": self.name, "layers": [serialization.layer_spec(l) for l in self.layers]}
+
+    @classmethod
+    def from_config(cls, config, path="<config>", depth=0):
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise DataFileError(f"{path!r}: the architecture has no layer list.")
+        layers = serialization.layers_from_specs(config["layers"], path, depth)
+        name = config.get("name") if isinstance(config.get("name"), str) else None
+        return cls(layers, name=name)
+
+
+Sequential._built_shape = None
+serialization.register_model_class("Sequential", Sequential)
+serialization.register_model_class("Functional", Model)
+serialization.register_model_class("Model", Model)
+
 from .serialization import load_model, model_from_config  # noqa: E402  (an.models.load_model)

@@ -30,8 +30,7 @@ def assign_weights(model, weights):
     """Copy host arrays into the model's weights, checking count and every shape first."""
     if not model.built:
         model.build()
-    slots = [(l, name, arr) for l in model.layers for name, arr in
-             list(l.params.items()) + list(l.state.items())]
+    slots = [(l, name, arr) for l in model.layers for name, arr in zip(l.weight_names, l.weights)]
     if len(weights) != len(slots):
         raise ShapeError(f"Model {model.name!r} has {len(slots)} weight arrays, but "
                          f"{len(weights)} were given.")
@@ -47,14 +46,14 @@ def assign_weights(model, weights):
 # -- files ---------------------------------------------------------------------------
 def _header(model, kind, include_optimizer=False):
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
-              "model": {"class_name": "Sequential", "config": model.get_config()},
+              "model": {"class_name": model.file_class_name, "config": model.get_config()},
               "weights": [[l.name, n, list(w.shape)] for l in model.layers
                           for n, w in zip(l.weight_names, l.weights)]}
     if model.built:
-        header["model"]["config"]["build_input_shape"] = list(model.layers[0].input_shape)
+        header["model"]["config"]["build_input_shape"] = list(model.input_shape)
     if kind == "model" and model.loss is not None:
         from . import losses, optimizers
-        header["compile"] = {"loss": losses.serialize(model.loss), "metrics": model.metrics,
+        header["compile"] = {"loss": losses.serialize(model.loss), "metrics": model._metrics_config(),
                              "optimizer": optimizers.serialize(model.optimizer)
                              if include_optimizer else None}
     return header
@@ -87,7 +86,7 @@ def save_model(model, path, include_optimizer=True, training_state=None):
         model.build()
     arrays = _weight_arrays(model)
     if include_optimizer and model.optimizer is not None:
-        arrays |= {f"optimizer/{k}": to_numpy(v) for k, v in model.optimizer.get_state().items()}
+        arrays |= {f"optimizer/{k}": to_numpy(v) for k, v in model.optimizer_state().items()}
     header = _header(model, "model", include_optimizer)
     if training_state is not None:
         header["training_state"] = training_state
@@ -195,19 +194,38 @@ def _check_value(value, where, depth=0):
     raise DataFileError(f"{where}: value {value!r:.80} is not allowed in a layer config.")
 
 
-def model_from_config(config, path="<config>"):
-    """Build an (unbuilt) Sequential from its config after validating it against the known
-    layer classes and their constructor arguments. Nothing is imported or called by name."""
+MODEL_CLASSES = {}  # filled by accelnet.models: serialization does not import it
+MAX_DEPTH = 8       # models inside models inside ...
+
+
+def register_model_class(name, cls):
+    """Make a model class loadable under `name` (its `from_config` rebuilds it)."""
+    MODEL_CLASSES[name] = cls
+
+
+def layer_spec(layer):
+    """{"class_name", "config"} of a layer or of a model used as a layer."""
+    return {"class_name": getattr(layer, "file_class_name", type(layer).__name__),
+            "config": layer.get_config()}
+
+
+def layers_from_specs(specs, path="<config>", depth=0):
+    """Layers from their specs after validating each against the known layer classes and
+    their constructor arguments; models used as layers through their class's from_config.
+    Nothing is imported or called by name."""
     from .layers import LAYERS
-    from .models import Sequential
-    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-        raise DataFileError(f"{path!r}: the architecture has no layer list.")
-    if len(config["layers"]) > MAX_LAYERS:
-        raise DataFileError(f"{path!r}: {len(config['layers'])} layers is more than accelnet accepts.")
+    if len(specs) > MAX_LAYERS:
+        raise DataFileError(f"{path!r}: {len(specs)} layers is more than accelnet accepts.")
+    if depth > MAX_DEPTH:
+        raise DataFileError(f"{path!r}: models nested more than {MAX_DEPTH} deep.")
     layers = []
-    for i, spec in enumerate(config["layers"]):
+    for i, spec in enumerate(specs):
         if not isinstance(spec, dict):
             raise DataFileError(f"{path!r}: layer {i} is not an object.")
+        model_cls = MODEL_CLASSES.get(spec.get("class_name"))
+        if model_cls is not None:
+            layers.append(model_cls.from_config(spec.get("config"), path, depth + 1))
+            continue
         cls = LAYERS.get(spec.get("class_name"))
         if cls is None:
             raise DataFileError(f"{path!r}: layer {i} has unknown class {spec.get('class_name')!r}; "
@@ -224,7 +242,23 @@ def model_from_config(config, path="<config>"):
             layers.append(cls(**kwargs))
         except (TypeError, ValueError) as exc:
             raise DataFileError(f"{path!r}: layer {i} ({cls.__name__}) has invalid arguments: {exc}") from None
-    return Sequential(layers, name=config.get("name") if isinstance(config.get("name"), str) else None)
+    return layers
+
+
+def model_from_config(config, path="<config>", max_params=None):
+    """Build a model from its config: a functional model when it lists nodes (built, after
+    checking it needs at most `max_params` weights), else an (unbuilt) Sequential."""
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise DataFileError(f"{path!r}: the architecture has no layer list.")
+    if "nodes" in config:
+        return MODEL_CLASSES["Functional"].from_config(config, path, max_params=max_params)
+    return MODEL_CLASSES["Sequential"].from_config(config, path)
+
+
+def check_planned_size(planned, max_params, path):
+    if max_params is not None and planned > max_params:
+        raise DataFileError(f"{path!r}: the architecture needs {planned} parameters, more "
+                            f"than the file holds; refusing to allocate them.")
 
 
 def _planned_parameters(model, input_shape):
@@ -247,19 +281,19 @@ def load_model(path, compile=True):
             raise DataFileError(f"{path!r} holds weights only; build the model and call "
                                 f"model.load_weights({path!r}).")
         config = header.get("model", {}).get("config")
-        model = model_from_config(config, path)
+        budget = max(os.path.getsize(path) * 2, 2**20) // 4
+        model = model_from_config(config, path, max_params=budget)
         shape = config.get("build_input_shape")
-        if shape is not None:
+        if shape is not None and not model.built:
             if not (isinstance(shape, list) and all(isinstance(d, int) and 0 < d < 2**31 for d in shape)):
                 raise DataFileError(f"{path!r}: invalid input shape {shape!r}.")
             try:
                 planned = _planned_parameters(model, shape)
             except (ValueError, TypeError, IndexError) as exc:
                 raise DataFileError(f"{path!r}: the architecture does not fit its input shape: {exc}") from None
-            if planned * 4 > max(os.path.getsize(path) * 2, 2**20):
-                raise DataFileError(f"{path!r}: the architecture needs {planned} parameters, more "
-                                    f"than the file holds; refusing to allocate them.")
+            check_planned_size(planned, budget, path)
             model.build(shape)
+        if model.built:
             _load_weights_into(model, header, npz, path, missing=DataFileError)
         comp = header.get("compile")
         if compile and comp:
@@ -269,7 +303,7 @@ def load_model(path, compile=True):
             state = {k[len("optimizer/"):]: _read(npz, k, path) for k in npz.files
                      if k.startswith("optimizer/")}
             if state and comp.get("optimizer"):
-                model.optimizer.set_state(state)
+                model.set_optimizer_state(state)
     return model
 
 
@@ -285,5 +319,5 @@ def restore_backup(model, path):
         state = {k[len("optimizer/"):]: _read(npz, k, path) for k in npz.files
                  if k.startswith("optimizer/")}
         if state and model.optimizer is not None:
-            model.optimizer.set_state(state)
+            model.set_optimizer_state(state)
     return header.get("training_state") or {}

@@ -83,8 +83,15 @@ class Layer:
                 f"with shape {(None,) + tuple(x.shape[1:])}.")
 
     # -- computing ------------------------------------------------------------
-    def __call__(self, x, training=False):
-        return self.forward(x, training=training)
+    def __call__(self, inputs, training=None):
+        """On arrays: the forward pass (inference unless `training`). On symbolic tensors
+        (`Input(...)` or another layer's symbolic output, or a list of them): record the
+        call in a functional graph; a `training` given here fixes the mode of that call, as
+        Keras's `base_model(x, training=False)`."""
+        from ..graph import call_symbolic, is_symbolic
+        if is_symbolic(inputs):
+            return call_symbolic(self, inputs, training)
+        return self.forward(inputs, training=bool(training))
 
     def forward(self, x, training=True):
         raise NotImplementedError
@@ -116,6 +123,57 @@ class Layer:
 
     def count_params(self):
         return int(sum(w.size for w in self.weights))
+
+    @property
+    def trainable_params(self):
+        """{key: array} the optimizer updates: `params`, or nothing when frozen."""
+        return self.params if self.trainable else {}
+
+    @property
+    def trainable_grads(self):
+        return self.grads if self.trainable else {}
+
+    @property
+    def trainable_weights(self):
+        return list(self.trainable_params.values())
+
+    @property
+    def non_trainable_weights(self):
+        return ([] if self.trainable else list(self.params.values())) + list(self.state.values())
+
+    def get_weights(self):
+        """This layer's weights as host NumPy arrays (Keras's order)."""
+        from ..backend import to_numpy
+        return [to_numpy(w).copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Copy host arrays into this layer's weights, checking count and shapes first."""
+        import numpy
+        weights = list(weights)
+        names, current = self.weight_names, self.weights
+        if len(weights) != len(current):
+            raise ShapeError(f"Layer {self.name!r} has {len(current)} weight arrays, but "
+                             f"{len(weights)} were given.")
+        for name, arr, w in zip(names, current, weights):
+            if tuple(numpy.shape(w)) != tuple(arr.shape):
+                raise ShapeError(f"Weight {name!r} of layer {self.name!r} has shape "
+                                 f"{tuple(arr.shape)}, but the value given has shape "
+                                 f"{tuple(numpy.shape(w))}.")
+        backend = get_backend()
+        for arr, w in zip(current, weights):
+            arr[...] = backend.asarray(numpy.asarray(w, dtype=arr.dtype))
+
+    def regularization_grads(self):
+        """{key: gradient of the penalty} (what backward adds to `grads`)."""
+        return {key: reg.gradient(self.params[key]) for key, reg in self.regularizers.items()}
+
+    # -- shared layers: one layer called at several places of a graph ----------
+    def snapshot(self):
+        """What backward needs from the last forward (the layer's attributes)."""
+        return dict(self.__dict__)
+
+    def restore(self, snapshot):
+        self.__dict__.update(snapshot)
 
     def get_config(self):
         config = {"name": self.name}

@@ -8,10 +8,25 @@ from .base import KernelBiasMixin, Layer, check_rate, positive_int
 
 
 class Input(Layer):
-    """Declares the input shape (no batch axis); passes data through unchanged."""
+    """Declares the input shape (no batch axis); passes data through unchanged.
 
-    def __init__(self, shape, name=None):
+    Also Keras's `Input(shape=...)` tensor: `Dense(8)(Input(shape=(4,)))` starts a
+    functional graph (the instance stands for its symbolic `output`)."""
+
+    def __init__(self, shape=None, name=None, batch_size=None, dtype=None, batch_shape=None):
+        if shape is None and batch_shape is not None:
+            shape = tuple(batch_shape)[1:]
+        if shape is None:
+            raise InvalidArgumentError("Input needs a shape, e.g. Input(shape=(784,)).")
         super().__init__(name=name, input_shape=shape)
+        from ..graph import Node, SymbolicTensor
+        self.built = True
+        node = Node(self, [], False)
+        self.output = node.output = SymbolicTensor(self.input_shape, node)
+
+    @property
+    def shape(self):
+        return (None,) + tuple(self.input_shape)
 
     def forward(self, x, training=True):
         self.ensure_built(x)

@@ -8,7 +8,8 @@ class BatchNormalization(Layer):
 
     Training uses the batch statistics and updates the running ones
     (moving = momentum·moving + (1 − momentum)·batch); evaluate/predict use the running
-    statistics. Keras defaults: momentum 0.99, epsilon 1e-3.
+    statistics, and so does a frozen layer (`trainable = False`) in training, as in Keras 3.
+    Keras defaults: momentum 0.99, epsilon 1e-3.
     """
 
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, input_shape=None,
@@ -36,6 +37,7 @@ class BatchNormalization(Layer):
 
     def forward(self, x, training=True):
         self.ensure_built(x)
+        training = training and self.trainable  # frozen: inference mode, as Keras 3
         xp = get_array_module(x)
         axes = tuple(range(x.ndim - 1))
         if training:
