@@ -8,9 +8,10 @@ import csv
 import io
 import math
 import os
+import warnings
 
 from . import fileio
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, SaveError
 
 
 class Callback:
@@ -152,10 +153,14 @@ class EarlyStopping(Callback):
 
 class ModelCheckpoint(Callback):
     """Save the model (or its weights) after each epoch; `filepath` may hold format fields
-    such as '{epoch:02d}' or '{val_loss:.3f}'. Writes are atomic."""
+    such as '{epoch:02d}' or '{val_loss:.3f}'. Writes are atomic. A failed save (disk full,
+    I/O error) raises `SaveError` and stops fit; `on_save_error="warn"` warns and trains on."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
-                 save_weights_only=False, mode="auto"):
+                 save_weights_only=False, mode="auto", on_save_error="raise"):
+        if on_save_error not in ("raise", "warn"):
+            raise InvalidArgumentError(f"on_save_error must be 'raise' or 'warn', got {on_save_error!r}.")
+        self.on_save_error = on_save_error
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
         self.verbose = verbose
@@ -174,13 +179,18 @@ class ModelCheckpoint(Callback):
             improved = current < self.best if self.mode == "min" else current > self.best
             if not improved:
                 return
-            self.best = current
         if self.verbose:
             print(f"Epoch {epoch + 1}: saving model to {path}")
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
+        try:
+            (self.model.save_weights if self.save_weights_only else self.model.save)(path)
+        except SaveError as exc:
+            if self.on_save_error == "raise":
+                raise
+            warnings.warn(f"Epoch {epoch + 1}: checkpoint not saved, training goes on: {exc}",
+                          RuntimeWarning, stacklevel=2)
+            return
+        if self.save_best_only:
+            self.best = current
 
 
 class BackupAndRestore(Callback):
