@@ -12,6 +12,7 @@ import numpy
 
 from . import callbacks as cbks
 from . import distributed
+from . import interrupts
 from . import kernels
 from . import losses as losses_mod
 from . import optimizers as optimizers_mod
@@ -147,7 +148,8 @@ class Sequential:
     def train_on_batch(self, x, y):
         """One optimizer step on a device batch; returns (loss incl. penalties, number
         correct, applied) with loss and count as 0-d device arrays (no host sync)."""
-        return self._train_step(x, y, len(x), len(x))
+        with interrupts.deferred_sigint():  # Ctrl-C lands between steps, never inside one
+            return self._train_step(x, y, len(x), len(x))
 
     def _train_step(self, x, y, local_n, global_n):
         """One step on this rank's `local_n` samples of a global batch of `global_n`
@@ -268,7 +270,8 @@ class Sequential:
             xb, yb = x_dev[idx], y_dev[idx]
             if cb_list.wants_batch_begin:
                 cb_list.batch_begin(step, {"batch": step, "size": len(idx)})
-            loss, correct, applied = self._train_step(xb, yb, hi - lo, global_n)
+            with interrupts.deferred_sigint():  # Ctrl-C lands between steps, never inside one
+                loss, correct, applied = self._train_step(xb, yb, hi - lo, global_n)
             if not applied:
                 self.stop_training = True
                 print(f"Epoch {epoch + 1}, batch {step}: invalid loss {float(loss)}, terminating "
