@@ -270,11 +270,14 @@ def model_from_config(config, path="<config>"):
     for i, spec in enumerate(config["layers"]):
         if not isinstance(spec, dict):
             raise DataFileError(f"{path!r}: layer {i} is not an object.")
-        cls = LAYERS.get(spec.get("class_name"))
+        name = spec.get("class_name")
+        cls = LAYERS.get(name) if isinstance(name, str) else None
         if cls is None:
-            raise DataFileError(f"{path!r}: layer {i} has unknown class {spec.get('class_name')!r}; "
+            raise DataFileError(f"{path!r}: layer {i} has unknown class {name!r:.80}; "
                                 f"known layers: {', '.join(sorted(LAYERS))}.")
         kwargs = spec.get("config") or {}
+        if not isinstance(kwargs, dict):
+            raise DataFileError(f"{path!r}: layer {i} ({cls.__name__}) has a config that is not an object.")
         allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = set(kwargs) - allowed
         if unknown:
@@ -284,9 +287,12 @@ def model_from_config(config, path="<config>"):
             _check_value(v, f"{path!r}: layer {i} ({cls.__name__}).{k}")
         try:
             layers.append(cls(**kwargs))
-        except (TypeError, ValueError) as exc:
+        except (AccelnetError, TypeError, ValueError, OverflowError) as exc:
             raise DataFileError(f"{path!r}: layer {i} ({cls.__name__}) has invalid arguments: {exc}") from None
-    return Sequential(layers, name=config.get("name") if isinstance(config.get("name"), str) else None)
+    try:
+        return Sequential(layers, name=config.get("name") if isinstance(config.get("name"), str) else None)
+    except AccelnetError as exc:  # e.g. two layers with the same name
+        raise DataFileError(f"{path!r}: invalid architecture: {exc}") from None
 
 
 def _planned_parameters(model, input_shape):

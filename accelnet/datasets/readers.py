@@ -5,6 +5,7 @@ wrong (bad magic, truncated data, wrong column count, ...) instead of letting an
 IndexError or a half-read array escape; a missing file raises `DataNotFoundError`.
 """
 import gzip
+import io
 import os
 import re
 import zlib
@@ -223,7 +224,9 @@ def read_image_folder(root, color_mode="auto", extensions=(".png",)):
             if not fname.lower().endswith(exts) or not os.path.isfile(file):
                 continue
             try:
-                with Image.open(file) as im:
+                with open(file, "rb") as f:  # in memory: PIL reads only what is there,
+                    blob = f.read()          # never a chunk's declared length
+                with Image.open(io.BytesIO(blob)) as im:
                     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                         raise DataFileError(f"Image {file!r} has mode {im.mode!r} (16/32-bit); "
                                             f"only 8-bit images are supported.")
