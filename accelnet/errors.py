@@ -51,6 +51,11 @@ class SaveError(AccelnetError, OSError):
         return self.strerror if self.errno is None else f"[Errno {self.errno}] {self.strerror}"
 
 
+class OutOfMemoryError(AccelnetError, MemoryError):
+    """A layer could not allocate an array (host RAM, or GPU memory through CuPy); the
+    message names the layer, the input shape, the bytes asked for and what to change."""
+
+
 class TrainingError(AccelnetError, RuntimeError):
     """Training cannot go on (e.g. the loss became NaN)."""
 

@@ -15,6 +15,7 @@ from . import distributed
 from . import interrupts
 from . import kernels
 from . import losses as losses_mod
+from . import memory
 from . import optimizers as optimizers_mod
 from . import random as an_random
 from . import serialization, validation
@@ -148,7 +149,7 @@ class Sequential:
     def train_on_batch(self, x, y):
         """One optimizer step on a device batch; returns (loss incl. penalties, number
         correct, applied) with loss and count as 0-d device arrays (no host sync)."""
-        with interrupts.deferred_sigint():  # Ctrl-C lands between steps, never inside one
+        with interrupts.deferred_sigint(), memory.out_of_memory_errors(self):  # atomic step, OOM named
             return self._train_step(x, y, len(x), len(x))
 
     def _train_step(self, x, y, local_n, global_n):
@@ -270,7 +271,7 @@ class Sequential:
             xb, yb = x_dev[idx], y_dev[idx]
             if cb_list.wants_batch_begin:
                 cb_list.batch_begin(step, {"batch": step, "size": len(idx)})
-            with interrupts.deferred_sigint():  # Ctrl-C lands between steps, never inside one
+            with interrupts.deferred_sigint(), memory.out_of_memory_errors(self):  # atomic step, OOM named
                 loss, correct, applied = self._train_step(xb, yb, hi - lo, global_n)
             if not applied:
                 self.stop_training = True
