@@ -168,10 +168,11 @@ def read_csv(path, label_first=True, skip_header="auto"):
                                             f"{v.strip()!r} is not a number.") from None
             raise DataFileError(f"CSV file {path!r} could not be parsed.") from None
     labels, x = (data[:, 0], data[:, 1:]) if label_first else (data[:, -1], data[:, :-1])
-    if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-        bad = int(np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))[0])
+    bad_labels = ~np.isfinite(labels) | (labels != np.round(labels)) | (np.abs(labels) >= 2**62)
+    if np.any(bad_labels):
+        bad = int(np.flatnonzero(bad_labels)[0])
         raise DataFileError(f"CSV file {path!r}, line {rows[bad][0]}: label "
-                            f"{labels[bad]!r} is not an integer.")
+                            f"{labels[bad]!r} is not an integer in the int64 range.")
     return np.ascontiguousarray(x), labels.astype(np.int64)
 
 
