@@ -179,7 +179,8 @@ def _file_layer_names(header, model):
     architecture built in another session (or twice in one) has other automatic names."""
     layers = header["model"]["config"].get("layers")
     names = [(spec.get("config") or {}).get("name") if isinstance(spec, dict) and
-             isinstance(spec.get("config"), (dict, type(None))) else None for spec in layers or ()]
+             isinstance(spec.get("config"), (dict, type(None))) else None
+             for spec in (layers if isinstance(layers, list) else ())]
     if len(names) != len(model.layers):
         return {l.name: l.name for l in model.layers}
     return {old: new.name for old, new in zip(names, model.layers) if isinstance(old, str)}
