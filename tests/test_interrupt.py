@@ -13,6 +13,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 import accelnet as an
 
@@ -104,6 +105,17 @@ def child_backup(out):
 
 
 # -- the tests ------------------------------------------------------------------------------
+def test_deferred_sigint_delivers_after_the_block():
+    from accelnet.interrupts import deferred_sigint
+    handler, done = signal.getsignal(signal.SIGINT), []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_sigint():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal has been handled (recorded) by now
+            done.append("block finished")
+    assert done == ["block finished"] and signal.getsignal(signal.SIGINT) is handler
+
+
 def start(mode, folder):
     return subprocess.Popen([sys.executable, __file__, mode, str(folder)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
