@@ -444,9 +444,11 @@ def test_fuzz_png_folder(tmp_path_factory, data, which, color_mode):
         assert x.dtype == np.uint8 and list(y) == [0, 1] and names == ["0", "1"]
 
 
-def test_png_declaring_huge_size_is_refused_before_decoding(tmp_path):
+@pytest.mark.parametrize("width,height", [(9000, 9000), (0x02000005, 4)])
+def test_png_declaring_huge_size_is_refused_before_decoding(tmp_path, width, height):
+    """Below PIL's own bomb limit (81 Mpixels) and above it, where PIL warns: the file's size decides."""
     chunks = png_chunks(PNGS[0])
-    chunks[0] = (b"IHDR", struct.pack(">II", 9000, 9000) + chunks[0][1][8:])
+    chunks[0] = (b"IHDR", struct.pack(">II", width, height) + chunks[0][1][8:])
     write(tmp_path / "0" / "huge.png", png_join(chunks))
     result = check("png", tmp_path / "0" / "huge.png", lambda: read_image_folder(tmp_path))
-    assert isinstance(result, AccelnetError) and "9000x9000" in str(result)
+    assert isinstance(result, AccelnetError) and f"{width}x{height}" in str(result)

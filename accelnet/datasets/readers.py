@@ -8,6 +8,7 @@ import gzip
 import io
 import os
 import re
+import warnings
 import zlib
 
 import numpy as np
@@ -227,7 +228,10 @@ def read_image_folder(root, color_mode="auto", extensions=(".png",)):
             try:
                 with open(file, "rb") as f:  # in memory: PIL reads only what is there,
                     blob = f.read()          # never a chunk's declared length
-                with Image.open(io.BytesIO(blob)) as im:
+                with warnings.catch_warnings():  # _check_decoded_size is the bomb check
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    im = Image.open(io.BytesIO(blob))
+                with im:
                     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                         raise DataFileError(f"Image {file!r} has mode {im.mode!r} (16/32-bit); "
                                             f"only 8-bit images are supported.")
