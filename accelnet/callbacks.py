@@ -18,7 +18,7 @@ import time
 import warnings
 
 from . import fileio
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, SaveError
 
 _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
           "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
@@ -324,12 +324,16 @@ class ModelCheckpoint(MonitorCallback):
     `filepath` may hold format fields such as '{epoch:02d}', '{batch}' or
     '{val_loss:.3f}'. With `save_best_only`, only improvements over the best value so far
     (starting from `initial_value_threshold`) are saved; when the monitored value is not
-    in the logs, Keras 3 warns and saves. Writes are atomic."""
+    in the logs, Keras 3 warns and saves. Writes are atomic. A failed save (disk full, I/O
+    error) raises `SaveError` and stops fit; `on_save_error="warn"` warns and trains on."""
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
                  save_weights_only=False, mode="auto", save_freq="epoch",
-                 initial_value_threshold=None):
+                 initial_value_threshold=None, on_save_error="raise"):
         super().__init__(monitor, mode, initial_value_threshold)
+        if on_save_error not in ("raise", "warn"):
+            raise InvalidArgumentError(f"on_save_error must be 'raise' or 'warn', got {on_save_error!r}.")
+        self.on_save_error = on_save_error
         self.filepath = os.fspath(filepath)
         self.verbose = verbose
         self.save_best_only = save_best_only
@@ -394,12 +398,17 @@ class ModelCheckpoint(MonitorCallback):
 
     def _save(self, epoch, batch, logs):
         path = self._path(epoch, batch, logs)
+        best_before = self.best
         if not self._should_save(epoch, logs, path):
             return
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
+        try:
+            (self.model.save_weights if self.save_weights_only else self.model.save)(path)
+        except SaveError as exc:
+            self.best = best_before  # the improvement was not saved
+            if self.on_save_error == "raise":
+                raise
+            warnings.warn(f"Epoch {epoch + 1}: checkpoint not saved, training goes on: {exc}",
+                          RuntimeWarning, stacklevel=2)
 
 
 class ReduceLROnPlateau(MonitorCallback):

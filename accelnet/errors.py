@@ -43,6 +43,19 @@ class DataNotFoundError(AccelnetError, FileNotFoundError):
     """A data set's files are not on disk and cannot be downloaded."""
 
 
+class SaveError(AccelnetError, OSError):
+    """Writing a file failed (disk full, I/O error, ...); the previous version is unchanged.
+    `errno` and `filename` are the OSError's, so `except OSError` handlers still work."""
+
+    def __str__(self):  # the message already names the file
+        return self.strerror if self.errno is None else f"[Errno {self.errno}] {self.strerror}"
+
+
+class OutOfMemoryError(AccelnetError, MemoryError):
+    """A layer could not allocate an array (host RAM, or GPU memory through CuPy); the
+    message names the layer, the input shape, the bytes asked for and what to change."""
+
+
 class TrainingError(AccelnetError, RuntimeError):
     """Training cannot go on (e.g. the loss became NaN)."""
 

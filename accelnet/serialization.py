@@ -11,13 +11,12 @@ import inspect
 import json
 import math
 import os
-import zipfile
 
 import numpy
 
 from . import fileio
 from .backend import get_backend, to_numpy
-from .errors import DataFileError, ShapeError
+from .errors import AccelnetError, DataFileError, ShapeError
 
 FORMAT = "accelnet"
 FORMAT_VERSION = 1
@@ -101,65 +100,138 @@ def read_training_state(path):
 
 
 def _open(path):
-    """(header dict, NpzFile) for an accelnet file, or DataFileError naming what is wrong."""
+    """(header dict, NpzArchive) for an accelnet file, or DataFileError naming what is wrong."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise DataFileError(f"Model file {path!r} does not exist.")
+    npz = fileio.NpzArchive(path, "accelnet model file")
     try:
-        npz = numpy.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataFileError(f"{path!r} is not a readable accelnet model file (truncated, corrupt "
-                            f"or another format): {exc}") from None
-    if not isinstance(npz, numpy.lib.npyio.NpzFile) or HEADER not in npz.files:
+        return _read_header(npz, path), npz
+    except BaseException:
+        npz.close()
+        raise
+
+
+def _read_header(npz, path):
+    """The JSON header, checked for the structure the loaders rely on."""
+    if HEADER not in npz:
         raise DataFileError(f"{path!r} is not an accelnet model file (no {HEADER!r} entry).")
-    _check_sizes(path, npz)
+    arr = npz.read(HEADER)
+    if arr.shape != () or arr.dtype.kind not in "US":
+        raise DataFileError(f"{path!r}: the accelnet header is not a text (dtype {arr.dtype}, "
+                            f"shape {arr.shape}).")
     try:
-        header = json.loads(str(npz[HEADER]))
-    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DataFileError(f"{path!r}: the accelnet header is unreadable: {exc}") from None
+        text = arr.item().decode("utf-8") if arr.dtype.kind == "S" else str(arr.item())
+        header = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
+        raise DataFileError(f"{path!r}: the accelnet header is unreadable: "
+                            f"{type(exc).__name__}: {exc}"[:300]) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise DataFileError(f"{path!r} is not an accelnet model file (format {header.get('format')!r}).")
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise DataFileError(f"{path!r} is not an accelnet model file (format {found!r}).")
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise DataFileError(f"{path!r} was written in accelnet file format version {version!r}, but "
                             f"this accelnet reads versions up to {FORMAT_VERSION}; upgrade accelnet.")
-    return header, npz
-
-
-def _check_sizes(path, npz):
-    """Refuse members whose unpacked size is absurd for the file (zip bombs, fake shapes)."""
-    limit = max(64 * os.path.getsize(path), 2**20)
-    for info in npz.zip.infolist():
-        if info.file_size > limit:
-            raise DataFileError(f"{path!r}: entry {info.filename!r} claims {info.file_size} bytes, "
-                                f"far more than the file holds; refusing to load it.")
+    model = header.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("config"), dict):
+        raise DataFileError(f"{path!r}: the header has no architecture (model.config).")
+    for key in ("compile", "training_state"):
+        if not isinstance(header.get(key), (dict, type(None))):
+            raise DataFileError(f"{path!r}: the header's {key!r} is not an object.")
+    return header
 
 
 def _read(npz, key, path):
-    try:
-        arr = npz[key]
-    except KeyError:
-        raise DataFileError(f"{path!r} has no entry {key!r}; the file is incomplete.") from None
-    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DataFileError(f"{path!r}: entry {key!r} is corrupt or truncated: {exc}") from None
+    arr = npz.read(key)
     if arr.dtype.kind not in "biuf":
         raise DataFileError(f"{path!r}: entry {key!r} has dtype {arr.dtype}, not a numeric array.")
     return arr
 
 
+def _input_shape(header, path):
+    """The input shape the file was built for (None if it was saved unbuilt), checked."""
+    shape = header["model"]["config"].get("build_input_shape")
+    if shape is not None and not (isinstance(shape, list) and 0 < len(shape) <= 8 and all(
+            type(d) is int and 0 < d < 2**31 for d in shape)):
+        raise DataFileError(f"{path!r}: invalid input shape {shape!r:.100}.")
+    return shape
+
+
+def _build_checked(model, shape, path):
+    """Build `model` for `shape` unless its parameters would need more memory than the file holds."""
+    try:
+        planned = _planned_parameters(model, shape)
+    except (AccelnetError, ValueError, TypeError, IndexError, OverflowError) as exc:
+        raise DataFileError(f"{path!r}: the architecture does not fit its input shape: {exc}") from None
+    if planned * 4 > max(os.path.getsize(path) * 2, 2**20):
+        raise DataFileError(f"{path!r}: the architecture needs {planned} parameters, more "
+                            f"than the file holds; refusing to allocate them.")
+    try:
+        model.build(shape)
+    except (AccelnetError, ValueError, TypeError, IndexError, OverflowError) as exc:
+        raise DataFileError(f"{path!r}: the architecture cannot be built: {exc}") from None
+
+
+def _file_layer_names(header, model):
+    """{layer name in the file: layer name in `model`}, matched by position: the same
+    architecture built in another session (or twice in one) has other automatic names."""
+    layers = header["model"]["config"].get("layers")
+    names = [(spec.get("config") or {}).get("name") if isinstance(spec, dict) and
+             isinstance(spec.get("config"), (dict, type(None))) else None
+             for spec in (layers if isinstance(layers, list) else ())]
+    if len(names) != len(model.layers):
+        return {l.name: l.name for l in model.layers}
+    return {old: new.name for old, new in zip(names, model.layers) if isinstance(old, str)}
+
+
+def _restore_optimizer(model, header, npz, path):
+    """Set the optimizer's step count and slots from the file, each checked against the model."""
+    if model.optimizer is None:
+        return
+    rename = _file_layer_names(header, model)
+    positions = list(model.trainable_params)
+    state = {}
+    for k in npz.files:
+        if not k.startswith("optimizer/"):
+            continue
+        name = k[len("optimizer/"):]
+        slot, _, key = name.partition("/")
+        if key.startswith("@"):  # slots saved by parameter position (this version's files)
+            index = key[1:]
+            if not (index.isdigit() and int(index) < len(positions)):
+                raise DataFileError(f"{path!r}: optimizer entry {k!r} refers to parameter "
+                                    f"{index!r}; the model has {len(positions)} trainable arrays.")
+            key = positions[int(index)]
+        else:  # older files: slots by layer name, matched to this model's layers by position
+            layer, _, weight = key.partition("/")
+            key = f"{rename.get(layer, layer)}/{weight}"
+        if name != "iterations":
+            name = f"{slot}/{key}"
+        arr = state[name] = _read(npz, k, path)
+        want = () if name == "iterations" else getattr(model.params.get(key), "shape", None)
+        if slot not in model.optimizer.slots and name != "iterations" or want is None \
+                or tuple(arr.shape) != tuple(want):
+            raise DataFileError(f"{path!r}: optimizer entry {k!r} of shape {arr.shape} matches no "
+                                f"state of {type(model.optimizer).__name__} for this model.")
+    if state:
+        model.optimizer.set_state(state)
+
+
 def _load_weights_into(model, header, npz, path, missing=ShapeError):
-    keys = [f"weights/{i}/{n}" for i, l in enumerate(model.layers) for n in l.weight_names]
+    values = []
     for i, layer in enumerate(model.layers):
         for name, arr in zip(layer.weight_names, layer.weights):
             key = f"weights/{i}/{name}"
-            if key not in npz.files:
+            if key not in npz:
                 raise missing(f"{path!r} has no weights for layer {layer.name!r} ({name}); it was "
-                                 f"saved from a different architecture.")
+                              f"saved from a different architecture.")
             value = _read(npz, key, path)
             if value.shape != tuple(arr.shape):
                 raise ShapeError(f"Cannot load {path!r} into layer {layer.name!r}: weight {name!r} has "
                                  f"shape {value.shape} in the file but {tuple(arr.shape)} in the model.")
-    assign_weights(model, [_read(npz, k, path) for k in keys])
+            values.append(value)
+    assign_weights(model, values)
 
 
 def load_weights(model, path):
@@ -167,8 +239,7 @@ def load_weights(model, path):
     header, npz = _open(path)
     with npz:
         if not model.built:
-            shape = header["model"]["config"].get("build_input_shape")
-            model.build(shape)
+            _build_checked(model, _input_shape(header, path), path)
         _load_weights_into(model, header, npz, path)
 
 
@@ -222,15 +293,18 @@ def layers_from_specs(specs, path="<config>", depth=0):
     for i, spec in enumerate(specs):
         if not isinstance(spec, dict):
             raise DataFileError(f"{path!r}: layer {i} is not an object.")
-        model_cls = MODEL_CLASSES.get(spec.get("class_name"))
+        name = spec.get("class_name")
+        model_cls = MODEL_CLASSES.get(name) if isinstance(name, str) else None
         if model_cls is not None:
             layers.append(model_cls.from_config(spec.get("config"), path, depth + 1))
             continue
-        cls = LAYERS.get(spec.get("class_name"))
+        cls = LAYERS.get(name) if isinstance(name, str) else None
         if cls is None:
-            raise DataFileError(f"{path!r}: layer {i} has unknown class {spec.get('class_name')!r}; "
+            raise DataFileError(f"{path!r}: layer {i} has unknown class {name!r:.80}; "
                                 f"known layers: {', '.join(sorted(LAYERS))}.")
         kwargs = spec.get("config") or {}
+        if not isinstance(kwargs, dict):
+            raise DataFileError(f"{path!r}: layer {i} ({cls.__name__}) has a config that is not an object.")
         allowed = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = set(kwargs) - allowed
         if unknown:
@@ -240,7 +314,7 @@ def layers_from_specs(specs, path="<config>", depth=0):
             _check_value(v, f"{path!r}: layer {i} ({cls.__name__}).{k}")
         try:
             layers.append(cls(**kwargs))
-        except (TypeError, ValueError) as exc:
+        except (AccelnetError, TypeError, ValueError, OverflowError) as exc:
             raise DataFileError(f"{path!r}: layer {i} ({cls.__name__}) has invalid arguments: {exc}") from None
     return layers
 
@@ -250,9 +324,14 @@ def model_from_config(config, path="<config>", max_params=None):
     checking it needs at most `max_params` weights), else an (unbuilt) Sequential."""
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise DataFileError(f"{path!r}: the architecture has no layer list.")
-    if "nodes" in config:
-        return MODEL_CLASSES["Functional"].from_config(config, path, max_params=max_params)
-    return MODEL_CLASSES["Sequential"].from_config(config, path)
+    try:
+        if "nodes" in config:
+            return MODEL_CLASSES["Functional"].from_config(config, path, max_params=max_params)
+        return MODEL_CLASSES["Sequential"].from_config(config, path)
+    except DataFileError:
+        raise
+    except AccelnetError as exc:  # e.g. two layers with the same name
+        raise DataFileError(f"{path!r}: invalid architecture: {exc}") from None
 
 
 def check_planned_size(planned, max_params, path):
@@ -280,30 +359,24 @@ def load_model(path, compile=True):
         if header.get("kind") != "model":
             raise DataFileError(f"{path!r} holds weights only; build the model and call "
                                 f"model.load_weights({path!r}).")
-        config = header.get("model", {}).get("config")
+        config = header["model"]["config"]
         budget = max(os.path.getsize(path) * 2, 2**20) // 4
         model = model_from_config(config, path, max_params=budget)
-        shape = config.get("build_input_shape")
+        shape = _input_shape(header, path)
         if shape is not None and not model.built:
-            if not (isinstance(shape, list) and all(isinstance(d, int) and 0 < d < 2**31 for d in shape)):
-                raise DataFileError(f"{path!r}: invalid input shape {shape!r}.")
-            try:
-                planned = _planned_parameters(model, shape)
-            except (ValueError, TypeError, IndexError) as exc:
-                raise DataFileError(f"{path!r}: the architecture does not fit its input shape: {exc}") from None
-            check_planned_size(planned, budget, path)
-            model.build(shape)
+            _build_checked(model, shape, path)
         if model.built:
             _load_weights_into(model, header, npz, path, missing=DataFileError)
         comp = header.get("compile")
         if compile and comp:
-            optimizer = optimizers.get(comp["optimizer"]) if comp.get("optimizer") else "rmsprop"
-            model.compile(optimizer=optimizer, loss=losses.get(comp["loss"]),
-                          metrics=comp.get("metrics") or [])
-            state = {k[len("optimizer/"):]: _read(npz, k, path) for k in npz.files
-                     if k.startswith("optimizer/")}
-            if state and comp.get("optimizer"):
-                model.set_optimizer_state(state)
+            try:
+                optimizer = optimizers.get(comp["optimizer"]) if comp.get("optimizer") else "rmsprop"
+                model.compile(optimizer=optimizer, loss=losses.get(comp.get("loss")),
+                              metrics=comp.get("metrics") or [])
+            except (AccelnetError, TypeError, ValueError) as exc:
+                raise DataFileError(f"{path!r}: invalid compile settings: {exc}") from None
+            if comp.get("optimizer") and model.built:
+                _restore_optimizer(model, header, npz, path)
     return model
 
 
@@ -314,10 +387,7 @@ def restore_backup(model, path):
     header, npz = _open(path)
     with npz:
         if not model.built:
-            model.build(header["model"]["config"].get("build_input_shape"))
+            _build_checked(model, _input_shape(header, path), path)
         _load_weights_into(model, header, npz, path)
-        state = {k[len("optimizer/"):]: _read(npz, k, path) for k in npz.files
-                 if k.startswith("optimizer/")}
-        if state and model.optimizer is not None:
-            model.set_optimizer_state(state)
+        _restore_optimizer(model, header, npz, path)
     return header.get("training_state") or {}

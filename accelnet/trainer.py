@@ -16,7 +16,7 @@ import math
 import numpy
 
 from . import callbacks as cbks
-from . import distributed, kernels
+from . import distributed, interrupts, kernels, memory
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -252,7 +252,8 @@ class Trainer:
         """One optimizer step on a device batch; returns the batch loss (incl. penalties)
         as a 0-d device array (no host sync)."""
         self._prepare_step()
-        return self._train_step(x, y, len(x), len(x), sample_weight)[0]
+        with interrupts.deferred_sigint(), memory.out_of_memory_errors(self):  # atomic step, OOM named
+            return self._train_step(x, y, len(x), len(x), sample_weight)[0]
 
     def _train_step(self, x, y, local_n, global_n, sample_weight=None, step=0, cb=None):
         """One step on this rank's `local_n` samples of a global batch of `global_n`.
@@ -410,7 +411,8 @@ class Trainer:
             xb, yb = x_dev[idx], y_dev[idx]
             swb = None if sw_dev is None else sw_dev[idx]
             cb.batch("train_begin", "on_train_batch_begin", step, lambda: {})
-            loss, out, applied = self._train_step(xb, yb, hi - lo, global_n, swb, step, cb)
+            with interrupts.deferred_sigint(), memory.out_of_memory_errors(self):  # atomic step, OOM named
+                loss, out, applied = self._train_step(xb, yb, hi - lo, global_n, swb, step, cb)
             if not applied:
                 break
             if hi > lo:

@@ -43,6 +43,15 @@ def test_source_tree_without_install(tmp_path, where):
     assert name == "relu_backward"
 
 
+def test_second_checkout_uses_its_own_kernels(tmp_path):
+    """With this environment's (editable) install active, another checkout on the path — a
+    git worktree — imports its own kernels, not those the editable install maps to."""
+    tree = _copy_tree(tmp_path / "worktree")
+    init, kernels, _ = _run([], tree, [tree])
+    assert init == os.path.join(tree, "accelnet", "__init__.py")
+    assert kernels == os.path.join(tree, "kernels", "__init__.py")
+
+
 def test_pip_install_shadowed_by_checkout(tmp_path):
     """`pip install .` into a target, then import from the repository root (the checkout
     shadows the install) and from another directory (the install is used)."""

@@ -5,14 +5,16 @@ wrong (bad magic, truncated data, wrong column count, ...) instead of letting an
 IndexError or a half-read array escape; a missing file raises `DataNotFoundError`.
 """
 import gzip
+import io
 import os
 import re
-import zipfile
+import warnings
 import zlib
 
 import numpy as np
 
 from ..errors import DataFileError, DataNotFoundError, InvalidArgumentError
+from ..fileio import NpzArchive
 
 # IDX type codes (third byte of the magic number) -> big-endian NumPy dtype.
 IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
@@ -88,7 +90,7 @@ def read_idx(path, ndim=None):
 def read_npz(path):
     """Read a Keras-style `mnist.npz` -> `(x_train, y_train), (x_test, y_test)`.
 
-    Loaded with `allow_pickle=False`: an object array is refused, never unpickled.
+    Read through `NpzArchive`: sizes are checked first and object arrays refused, never unpickled.
     """
     path = _require_file(path)
     keys = NPZ_KEYS
@@ -100,24 +102,12 @@ def read_npz(path):
     if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         raise DataFileError(f"{path!r} is not an .npz archive (starts with "
                             f"0x{magic.hex() or 'nothing'}, not a zip header).")
-    try:
-        # Our own handle: np.load leaks the one it opens when the zip is corrupt.
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            missing = [k for k in keys if k not in npz.files]
-            if missing:
-                raise DataFileError(f"{path!r} lacks the array(s) {', '.join(missing)}; "
-                                    f"it holds: {', '.join(npz.files) or 'nothing'}.")
-            arrays = [npz[k] for k in keys]
-    except DataFileError:
-        raise
-    except ValueError as exc:
-        if "pickle" in str(exc):
-            raise DataFileError(f"{path!r} contains pickled (object) data, which accelnet "
-                                f"refuses to load for safety.") from None
-        raise DataFileError(f"Cannot read .npz file {path!r}: {exc}.") from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataFileError(f"Cannot read .npz file {path!r}: corrupt or truncated "
-                            f"({type(exc).__name__}: {exc}).") from None
+    with NpzArchive(path, ".npz file") as npz:  # sizes checked, nothing unpickled
+        missing = [k for k in keys if k not in npz]
+        if missing:
+            raise DataFileError(f"{path!r} lacks the array(s) {', '.join(missing)}; "
+                                f"it holds: {', '.join(npz.files) or 'nothing'}.")
+        arrays = [npz.read(k) for k in keys]
     x_train, y_train, x_test, y_test = arrays
     for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
@@ -179,11 +169,28 @@ def read_csv(path, label_first=True, skip_header="auto"):
                                             f"{v.strip()!r} is not a number.") from None
             raise DataFileError(f"CSV file {path!r} could not be parsed.") from None
     labels, x = (data[:, 0], data[:, 1:]) if label_first else (data[:, -1], data[:, :-1])
-    if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-        bad = int(np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))[0])
+    bad_labels = ~np.isfinite(labels) | (labels != np.round(labels)) | (np.abs(labels) >= 2**62)
+    if np.any(bad_labels):
+        bad = int(np.flatnonzero(bad_labels)[0])
         raise DataFileError(f"CSV file {path!r}, line {rows[bad][0]}: label "
-                            f"{labels[bad]!r} is not an integer.")
+                            f"{labels[bad]!r} is not an integer in the int64 range.")
     return np.ascontiguousarray(x), labels.astype(np.int64)
+
+
+# Decoded bytes an image may have per byte of file: deflate (PNG) expands at most ~1032x.
+MAX_IMAGE_EXPANSION = 1100
+
+
+def _check_decoded_size(file, im):
+    """Refuse, before decoding, an image whose header declares more pixels than its file can hold."""
+    width, height = im.size
+    bits = 1 if im.mode == "1" else 8 * len(im.getbands())
+    decoded = height * ((width * bits + 7) // 8)
+    size = os.path.getsize(file)
+    if decoded > MAX_IMAGE_EXPANSION * size:
+        raise DataFileError(f"Image {file!r} declares {width}x{height} pixels ({decoded} bytes "
+                            f"decoded), more than its {size} bytes can hold; refusing to decode "
+                            f"it (corrupt, or a decompression bomb).")
 
 
 def _natural_key(name):
@@ -219,10 +226,16 @@ def read_image_folder(root, color_mode="auto", extensions=(".png",)):
             if not fname.lower().endswith(exts) or not os.path.isfile(file):
                 continue
             try:
-                with Image.open(file) as im:
+                with open(file, "rb") as f:  # in memory: PIL reads only what is there,
+                    blob = f.read()          # never a chunk's declared length
+                with warnings.catch_warnings():  # _check_decoded_size is the bomb check
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    im = Image.open(io.BytesIO(blob))
+                with im:
                     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                         raise DataFileError(f"Image {file!r} has mode {im.mode!r} (16/32-bit); "
                                             f"only 8-bit images are supported.")
+                    _check_decoded_size(file, im)
                     gray = im.mode in ("1", "L", "LA")
                     mode = {"grayscale": "L", "rgb": "RGB", "rgba": "RGBA"}.get(
                         color_mode, "L" if gray else "RGB")
