@@ -5,6 +5,8 @@ at batch 128). The first call of each form is timed on its own (it includes Numb
 compile or cache load); then the two alternate (ref, numba, ref, numba, ...) and the
 median and spread of each are reported, with speedup = reference / numba.
 """
+import importlib
+
 import numpy
 
 import accelnet.kernels as K
@@ -50,7 +52,26 @@ def cases(quick):
                     ((_normal(rng, s), (3, 3)), {"stride": 1, "padding": p})))
         out.append(("col2im", label, lambda rng, s=shape, p=padding, rows=n * oh * ow, c=c:
                     ((_normal(rng, (rows, 9 * c)), s, (3, 3)), {"stride": 1, "padding": p})))
+    for label, shape, padding in [("mnist_cnn", (batch, 24, 24, 64), "valid"),
+                                  ("seed004 pool1", (batch, 28, 28, 32), "same"),
+                                  ("cifar", (batch, 16, 16, 64), "same")]:
+        label = f"{label} x{shape} 2x2 {padding}"
+        out.append(("max_pool", label, lambda rng, s=shape, p=padding:
+                    ((_normal(rng, s), (2, 2), (2, 2)), {"padding": p})))
+        out.append(("max_pool_backward", label, lambda rng, s=shape, p=padding:
+                    _pool_backward_args(rng, s, p)))
     return out
+
+
+def _pool_backward_args(rng, shape, padding):
+    """(grad, argmax, x_shape, pool, strides) from a reference forward on random x."""
+    mp = importlib.import_module("accelnet.kernels.max_pool")  # the module, not the function
+    out, arg = mp.reference(_normal(rng, shape), (2, 2), (2, 2), padding)
+    return (_normal(rng, out.shape), arg, shape, (2, 2), (2, 2)), {"padding": padding}
+
+
+# kernels whose public function is dispatched under another kernel's name
+DISPATCH_NAME = {"max_pool_backward": "max_pool"}
 
 
 def _max_abs_diff(a, b, backend):
@@ -79,7 +100,7 @@ def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
     row = {}
     for name, call in forms.items():
         with impl(name):
-            resolved = current(kernel, args[0])
+            resolved = current(DISPATCH_NAME.get(kernel, kernel), args[0])
         row[name] = {"implementation": resolved, "first_call_s": timing.clock(call, sync)}
     estimate = max(timing.clock(forms["reference"], sync), 1e-6)
     runs = int(min(max(budget_s / estimate, min_runs), max_runs))

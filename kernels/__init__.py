@@ -10,6 +10,9 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   `col2im(cols, x_shape, kernel_size, stride=1, padding="valid") -> dx`: channels-last
   patch extraction for convolution/pooling and its exact adjoint;
   `conv_output_size` and `same_padding` give the shapes.
+- `max_pool(x, pool_size, strides, padding) -> (out, argmax)` and
+  `max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx`: max
+  pooling that records each window's winner, and the gradient scattered to it.
 
 Which form runs: see `_dispatch` (`DEFAULTS`, `ACCELNET_KERNELS=numba|reference`,
 `with implementation(...)`, `current_implementation(kernel, array)`). Importing this
@@ -18,8 +21,10 @@ call (cached on disk), CUDA kernels on first launch.
 """
 from ._dispatch import DEFAULTS, current_implementation, implementation
 from .im2col import col2im, conv_output_size, im2col, same_padding
+from .max_pool import max_pool, max_pool_backward
 from .relu_backward import relu_backward
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
 __all__ = ["DEFAULTS", "check_errors", "col2im", "conv_output_size", "current_implementation",
-           "im2col", "implementation", "relu_backward", "same_padding", "softmax_cross_entropy"]
+           "im2col", "implementation", "max_pool", "max_pool_backward", "relu_backward",
+           "same_padding", "softmax_cross_entropy"]

@@ -28,6 +28,7 @@ DEFAULTS = {
     "relu_backward": {"cpu": "numba", "gpu": "numba"},
     "im2col": {"cpu": "numba", "gpu": "numba"},
     "col2im": {"cpu": "numba", "gpu": "numba"},
+    "max_pool": {"cpu": "numba", "gpu": "numba"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default

@@ -144,7 +144,8 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
 
 class MaxPooling2D(Layer):
     """Max over (ph, pw) windows. The gradient goes to one maximum per window (the first),
-    as in TensorFlow. 'same' padding pads with -inf so padded cells never win."""
+    as in TensorFlow. 'same' padding never lets a padded cell win. One kernel pass each way:
+    the forward records each window's winner, the backward adds the gradient there."""
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", input_shape=None, name=None):
         super().__init__(name=name, input_shape=input_shape)
@@ -160,78 +161,16 @@ class MaxPooling2D(Layer):
         oh, ow = _spatial_output(self.name, input_shape, self.pool_size, self.strides, self.padding)
         return (oh, ow, input_shape[2])
 
-    def _pad(self, x):
-        if self.padding == "valid":
-            return x
-        xp = get_array_module(x)
-        (t, b), (l, r) = (kernels.same_padding(s, k, st)
-                          for s, k, st in zip(x.shape[1:3], self.pool_size, self.strides))
-        return xp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=-xp.inf)
-
-    def _tiles(self, x):
-        """Non-overlapping windows (strides == pool_size, no padding needed): a
-        (N, OH, ph, OW, pw, C) view of x, else None (the general im2col path)."""
-        (ph, pw), (oh, ow) = self.pool_size, self.out_hw
-        if self.strides != self.pool_size or (self.padding == "same" and (
-                x.shape[1] != oh * ph or x.shape[2] != ow * pw)):
-            return None
-        n, c = x.shape[0], x.shape[3]
-        return x[:, :oh * ph, :ow * pw, :].reshape(n, oh, ph, ow, pw, c)
-
     def forward(self, x, training=True):
         self.ensure_built(x)
-        tiles = self._tiles(x)
-        self._tiled = tiles is not None
-        if self._tiled:  # the common 2x2/stride-2 case: plain reductions, no im2col
-            out = tiles.max(axis=(2, 4))
-            self._x_tiles, self._out, self._x_shape = tiles, out, x.shape
-            return out
-        xp = get_array_module(x)
-        xpad = self._pad(x)
-        c = x.shape[3]
-        cols = kernels.im2col(xpad, self.pool_size, self.strides, "valid")
-        cols = cols.reshape(cols.shape[0], -1, c)
-        self._argmax = cols.argmax(axis=1)
-        self._padded_shape = xpad.shape
-        out = xp.take_along_axis(cols, self._argmax[:, None, :], axis=1)
-        return out.reshape((x.shape[0],) + self.out_hw + (c,))
-
-    def _tiled_backward(self, grad):
-        """Route each window's gradient to its first maximum (row-major), like TensorFlow."""
-        xp = get_array_module(grad)
-        tiles, out = self._x_tiles, self._out
-        (ph, pw), (oh, ow) = self.pool_size, self.out_hw
-        dtiles = xp.empty(tiles.shape, dtype=grad.dtype)
-        taken = xp.zeros(out.shape, dtype=bool)
-        hit = xp.empty(out.shape, dtype=bool)
-        for i in range(ph):  # no temporaries: every step writes into a preallocated array
-            for j in range(pw):
-                xp.equal(tiles[:, :, i, :, j, :], out, out=hit)
-                xp.greater(hit, taken, out=hit)  # hit and not yet taken
-                xp.multiply(grad, hit, out=dtiles[:, :, i, :, j, :])
-                taken |= hit
-        n, h, w, c = self._x_shape
-        if (oh * ph, ow * pw) == (h, w):
-            return dtiles.reshape(n, h, w, c)
-        dx = xp.zeros(self._x_shape, dtype=grad.dtype)
-        dx[:, :oh * ph, :ow * pw, :] = dtiles.reshape(n, oh * ph, ow * pw, c)
-        return dx
+        out, argmax = kernels.max_pool(x, self.pool_size, self.strides, self.padding)
+        self._argmax, self._x_shape = (argmax, x.shape) if training else (None, None)
+        return out
 
     def backward(self, grad):
-        if self._tiled:
-            return self._tiled_backward(grad)
-        xp = get_array_module(grad)
-        c = grad.shape[3]
-        window = self.pool_size[0] * self.pool_size[1]
-        hit = xp.arange(window)[None, :, None] == self._argmax[:, None, :]
-        dcols = hit * grad.reshape(-1, 1, c)
-        dx = kernels.col2im(dcols.reshape(dcols.shape[0], -1), self._padded_shape, self.pool_size,
-                            self.strides, "valid")
-        if self.padding == "same":
-            h, w = self.input_shape[:2]
-            (t, _), (l, _) = (kernels.same_padding(s, k, st)
-                              for s, k, st in zip((h, w), self.pool_size, self.strides))
-            dx = dx[:, t:t + h, l:l + w, :]
+        dx = kernels.max_pool_backward(grad, self._argmax, self._x_shape, self.pool_size,
+                                       self.strides, self.padding)
+        self._argmax = None
         return dx
 
     def get_config(self):

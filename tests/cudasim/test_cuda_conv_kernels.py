@@ -1,0 +1,34 @@
+"""The Numba CUDA forms of the convolution-path kernels (max_pool, ...) against their
+references, under Numba's CUDA simulator (run by tests/test_cuda_simulator.py)."""
+import importlib
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("run with NUMBA_ENABLE_CUDASIM=1 (tests/test_cuda_simulator.py does)",
+                allow_module_level=True)
+
+import numba.cuda  # noqa: E402,F401  (an import failure must fail, not skip)
+
+mp = importlib.import_module("accelnet.kernels.max_pool")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,pool,strides,padding", [
+    ((2, 4, 4, 2), (2, 2), (2, 2), "valid"), ((1, 5, 3, 2), (2, 2), (2, 2), "same"),
+    ((1, 5, 5, 1), (3, 3), (2, 1), "same"), ((1, 4, 5, 2), (2, 3), (1, 1), "valid")])
+def test_max_pool(dtype, shape, pool, strides, padding):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.choice([-1.0, 0.0, 2.0], size=shape).astype(dtype)  # ties
+    x.flat[0] = np.nan
+    want_out, want_arg = mp.reference(x, pool, strides, padding)
+    out, arg = mp.numba_cuda(x, pool, strides, padding)
+    np.testing.assert_array_equal(out, want_out)
+    np.testing.assert_array_equal(arg, want_arg)
+    grad = rng.standard_normal(out.shape).astype(dtype)
+    want = mp.reference_backward(grad, want_arg, shape, pool, strides, padding)
+    got = mp.numba_cuda_backward(grad, arg, shape, pool, strides, padding)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12)
