@@ -10,7 +10,8 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im"}
+KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im", "max_pool",
+           "max_pool_backward"}
 
 
 def run_bench(out, *args):
@@ -32,7 +33,7 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 12
+    assert len(rows) == 18
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):
