@@ -10,9 +10,14 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   `col2im(cols, x_shape, kernel_size, stride=1, padding="valid") -> dx`: channels-last
   patch extraction for convolution/pooling and its exact adjoint;
   `conv_output_size` and `same_padding` give the shapes.
+- `bias_relu(z, bias) -> z` (in place) and `relu_bias_grad(dy, y, out=None) -> (dz,
+  bias_grad)`: a layer's bias + ReLU and their backward, one pass each.
 - `max_pool(x, pool_size, strides, padding) -> (out, argmax)` and
   `max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx`: max
   pooling that records each window's winner, and the gradient scattered to it.
+
+Batch-chunked layer work on accelnet's worker threads: `batch_tasks`, `run_tasks`,
+`scratch`, `threaded` (see `_workers`).
 
 Which form runs: see `_dispatch` (`DEFAULTS`, `ACCELNET_KERNELS=numba|reference`,
 `with implementation(...)`, `current_implementation(kernel, array)`). Importing this
@@ -20,11 +25,14 @@ package compiles nothing and imports neither Numba nor CuPy: CPU kernels compile
 call (cached on disk), CUDA kernels on first launch.
 """
 from ._dispatch import DEFAULTS, current_implementation, implementation
+from ._workers import batch_tasks, run_tasks, scratch, threaded
+from .bias_relu import bias_relu, relu_bias_grad
 from .im2col import col2im, conv_output_size, im2col, same_padding
 from .max_pool import max_pool, max_pool_backward
 from .relu_backward import relu_backward
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
-__all__ = ["DEFAULTS", "check_errors", "col2im", "conv_output_size", "current_implementation",
-           "im2col", "implementation", "max_pool", "max_pool_backward", "relu_backward",
-           "same_padding", "softmax_cross_entropy"]
+__all__ = ["DEFAULTS", "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_output_size",
+           "current_implementation", "im2col", "implementation", "max_pool", "max_pool_backward",
+           "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",
+           "softmax_cross_entropy", "threaded"]

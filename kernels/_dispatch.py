@@ -29,6 +29,8 @@ DEFAULTS = {
     "im2col": {"cpu": "numba", "gpu": "numba"},
     "col2im": {"cpu": "numba", "gpu": "numba"},
     "max_pool": {"cpu": "numba", "gpu": "numba"},
+    "bias_relu": {"cpu": "numba", "gpu": "numba"},
+    "relu_bias_grad": {"cpu": "numba", "gpu": "numba"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default

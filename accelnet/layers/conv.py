@@ -1,9 +1,13 @@
 """Convolution and pooling on channels-last (N, H, W, C) input, through im2col/col2im.
 
-The im2col workspace is bounded: the batch is processed in chunks whose column matrix
-fits in `WORKSPACE_BYTES` (env ACCELNET_CONV_WORKSPACE_MB, default 64), so memory does
-not grow with the batch size. When the whole batch fits in one chunk, the columns are
-kept for the backward pass instead of being rebuilt.
+The batch is processed in chunks, so memory does not grow with the batch size. On the
+CPU the chunks are cache-sized and run on accelnet's worker threads with one-thread BLAS
+(`kernels.run_chunks`): each chunk's columns, GEMM, bias and ReLU (and in the backward
+ReLU-backward, bias and weight gradients, and col2im) are done while they sit in the
+core's cache; the weight and bias gradients are per-chunk partial sums added in chunk
+order (deterministic). Elsewhere (GPU, ACCELNET_KERNELS=reference) a chunk's column
+matrix fills `WORKSPACE_BYTES` (env ACCELNET_CONV_WORKSPACE_MB, default 128); when the
+whole batch fits in one chunk, the columns are kept for the backward pass.
 """
 import os
 
@@ -43,11 +47,6 @@ def _spatial_output(layer, input_shape, kernel, strides, padding):
     return tuple(out)
 
 
-def _chunk_size(n, row_bytes):
-    """How many samples fit in the im2col workspace (at least one)."""
-    return max(1, min(n, WORKSPACE_BYTES // max(row_bytes, 1)))
-
-
 class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
     """2-D convolution, Keras kernel layout (KH, KW, C, F), as im2col followed by a GEMM."""
 
@@ -82,52 +81,109 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
     def _columns(self, x):
         return kernels.im2col(x, self.kernel_size, self.strides, self.padding)
 
-    def _chunks(self, n, itemsize):
+    def _tasks(self, x):
+        """Batch chunks grouped into tasks: cache-sized chunks on accelnet's worker threads
+        on the CPU, else as many samples per chunk as fit in the im2col workspace."""
         kh, kw = self.kernel_size
-        row_bytes = self.out_hw[0] * self.out_hw[1] * kh * kw * self.input_shape[2] * itemsize
-        step = _chunk_size(n, row_bytes)
-        return [(i, min(i + step, n)) for i in range(0, n, step)]
+        col_bytes = self.out_hw[0] * self.out_hw[1] * kh * kw * self.input_shape[2]
+        out_bytes = self.out_hw[0] * self.out_hw[1] * self.filters
+        if kernels.threaded(x):  # one sample's working set: columns, output, their gradients
+            per_sample = 2 * (col_bytes + out_bytes) * x.dtype.itemsize
+        else:
+            per_sample = col_bytes * x.dtype.itemsize
+        return kernels.batch_tasks(x, x.shape[0], per_sample, WORKSPACE_BYTES)
+
+    def _columns_into(self, x, name="cols"):
+        """im2col of a chunk into this thread's scratch buffer (a new array when not threaded)."""
+        (oh, ow), (kh, kw) = self.out_hw, self.kernel_size
+        shape = (x.shape[0] * oh * ow, kh * kw * x.shape[3])
+        return kernels.im2col(x, self.kernel_size, self.strides, self.padding,
+                              out=kernels.scratch(x, name, shape, x.dtype))
+
+    def _fuse_relu(self, logits):
+        return self.use_bias and self.activation.name == "relu" and not logits
 
     def forward(self, x, training=True, logits=False):
         self.ensure_built(x)
         xp = get_array_module(x)
-        n = x.shape[0]
-        w2 = self.params["kernel"].reshape(-1, self.filters)
-        z = xp.empty((n,) + self.out_hw + (self.filters,), dtype=x.dtype)
-        chunks = self._chunks(n, x.dtype.itemsize)
-        self._x, self._cols = x, None
-        for start, stop in chunks:
-            cols = self._columns(x[start:stop])
-            xp.matmul(cols, w2, out=z[start:stop].reshape(-1, self.filters))
-        if len(chunks) == 1 and training:
-            self._cols = cols
+        n, f = x.shape[0], self.filters
+        w2 = self.params["kernel"].reshape(-1, f)
+        bias = self.params["bias"] if self.use_bias else None
+        fused = self._fuse_relu(logits)  # bias + ReLU in one pass, per chunk while in cache
+        z = xp.empty((n,) + self.out_hw + (f,), dtype=x.dtype)
+        tasks = self._tasks(x)
+        keep = training and len(tasks) == 1 and len(tasks[0]) == 1 and not kernels.threaded(x)
+
+        def work(chunks):
+            for start, stop in chunks:
+                cols = self._columns_into(x[start:stop])
+                zc = z[start:stop].reshape(-1, f)
+                xp.matmul(cols, w2, out=zc)
+                if fused:
+                    kernels.bias_relu(zc, bias)
+            return cols if keep else None  # the whole batch's columns, kept for backward
+
+        self._x = x
+        self._cols = kernels.run_tasks(x, work, tasks)[0]
+        self._fused = fused
+        if fused:
+            self._logits, self._out = False, z
+            return z
         if self.use_bias:
-            z += self.params["bias"]
+            z += bias
         return self.activate(z, logits)
 
     def backward(self, grad):
         xp = get_array_module(grad)
-        dz = self.activation_grad(grad)
-        backend = get_backend()
-        x = self._x
-        n = x.shape[0]
-        w2 = self.params["kernel"].reshape(-1, self.filters)
-        gw2 = self.grads["kernel"].reshape(-1, self.filters)
-        if self.use_bias:
-            xp.sum(dz.reshape(-1, self.filters), axis=0, out=self.grads["bias"])
+        x, f, fused = self._x, self.filters, self._fused
+        dz = grad if fused else self.activation_grad(grad)
+        w2 = self.params["kernel"].reshape(-1, f)
         dx = xp.empty_like(x) if self.needs_input_grad else None
-        for i, (start, stop) in enumerate(self._chunks(n, x.dtype.itemsize)):
-            cols = self._cols if self._cols is not None else self._columns(x[start:stop])
-            dz2 = dz[start:stop].reshape(-1, self.filters)
-            if i == 0:
-                backend.matmul_long_reduction(cols.T, dz2, out=gw2)
+        tasks = self._tasks(x)
+        # The whole batch in one GEMM: the backend's long-reduction matmul (one BLAS thread
+        # where that wins); in worker threads BLAS is already at one thread.
+        first_gemm = xp.matmul if kernels.threaded(x) else get_backend().matmul_long_reduction
+        cols_kept = self._cols
+
+        def work(chunks):
+            """One task: its chunks' weight (and bias) gradients summed in chunk order."""
+            kernel_sum = bias_sum = None
+            for start, stop in chunks:
+                rows = (stop - start) * self.out_hw[0] * self.out_hw[1]
+                dzc = dz[start:stop].reshape(-1, f)
+                if fused:  # ReLU backward and the bias gradient in one pass over the chunk
+                    dzc, part = kernels.relu_bias_grad(
+                        dzc, self._out[start:stop].reshape(-1, f),
+                        out=kernels.scratch(x, "dz", (rows, f), dz.dtype))
+                    bias_sum = part if bias_sum is None else bias_sum + part
+                cols = cols_kept if cols_kept is not None else self._columns_into(x[start:stop])
+                if kernel_sum is None:
+                    kernel_sum = first_gemm(cols.T, dzc)
+                else:
+                    kernel_sum += xp.matmul(cols.T, dzc, out=kernels.scratch(
+                        x, "dw", kernel_sum.shape, kernel_sum.dtype))
+                if dx is not None:
+                    dcols = xp.matmul(dzc, w2.T, out=kernels.scratch(
+                        x, "dcols", (rows, w2.shape[0]), dz.dtype))
+                    kernels.col2im(dcols, x[start:stop].shape, self.kernel_size, self.strides,
+                                   self.padding, out=dx[start:stop])
+            return kernel_sum, bias_sum
+
+        parts = kernels.run_tasks(x, work, tasks)
+        gw2 = self.grads["kernel"].reshape(-1, f)
+        gw2[...] = parts[0][0]
+        for part, _ in parts[1:]:  # task partial sums in task order: deterministic
+            gw2 += part
+        if self.use_bias:
+            if fused:
+                total = parts[0][1]
+                for _, part in parts[1:]:
+                    total = total + part
+                self.grads["bias"][...] = total
             else:
-                gw2 += backend.matmul_long_reduction(cols.T, dz2)
-            if dx is not None:
-                dx[start:stop] = kernels.col2im(dz2 @ w2.T, x[start:stop].shape, self.kernel_size,
-                                                self.strides, self.padding)
+                xp.sum(dz.reshape(-1, f), axis=0, out=self.grads["bias"])
         self.add_regularization_grads()
-        self._x = self._cols = None
+        self._x = self._cols = self._out = None
         return dx
 
     def get_config(self):

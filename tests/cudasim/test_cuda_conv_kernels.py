@@ -32,3 +32,23 @@ def test_max_pool(dtype, shape, pool, strides, padding):
     got = mp.numba_cuda_backward(grad, arg, shape, pool, strides, padding)
     assert got.dtype == dtype
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12)
+
+
+br = importlib.import_module("accelnet.kernels.bias_relu")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows,f", [(5, 3), (1, 1), (0, 2)])
+def test_bias_relu_and_grad(dtype, rows, f):
+    rng = np.random.default_rng(rows * 10 + f)
+    z = rng.standard_normal((rows, f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    want = br.reference(z.copy(), bias)
+    got = br.numba_cuda(z.copy(), bias)
+    np.testing.assert_array_equal(got, want)
+    dy = rng.standard_normal((rows, f)).astype(dtype)
+    dy[0:1, 0:1] = np.nan
+    want_dz, want_db = br.reference_grad(dy, want)
+    dz, db = br.numba_cuda_grad(dy, got)
+    np.testing.assert_array_equal(dz, want_dz)
+    np.testing.assert_allclose(db, want_db, rtol=1e-12, atol=1e-12)
