@@ -60,6 +60,15 @@ def cases(quick):
                     ((_normal(rng, s), (2, 2), (2, 2)), {"padding": p})))
         out.append(("max_pool_backward", label, lambda rng, s=shape, p=padding:
                     _pool_backward_args(rng, s, p)))
+    for label, shape in [("mnist_cnn conv", (batch, 12, 12, 64)), ("dense", (batch, 128))]:
+        label = f"{label} x{shape} rate 0.25"
+        out.append(("dropout", label, lambda rng, s=shape:
+                    ((_normal(rng, s), numpy.array([12345.0, 678.0]), 0.25), {})))
+        out.append(("dropout_backward", label, lambda rng, s=shape:
+                    ((_normal(rng, s), (rng.random(s) > 0.25).astype(numpy.uint8), 0.25), {})))
+    for label, rows, f in [("mnist_cnn conv2", batch * 576, 64), ("cifar conv1", batch * 1024, 32)]:
+        out.append(("relu_bias_grad", f"{label} ({rows}, {f})", lambda rng, r=rows, f=f:
+                    ((_normal(rng, (r, f)), _normal(rng, (r, f))), {})))
     return out
 
 
@@ -71,7 +80,7 @@ def _pool_backward_args(rng, shape, padding):
 
 
 # kernels whose public function is dispatched under another kernel's name
-DISPATCH_NAME = {"max_pool_backward": "max_pool"}
+DISPATCH_NAME = {"max_pool_backward": "max_pool", "dropout_backward": "dropout"}
 
 
 def _max_abs_diff(a, b, backend):

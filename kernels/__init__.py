@@ -12,6 +12,8 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   `conv_output_size` and `same_padding` give the shapes.
 - `bias_relu(z, bias) -> z` (in place) and `relu_bias_grad(dy, y, out=None) -> (dz,
   bias_grad)`: a layer's bias + ReLU and their backward, one pass each.
+- `dropout(x, key, rate) -> (y, uint8 mask)` and `dropout_backward(grad, mask, rate)`:
+  inverted dropout with a counter-based hash mask (reproducible from the key).
 - `max_pool(x, pool_size, strides, padding) -> (out, argmax)` and
   `max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx`: max
   pooling that records each window's winner, and the gradient scattered to it.
@@ -27,12 +29,13 @@ call (cached on disk), CUDA kernels on first launch.
 from ._dispatch import DEFAULTS, current_implementation, implementation
 from ._workers import batch_tasks, run_tasks, scratch, threaded
 from .bias_relu import bias_relu, relu_bias_grad
+from .dropout import dropout, dropout_backward
 from .im2col import col2im, conv_output_size, im2col, same_padding
 from .max_pool import max_pool, max_pool_backward
 from .relu_backward import relu_backward
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
 __all__ = ["DEFAULTS", "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_output_size",
-           "current_implementation", "im2col", "implementation", "max_pool", "max_pool_backward",
-           "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",
-           "softmax_cross_entropy", "threaded"]
+           "current_implementation", "dropout", "dropout_backward", "im2col", "implementation",
+           "max_pool", "max_pool_backward", "relu_backward", "relu_bias_grad", "run_tasks",
+           "same_padding", "scratch", "softmax_cross_entropy", "threaded"]

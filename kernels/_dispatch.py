@@ -31,6 +31,7 @@ DEFAULTS = {
     "max_pool": {"cpu": "numba", "gpu": "numba"},
     "bias_relu": {"cpu": "numba", "gpu": "numba"},
     "relu_bias_grad": {"cpu": "numba", "gpu": "numba"},
+    "dropout": {"cpu": "numba", "gpu": "numba"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default

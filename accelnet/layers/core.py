@@ -1,7 +1,7 @@
 """Core layers: Input, Dense, Activation, Flatten, Dropout."""
 import math
 
-from .. import activations
+from .. import activations, kernels
 from ..backend import get_array_module, get_backend
 from ..errors import InvalidArgumentError
 from .base import KernelBiasMixin, Layer, check_rate, positive_int
@@ -132,13 +132,16 @@ class Flatten(Layer):
 
 class Dropout(Layer):
     """Inverted dropout: in training zero each unit with probability `rate` and scale the
-    rest by 1/(1-rate); identity in evaluate/predict. Set `mask` to fix the mask (tests)."""
+    rest by 1/(1-rate); identity in evaluate/predict. The mask is a counter-based hash of
+    a key drawn from the backend's generator (`kernels.dropout`: one pass, a uint8 mask,
+    reproducible from `accelnet.random.seed`). Set `mask` to fix the mask (tests)."""
 
     def __init__(self, rate, seed=None, name=None, input_shape=None):
         super().__init__(name=name, input_shape=input_shape)
         self.rate = check_rate(f"Dropout {self.name!r}", "rate", rate)
         self.mask = None
         self._fixed_mask = False
+        self._keep = None
 
     def set_mask(self, mask):
         """Use this (already scaled) mask on every training call: for gradient checks."""
@@ -150,13 +153,23 @@ class Dropout(Layer):
             self._active = False
             return x
         self._active = True
-        if not self._fixed_mask:
-            keep = get_backend().rng.random(x.shape, dtype=x.dtype) >= self.rate
-            self.mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.rate))
-        return x * self.mask
+        if self._fixed_mask:
+            return x * self.mask
+        xp = get_array_module(x)
+        # Two draws per call (on the device where the data is: no host read); the kernel
+        # hashes (key, element index) into the mask.
+        key = xp.floor(get_backend().rng.random(2, dtype="float64") * 2.0**32)
+        y, self._keep = kernels.dropout(x, key, self.rate)
+        return y
 
     def backward(self, grad):
-        return grad * self.mask if self._active else grad
+        if not self._active:
+            return grad
+        if self._fixed_mask:
+            return grad * self.mask
+        dx = kernels.dropout_backward(grad, self._keep, self.rate)
+        self._keep = None
+        return dx
 
     def get_config(self):
         config = super().get_config()

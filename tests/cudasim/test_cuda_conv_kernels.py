@@ -52,3 +52,20 @@ def test_bias_relu_and_grad(dtype, rows, f):
     dz, db = br.numba_cuda_grad(dy, got)
     np.testing.assert_array_equal(dz, want_dz)
     np.testing.assert_allclose(db, want_db, rtol=1e-12, atol=1e-12)
+
+
+dr = importlib.import_module("accelnet.kernels.dropout")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(5,), (2, 3, 4)])
+def test_dropout(dtype, shape):
+    x = np.random.default_rng(3).standard_normal(shape).astype(dtype)
+    key = np.array([987654321.0, 42.0])
+    want_y, want_mask = dr.reference(x, key, 0.4)
+    y, mask = dr.numba_cuda(x, key, 0.4)
+    np.testing.assert_array_equal(mask, want_mask)
+    np.testing.assert_array_equal(y, want_y)
+    g = np.random.default_rng(4).standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(dr.numba_cuda_backward(g, mask, 0.4),
+                                  dr.reference_backward(g, want_mask, 0.4))
