@@ -69,7 +69,17 @@ def cases(quick):
     for label, rows, f in [("mnist_cnn conv2", batch * 576, 64), ("cifar conv1", batch * 1024, 32)]:
         out.append(("relu_bias_grad", f"{label} ({rows}, {f})", lambda rng, r=rows, f=f:
                     ((_normal(rng, (r, f)), _normal(rng, (r, f))), {})))
+    for label, shape, f, padding in [("mnist_cnn conv2", (same_batch, 26, 26, 32), 64, "valid"),
+                                     ("cifar conv2", (same_batch, 32, 32, 32), 32, "same")]:
+        out.append(("winograd_conv", f"{label} x{shape} 3x3->{f} {padding}",
+                    lambda rng, s=shape, f=f, p=padding: _winograd_args(rng, s, f, p)))
     return out
+
+
+def _winograd_args(rng, shape, filters, padding):
+    wg = importlib.import_module("accelnet.kernels.winograd")
+    u = wg.winograd_weights(_normal(rng, (3, 3, shape[3], filters), 0.1))
+    return (_normal(rng, shape), u, padding), {}
 
 
 def _pool_backward_args(rng, shape, padding):

@@ -14,6 +14,9 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   bias_grad)`: a layer's bias + ReLU and their backward, one pass each.
 - `dropout(x, key, rate) -> (y, uint8 mask)` and `dropout_backward(grad, mask, rate)`:
   inverted dropout with a counter-based hash mask (reproducible from the key).
+- `winograd_conv(x, U, padding, out=None, bias=None, relu=False)` with
+  `U = winograd_weights(kernel)`: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions
+  (`winograd_applies` says when Conv2D uses it).
 - `max_pool(x, pool_size, strides, padding) -> (out, argmax)` and
   `max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx`: max
   pooling that records each window's winner, and the gradient scattered to it.
@@ -33,9 +36,12 @@ from .dropout import dropout, dropout_backward
 from .im2col import col2im, conv_output_size, im2col, same_padding
 from .max_pool import max_pool, max_pool_backward
 from .relu_backward import relu_backward
+from .winograd import applies as winograd_applies
+from .winograd import winograd_conv, winograd_weights
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
 __all__ = ["DEFAULTS", "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_output_size",
            "current_implementation", "dropout", "dropout_backward", "im2col", "implementation",
            "max_pool", "max_pool_backward", "relu_backward", "relu_bias_grad", "run_tasks",
-           "same_padding", "scratch", "softmax_cross_entropy", "threaded"]
+           "same_padding", "scratch", "softmax_cross_entropy", "threaded", "winograd_applies",
+           "winograd_conv", "winograd_weights"]

@@ -32,6 +32,7 @@ DEFAULTS = {
     "bias_relu": {"cpu": "numba", "gpu": "numba"},
     "relu_bias_grad": {"cpu": "numba", "gpu": "numba"},
     "dropout": {"cpu": "numba", "gpu": "numba"},
+    "winograd_conv": {"cpu": "numba", "gpu": "numba"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default

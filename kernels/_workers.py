@@ -27,6 +27,7 @@ process may use; 1 = cache-sized chunks on the calling thread, BLAS still at one
 0 = off) and ACCELNET_CHUNK_KB (the per-chunk working-set target, default 1536 KiB).
 """
 import concurrent.futures
+import contextlib
 import os
 import threading
 
@@ -38,6 +39,7 @@ from . import _dispatch
 DEFAULT_CHUNK_KB = 1536
 TASKS = 16        # chunks are grouped into at most this many tasks per call
 MAX_SCRATCH = 16  # scratch buffers kept per thread
+MAX_SCRATCH_BYTES = 16 << 20  # larger requests are not kept (a whole-batch call's temporaries)
 _pool = {}  # (pid, workers) -> ThreadPoolExecutor
 _lock = threading.Lock()
 _local = threading.local()
@@ -84,8 +86,11 @@ def batch_tasks(array, n, bytes_per_sample, workspace_bytes):
 
 def scratch(array, name, shape, dtype):
     """This thread's reusable NumPy buffer for `name` (contents undefined), or None when
-    `array`'s work is not threaded (the caller then allocates as usual)."""
+    `array`'s work is not threaded or the buffer would exceed MAX_SCRATCH_BYTES (the
+    caller then allocates as usual)."""
     if not getattr(_local, "inside", False) and not threaded(array):
+        return None
+    if numpy.prod(shape) * numpy.dtype(dtype).itemsize > MAX_SCRATCH_BYTES:
         return None
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
@@ -98,6 +103,13 @@ def scratch(array, name, shape, dtype):
     while len(buffers) > MAX_SCRATCH:
         del buffers[next(iter(buffers))]
     return buf
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread (a no-op inside a task, where it already
+    does, or without threadpoolctl): for the thin GEMMs of a kernel called directly."""
+    controller = None if getattr(_local, "inside", False) else _blas_controller()
+    return controller.limit(limits=1) if controller is not None else contextlib.nullcontext()
 
 
 def _executor(workers):

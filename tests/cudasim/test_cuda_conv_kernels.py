@@ -69,3 +69,18 @@ def test_dropout(dtype, shape):
     g = np.random.default_rng(4).standard_normal(shape).astype(dtype)
     np.testing.assert_array_equal(dr.numba_cuda_backward(g, mask, 0.4),
                                   dr.reference_backward(g, want_mask, 0.4))
+
+
+wg = importlib.import_module("accelnet.kernels.winograd")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,padding", [((1, 4, 5, 2), "valid"), ((1, 3, 3, 1), "same")])
+def test_winograd_conv(dtype, shape, padding):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape).astype(dtype)
+    u = wg.winograd_weights(rng.standard_normal((3, 3, shape[3], 2)).astype(dtype))
+    bias = rng.standard_normal(2).astype(dtype)
+    want = wg.reference(x, u, padding, bias=bias, relu=True)
+    got = wg.numba_cuda(x, u, padding, bias=bias, relu=True)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
