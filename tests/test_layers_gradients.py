@@ -50,6 +50,7 @@ def test_conv2d_gradients_match_finite_differences(padding, strides, kernel):
 def test_conv2d_chunked_backward_matches_finite_differences(monkeypatch):
     from accelnet.layers import conv
     monkeypatch.setattr(conv, "WORKSPACE_BYTES", 1)  # one sample per im2col chunk
+    monkeypatch.setenv("ACCELNET_NUM_THREADS", "0")  # the workspace path, not the threaded one
     layer = built(layers.Conv2D(2, 3, padding="same", kernel_regularizer=regularizers.l2(0.1)),
                   (5, 5, 2))
     check_layer(layer, data(3, 5, 5, 2))
