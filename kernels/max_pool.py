@@ -192,13 +192,17 @@ def _max_pool_backward_cuda(grad, arg, dx, kh, kw, sh, sw, top, left, total, zer
         y = (e // (c * w)) % h
         b = e // (c * w * h)
         acc = zero
-        for i in range(oh):  # windows in (i, j) order, as the CPU form adds them
+        # the windows covering (y, z): i with 0 <= y + top - i * sh < kh (same for j)
+        i0 = max(0, -((kh - 1 - y - top) // sh))
+        i1 = min(oh, (y + top) // sh + 1)
+        j0 = max(0, -((kw - 1 - z - left) // sw))
+        j1 = min(ow, (z + left) // sw + 1)
+        for i in range(i0, i1):  # windows in (i, j) order, as the CPU form adds them
             p = y + top - i * sh
-            if 0 <= p < kh:
-                for j in range(ow):
-                    q = z + left - j * sw
-                    if 0 <= q < kw and arg[b, i, j, ch] == p * kw + q:
-                        acc += grad[b, i, j, ch]
+            for j in range(j0, j1):
+                q = z + left - j * sw
+                if arg[b, i, j, ch] == p * kw + q:
+                    acc += grad[b, i, j, ch]
         dx[b, y, z, ch] = acc
 
 
