@@ -37,6 +37,8 @@ from .im2col import col2im, conv_output_size, im2col, same_padding
 from .max_pool import max_pool, max_pool_backward
 from .relu_backward import relu_backward
 from .winograd import applies as winograd_applies
+from .winograd import applies_input_grad as winograd_applies_input_grad
+from .winograd import input_grad_padding as winograd_input_grad_padding
 from .winograd import winograd_conv, winograd_weights
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
@@ -44,4 +46,4 @@ __all__ = ["DEFAULTS", "batch_tasks", "bias_relu", "check_errors", "col2im", "co
            "current_implementation", "dropout", "dropout_backward", "im2col", "implementation",
            "max_pool", "max_pool_backward", "relu_backward", "relu_bias_grad", "run_tasks",
            "same_padding", "scratch", "softmax_cross_entropy", "threaded", "winograd_applies",
-           "winograd_conv", "winograd_weights"]
+           "winograd_applies_input_grad", "winograd_conv", "winograd_input_grad_padding", "winograd_weights"]

@@ -10,7 +10,8 @@ transform A^T M A gives the 2x2 outputs (plus bias and ReLU when asked, in the s
 'same' padding is TensorFlow's (the odd pixel after). Results match the direct convolution
 to float rounding (the transforms add and subtract; measured max relative error ~1e-6 in
 float32). The Conv2D layer uses it for 3x3 stride-1 kernels on the chunked CPU path
-(`applies`); elsewhere im2col + GEMM is the general fallback.
+(`applies`), forward and input gradient; elsewhere im2col + GEMM is the general fallback.
+Padding 'full' (2 on every side) gives the input gradient of a 'valid' convolution.
 """
 import sys
 
@@ -42,26 +43,48 @@ def applies(x, kernel_size, strides):
             and x.shape[-1] >= MIN_CHANNELS and _workers.threaded(x))
 
 
+def applies_input_grad(dz, kernel_size, strides, padding):
+    """Whether the input gradient of that convolution takes the Winograd path: as `applies`
+    (dz's channels are the filters), for 'same' padding only (measured per 2-image chunk:
+    0.75-0.81x of dz @ W^T + col2im for 'same'; 0.98x for 'valid', whose 'full' padding
+    adds a ring of tiles)."""
+    return padding == "same" and applies(dz, kernel_size, strides)
+
+
 def _geometry(x_shape, padding):
     n, h, w, _ = x_shape
-    if padding == "same":
-        (top, _), (left, _) = same_padding(h, 3, 1), same_padding(w, 3, 1)
+    if padding == "full":  # the input gradient of a 'valid' convolution
+        top = left = 2
+        oh, ow = h + 2, w + 2
     else:
-        top = left = 0
-    oh, ow = conv_output_size(h, 3, 1, padding), conv_output_size(w, 3, 1, padding)
+        if padding == "same":
+            (top, _), (left, _) = same_padding(h, 3, 1), same_padding(w, 3, 1)
+        else:
+            top = left = 0
+        oh, ow = conv_output_size(h, 3, 1, padding), conv_output_size(w, 3, 1, padding)
     if oh < 1 or ow < 1:
         raise ShapeError(f"winograd_conv: input {tuple(x_shape)} is smaller than the 3x3 kernel.")
     return top, left, oh, ow, -(-oh // 2), -(-ow // 2)
 
 
-def winograd_weights(kernel):
-    """(3, 3, C, F) kernel -> U (16, C, F) = G g G^T per (c, f), in the kernel's dtype."""
+def winograd_weights(kernel, transpose=False):
+    """(3, 3, C, F) kernel -> U (16, C, F) = G g G^T per (c, f), in the kernel's dtype.
+    transpose=True: the weights of the input gradient, (16, F, C) from the kernel rotated
+    by 180 degrees with C and F swapped (dx = winograd_conv(dz, U, 'full' for a 'valid'
+    forward, 'same' for 'same'))."""
     if kernel.ndim != 4 or kernel.shape[:2] != (3, 3):
         raise ShapeError(f"winograd_weights: expected a (3, 3, C, F) kernel, got {kernel.shape}.")
     xp = get_array_module(kernel)
+    if transpose:
+        kernel = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
     g = xp.asarray(G, dtype=kernel.dtype)
     u = xp.einsum("ai,ijcf,bj->abcf", g, kernel, g)
     return xp.ascontiguousarray(u.reshape(16, kernel.shape[2], kernel.shape[3]))
+
+
+def input_grad_padding(padding):
+    """The winograd_conv padding of the input gradient of a 3x3 stride-1 convolution."""
+    return "full" if padding == "valid" else "same"
 
 
 def _check(x, u, out, oh, ow):
@@ -91,6 +114,7 @@ def reference(x, u, padding="valid", out=None, bias=None, relu=False):
             d[:, :, :, p, q, :] = xpad[:, p:p + 2 * th:2, q:q + 2 * tw:2, :]
     bt = xp.asarray(BT, dtype=x.dtype)
     v = xp.einsum("ap,ntspqc,bq->abntsc", bt, d, bt).reshape(16, n * th * tw, c)
+    u = u.astype(x.dtype, copy=False)
     m = xp.matmul(v, u).reshape(4, 4, n, th, tw, -1)
     at = xp.asarray(AT, dtype=x.dtype)
     y = xp.einsum("ra,abntsf,eb->ntrsef", at, m, at).reshape(n, 2 * th, 2 * tw, -1)

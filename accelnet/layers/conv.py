@@ -7,7 +7,8 @@ ReLU-backward, bias and weight gradients, and col2im) are done while they sit in
 core's cache; the weight and bias gradients are per-chunk partial sums added in chunk
 order (deterministic). There, 3x3 stride-1 kernels with >= 16 input channels run their
 forward as Winograd F(2x2, 3x3) (`kernels.winograd_applies`; measured 0.75x the CPU time of
-im2col + GEMM at mnist_cnn's conv2); the backward stays im2col + GEMM. Elsewhere (GPU, ACCELNET_KERNELS=reference) a chunk's column
+im2col + GEMM at mnist_cnn's conv2), and with 'same' padding their input gradient too; the
+weight gradient stays im2col + GEMM. Elsewhere (GPU, ACCELNET_KERNELS=reference) a chunk's column
 matrix fills `WORKSPACE_BYTES` (env ACCELNET_CONV_WORKSPACE_MB, default 128); when the
 whole batch fits in one chunk, the columns are kept for the backward pass.
 """
@@ -153,6 +154,11 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         # where that wins); in worker threads BLAS is already at one thread.
         first_gemm = xp.matmul if kernels.threaded(x) else get_backend().matmul_long_reduction
         cols_kept = self._cols
+        winograd = dx is not None and kernels.winograd_applies_input_grad(
+            dz.reshape(x.shape[:1] + self.out_hw + (f,)), self.kernel_size, self.strides,
+            self.padding)
+        u_t = kernels.winograd_weights(self.params["kernel"], transpose=True) if winograd else None
+        dx_padding = kernels.winograd_input_grad_padding(self.padding)
 
         def work(chunks):
             """One task: its chunks' weight (and bias) gradients summed in chunk order."""
@@ -171,7 +177,10 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
                 else:
                     kernel_sum += xp.matmul(cols.T, dzc, out=kernels.scratch(
                         x, "dw", kernel_sum.shape, kernel_sum.dtype))
-                if dx is not None:
+                if winograd:  # dx: the rotated kernel over dz, Winograd F(2x2, 3x3)
+                    kernels.winograd_conv(dzc.reshape((stop - start,) + self.out_hw + (f,)),
+                                          u_t, dx_padding, out=dx[start:stop])
+                elif dx is not None:
                     dcols = xp.matmul(dzc, w2.T, out=kernels.scratch(
                         x, "dcols", (rows, w2.shape[0]), dz.dtype))
                     kernels.col2im(dcols, x[start:stop].shape, self.kernel_size, self.strides,

@@ -75,7 +75,8 @@ wg = importlib.import_module("accelnet.kernels.winograd")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape,padding", [((1, 4, 5, 2), "valid"), ((1, 3, 3, 1), "same")])
+@pytest.mark.parametrize("shape,padding", [((1, 4, 5, 2), "valid"), ((1, 3, 3, 1), "same"),
+                                           ((1, 2, 3, 2), "full")])
 def test_winograd_conv(dtype, shape, padding):
     rng = np.random.default_rng(7)
     x = rng.standard_normal(shape).astype(dtype)
