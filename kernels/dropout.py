@@ -171,8 +171,9 @@ def numba_cuda_backward(grad, mask, rate):
     dx = xp.empty(flat.shape, dtype=grad.dtype)
     if flat.size:
         blocks, threads = grid_for(flat.size)
-        launch(_dropout_backward_cuda, blocks, threads, flat, xp.ascontiguousarray(mask).reshape(-1),
-               dx, scale(rate, grad.dtype), flat.size)
+        keep = xp.ascontiguousarray(mask).reshape(-1)
+        launch(_dropout_backward_cuda, blocks, threads, flat, keep, dx, scale(rate, grad.dtype),
+               flat.size)
     return dx.reshape(grad.shape)
 
 

@@ -1,15 +1,15 @@
 """Convolution and pooling on channels-last (N, H, W, C) input, through im2col/col2im.
 
 The batch is processed in chunks, so memory does not grow with the batch size. On the
-CPU the chunks are cache-sized and run on accelnet's worker threads with one-thread BLAS
-(`kernels.run_chunks`): each chunk's columns, GEMM, bias and ReLU (and in the backward
-ReLU-backward, bias and weight gradients, and col2im) are done while they sit in the
-core's cache; the weight and bias gradients are per-chunk partial sums added in chunk
-order (deterministic). There, 3x3 stride-1 kernels with >= 16 input channels run their
+CPU the chunks are a few MiB (ACCELNET_CHUNK_KB) and run on accelnet's worker threads with
+one-thread BLAS (`kernels.run_tasks`): each chunk's columns, GEMM, bias and ReLU (and in the
+backward ReLU-backward, bias and weight gradients, and col2im) are done while they are still
+in cache; the weight and bias gradients are per-chunk partial sums added in chunk order
+(deterministic). There, 3x3 stride-1 kernels with >= 16 input channels run their
 forward as Winograd F(2x2, 3x3) (`kernels.winograd_applies`; measured 0.75x the CPU time of
 im2col + GEMM at mnist_cnn's conv2), and with 'same' padding their input gradient too; the
-weight gradient stays im2col + GEMM. Elsewhere (GPU, ACCELNET_KERNELS=reference) a chunk's column
-matrix fills `WORKSPACE_BYTES` (env ACCELNET_CONV_WORKSPACE_MB, default 128); when the
+weight gradient stays im2col + GEMM. Elsewhere (GPU, ACCELNET_KERNELS=reference) a chunk's
+column matrix fills `WORKSPACE_BYTES` (env ACCELNET_CONV_WORKSPACE_MB, default 128); when the
 whole batch fits in one chunk, the columns are kept for the backward pass.
 """
 import os
@@ -85,7 +85,7 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         return kernels.im2col(x, self.kernel_size, self.strides, self.padding)
 
     def _tasks(self, x):
-        """Batch chunks grouped into tasks: cache-sized chunks on accelnet's worker threads
+        """Batch chunks grouped into tasks: chunks of a few MiB on accelnet's worker threads
         on the CPU, else as many samples per chunk as fit in the im2col workspace."""
         kh, kw = self.kernel_size
         col_bytes = self.out_hw[0] * self.out_hw[1] * kh * kw * self.input_shape[2]
