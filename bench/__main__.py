@@ -88,6 +88,10 @@ def main(argv=None):
               f"scaled to a 60,000-sample epoch; accelnet/peer < 1 means accelnet is faster"
               f"{report.load_note(results['other_load_train'])}\n"
               + report.train_table(results["train"]["rows"]), flush=True)
+        if results["train"].get("step_profile"):
+            from . import step_profile
+            print("\nStep profile (one batch of 128; per layer forward/backward)\n"
+                  + step_profile.table(results["train"]["step_profile"]), flush=True)
         print("\nMemory\n" + report.memory_lines(results["train"]["memory"]), flush=True)
         gpu = results["train"]["gpu_over_cpu"]
         if gpu:

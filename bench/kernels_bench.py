@@ -5,6 +5,8 @@ at batch 128). The first call of each form is timed on its own (it includes Numb
 compile or cache load); then the two alternate (ref, numba, ref, numba, ...) and the
 median and spread of each are reported, with speedup = reference / numba.
 """
+import importlib
+
 import numpy
 
 import accelnet.kernels as K
@@ -54,7 +56,40 @@ def cases(quick):
                                                           (batch, 12, 12, 64))]:
         out.append(("dropout_mask", label, lambda rng, s=shape:
                     ((numpy.zeros(1, FLOAT), s, 12345, 0.25), {})))
+    for label, shape, padding in [("mnist_cnn", (batch, 24, 24, 64), "valid"),
+                                  ("seed004 pool1", (batch, 28, 28, 32), "same"),
+                                  ("cifar", (batch, 16, 16, 64), "same")]:
+        label = f"{label} x{shape} 2x2 {padding}"
+        out.append(("max_pool", label, lambda rng, s=shape, p=padding:
+                    ((_normal(rng, s), (2, 2), (2, 2)), {"padding": p})))
+        out.append(("max_pool_backward", label, lambda rng, s=shape, p=padding:
+                    _pool_backward_args(rng, s, p)))
+    for label, rows, f in [("mnist_cnn conv2", batch * 576, 64), ("cifar conv1", batch * 1024, 32)]:
+        out.append(("relu_bias_grad", f"{label} ({rows}, {f})", lambda rng, r=rows, f=f:
+                    ((_normal(rng, (r, f)), _normal(rng, (r, f))), {})))
+    for label, shape, f, padding in [("mnist_cnn conv2", (same_batch, 26, 26, 32), 64, "valid"),
+                                     ("cifar conv2", (same_batch, 32, 32, 32), 32, "same")]:
+        out.append(("winograd_conv", f"{label} x{shape} 3x3->{f} {padding}",
+                    lambda rng, s=shape, f=f, p=padding: _winograd_args(rng, s, f, p)))
     return out
+
+
+def _winograd_args(rng, shape, filters, padding):
+    wg = importlib.import_module("accelnet.kernels.winograd")
+    u = wg.winograd_weights(_normal(rng, (3, 3, shape[3], filters), 0.1))
+    return (_normal(rng, shape), u, padding), {}
+
+
+def _pool_backward_args(rng, shape, padding):
+    """(grad, argmax, x_shape, pool, strides) from a reference forward on random x."""
+    mp = importlib.import_module("accelnet.kernels.max_pool")  # the module, not the function
+    out, arg = mp.reference(_normal(rng, shape), (2, 2), (2, 2), padding)
+    return (_normal(rng, out.shape), arg, shape, (2, 2), (2, 2)), {"padding": padding}
+
+
+# kernels whose public function is dispatched under another kernel's name (none today:
+# every public kernel function has its own entry in kernels/_dispatch.py's FORMS)
+DISPATCH_NAME = {}
 
 
 def _max_abs_diff(a, b, backend):
@@ -83,7 +118,7 @@ def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
     row = {}
     for name, call in forms.items():
         with impl(name):
-            resolved = current(kernel, args[0])
+            resolved = current(DISPATCH_NAME.get(kernel, kernel), args[0])
         row[name] = {"implementation": resolved, "first_call_s": timing.clock(call, sync)}
     estimate = max(timing.clock(forms["reference"], sync), 1e-6)
     runs = int(min(max(budget_s / estimate, min_runs), max_runs))

@@ -4,7 +4,7 @@ stride tricks, no custom kernels. It shows what accelnet adds over the obvious c
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .workloads import BATCH
+from .workloads import BATCH, Unavailable
 
 F32 = np.float32
 
@@ -155,6 +155,8 @@ class NumpyTrainer:
     sync = device_bytes = None
 
     def __init__(self, workload, x, y, device, threads):
+        if workload.name not in ("mlp", "cnn"):
+            raise Unavailable(f"the NumPy peer implements only mlp and cnn, not {workload.name}")
         self.device = "cpu"
         self.x, self.y = x, y
         rng = self.rng = np.random.default_rng(0)

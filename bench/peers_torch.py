@@ -1,4 +1,4 @@
-"""PyTorch peer: the same MLP / mnist_cnn in torch.nn, float32, same device and threads.
+"""PyTorch peer: the same MLP / ConvNets in torch.nn, float32, same device and threads.
 
 torch convolutions are NCHW, so the CNN's channels-last data are transposed once at
 setup (not timed). Weights get Keras's init (Glorot-uniform, zero bias) and Adam Keras's
@@ -6,7 +6,7 @@ epsilon, so both libraries do the same arithmetic.
 """
 import numpy
 
-from .workloads import BATCH, Unavailable
+from .workloads import BATCH, CIFAR_FILTERS, Unavailable
 
 
 def import_torch():
@@ -20,6 +20,21 @@ def import_torch():
 
 def _model(torch, name):
     nn = torch.nn
+    if name == "seed004_cnn":  # 'same' 5x5 convs (padding 2); 'same' 2x2 pools on even sizes
+        return nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(7 * 7 * 64, 10))
+    if name == "cifar_cnn":  # Keras BatchNormalization defaults: epsilon 1e-3, momentum 0.99
+        c1, c2, c3, c4 = CIFAR_FILTERS
+
+        def bn(c):
+            return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+        return nn.Sequential(nn.Conv2d(3, c1, 3, padding=1), nn.ReLU(), bn(c1),
+                             nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), bn(c2), nn.MaxPool2d(2),
+                             nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(), bn(c3),
+                             nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(), bn(c4), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(8 * 8 * c4, 128), nn.ReLU(),
+                             nn.Linear(128, 10))
     if name == "mlp":
         return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
                              nn.Linear(512, 10))

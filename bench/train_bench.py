@@ -1,5 +1,6 @@
 """Train suite: accelnet against PyTorch and plain NumPy on the same model, data, batch
-size, optimizer and dtype; then accelnet's memory checks.
+size, optimizer and dtype (the MLP and three ConvNets); on the CPU backend a per-layer
+step profile of the ConvNets (bench/step_profile.py); then accelnet's memory checks.
 
 Each contender is set up and warmed up (one batch, untimed: JIT compile, thread pools),
 then the contenders alternate for `repeat` rounds and the best time counts. Times are
@@ -16,6 +17,7 @@ from .workloads import BATCH, EPOCH, Unavailable
 
 # (workload, peer, device): (target, stretch) for accelnet time / peer time
 TARGETS = {("mlp", "torch", "cpu"): (0.9, 0.75), ("cnn", "torch", "cpu"): (1.0, 0.8),
+           ("seed004_cnn", "torch", "cpu"): (0.8, None), ("cifar_cnn", "torch", "cpu"): (0.8, None),
            ("mlp", "torch", "gpu"): (1.0, None)}
 GPU_OVER_CPU = 20.0     # accelnet GPU at batch 1024 must be this many times its CPU backend
 BATCH_MEMORY_RATIO = 2.0  # CNN peak at batch 1024 over batch 128
@@ -189,8 +191,14 @@ def run(backend, machine, quick, peers, repeat, source, log=print):
     rates = {"cpu": machine["sgemm_gflops"], "gpu": machine.get("gpu_sgemm_gflops")}
     threads = machine["numba_threads"]
     rows = []
-    for workload in (workloads.mlp(quick), workloads.cnn(quick)):
+    for workload in (workloads.mlp(quick), workloads.cnn(quick), workloads.seed004_cnn(quick),
+                     workloads.cifar_cnn(quick)):
         rows += bench_workload(workload, peers, repeat, backend.name, threads, source, rates, log)
+    profile = None
+    if backend.name == "cpu":
+        from . import step_profile
+        profile = step_profile.run(quick, peers, log)
     mem = memory_checks(quick, source, log)
     gpu = gpu_over_cpu(quick, source, log) if backend.name == "gpu" else None
-    return {"rows": rows, "memory": mem, "gpu_over_cpu": gpu, "targets": targets(rows, mem, gpu)}
+    return {"rows": rows, "step_profile": profile, "memory": mem, "gpu_over_cpu": gpu,
+            "targets": targets(rows, mem, gpu)}

@@ -44,6 +44,21 @@ FORMS = {
     "dropout_mask": {"reference": ("dropout_mask", "reference"),
                      "numba-cpu": ("dropout_mask", "numba_cpu"),
                      "numba-cuda": ("dropout_mask", "numba_cuda")},
+    "max_pool": {"reference": ("max_pool", "reference"),
+                 "numba-cpu": ("max_pool", "numba_cpu"),
+                 "numba-cuda": ("max_pool", "numba_cuda")},
+    "max_pool_backward": {"reference": ("max_pool", "reference_backward"),
+                          "numba-cpu": ("max_pool", "numba_cpu_backward"),
+                          "numba-cuda": ("max_pool", "numba_cuda_backward")},
+    "bias_relu": {"reference": ("bias_relu", "reference"),
+                  "numba-cpu": ("bias_relu", "numba_cpu"),
+                  "numba-cuda": ("bias_relu", "numba_cuda")},
+    "relu_bias_grad": {"reference": ("bias_relu", "reference_grad"),
+                       "numba-cpu": ("bias_relu", "numba_cpu_grad"),
+                       "numba-cuda": ("bias_relu", "numba_cuda_grad")},
+    "winograd_conv": {"reference": ("winograd", "reference"),
+                      "numba-cpu": ("winograd", "numba_cpu"),
+                      "numba-cuda": ("winograd", "numba_cuda")},
 }
 
 # GPU: the reference (CuPy) forms until a measurement on a device shows a numba-cuda form
@@ -54,6 +69,11 @@ DEFAULTS = {
     "im2col": {"cpu": "numba", "gpu": "reference"},
     "col2im": {"cpu": "numba", "gpu": "reference"},
     "dropout_mask": {"cpu": "numba", "gpu": "reference"},
+    "max_pool": {"cpu": "numba", "gpu": "reference"},
+    "max_pool_backward": {"cpu": "numba", "gpu": "reference"},
+    "bias_relu": {"cpu": "numba", "gpu": "reference"},
+    "relu_bias_grad": {"cpu": "numba", "gpu": "reference"},
+    "winograd_conv": {"cpu": "numba", "gpu": "reference"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default

@@ -102,7 +102,17 @@ def _windows(g):
                          slice(j, j + sw * (ow - 1) + 1, sw), slice(None))
 
 
-def reference_im2col(x, kernel_size, stride=1, padding="valid"):
+def _out(out, shape, dtype, xp, who):
+    """A caller's C-contiguous output buffer of the right shape and dtype, else a new one."""
+    if out is None:
+        return xp.empty(shape, dtype=dtype)
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ShapeError(f"{who}: out must be a C-contiguous {dtype} array of shape {shape}, "
+                         f"got {out.dtype} {out.shape}.")
+    return out
+
+
+def reference_im2col(x, kernel_size, stride=1, padding="valid", out=None):
     """Pure NumPy/CuPy im2col: pad, then one strided copy per (kh, kw)."""
     g = _geometry(x.shape, kernel_size, stride, padding, "im2col")
     kh, kw, _, _, oh, ow, pad_h, pad_w = g
@@ -110,13 +120,14 @@ def reference_im2col(x, kernel_size, stride=1, padding="valid"):
     n, c = x.shape[0], x.shape[3]
     if pad_h != (0, 0) or pad_w != (0, 0):
         x = xp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-    cols = xp.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
+    cols = _out(out, (n * oh * ow, kh * kw * c), x.dtype, xp, "im2col")
+    blocks = cols.reshape(n, oh, ow, kh, kw, c)
     for i, j, window in _windows(g):
-        cols[:, :, :, i, j, :] = x[window]
-    return cols.reshape(n * oh * ow, kh * kw * c)
+        blocks[:, :, :, i, j, :] = x[window]
+    return cols
 
 
-def reference_col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):
+def reference_col2im(cols, x_shape, kernel_size, stride=1, padding="valid", out=None):
     """Pure NumPy/CuPy col2im: += each (kh, kw) block into a padded buffer, then crop."""
     x_shape = tuple(int(v) for v in x_shape)
     g = _geometry(x_shape, kernel_size, stride, padding, "col2im")
@@ -128,7 +139,10 @@ def reference_col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):
     dx = xp.zeros((n, h + top + bottom, w + left + right, c), dtype=cols.dtype)
     for i, j, window in _windows(g):
         dx[window] += cols[:, :, :, i, j, :]
-    return xp.ascontiguousarray(dx[:, top:top + h, left:left + w, :])
+    if out is None:
+        return xp.ascontiguousarray(dx[:, top:top + h, left:left + w, :])
+    _out(out, x_shape, cols.dtype, xp, "col2im")[...] = dx[:, top:top + h, left:left + w, :]
+    return out
 
 
 # ---------------------------------------------------------------- Numba CPU
@@ -147,7 +161,7 @@ def _inside(offset, stride, size, count):
     return min(lo, hi), hi
 
 
-@cpu_jit()
+@cpu_jit(nogil=True)
 def _im2col_cpu(x, cols, kh, kw, sh, sw, top, left, oh, ow):
     n, h, w, c = x.shape
     src, dst = x.reshape(-1), cols.reshape(-1)
@@ -177,7 +191,7 @@ def _im2col_cpu(x, cols, kh, kw, sh, sw, top, left, oh, ow):
                         dst[U(d0 + j * k + ch)] = 0
 
 
-@cpu_jit()
+@cpu_jit(nogil=True)
 def _col2im_cpu(cols, dx, kh, kw, sh, sw, top, left, oh, ow):
     n, h, w, c = dx.shape
     src, dst = cols.reshape(-1), dx.reshape(-1)
@@ -205,18 +219,18 @@ def _col2im_cpu(cols, dx, kh, kw, sh, sw, top, left, oh, ow):
                             dst[U(e0 + j * sw * c + ch)] += src[U(s0 + j * k + ch)]
 
 
-def numba_cpu_im2col(x, kernel_size, stride=1, padding="valid"):
+def numba_cpu_im2col(x, kernel_size, stride=1, padding="valid", out=None):
     """Numba CPU im2col: parallel over (sample, output row) of x[start:stop]."""
     kh, kw, sh, sw, oh, ow, pad_h, pad_w = _geometry(x.shape, kernel_size, stride, padding,
                                                      "im2col")
     x = numpy.ascontiguousarray(x)
     n, c = x.shape[0], x.shape[3]
-    cols = numpy.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
+    cols = _out(out, (n * oh * ow, kh * kw * c), x.dtype, numpy, "im2col")
     _im2col_cpu(x, cols, kh, kw, sh, sw, pad_h[0], pad_w[0], oh, ow)
     return cols
 
 
-def numba_cpu_col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):
+def numba_cpu_col2im(cols, x_shape, kernel_size, stride=1, padding="valid", out=None):
     """Numba CPU col2im: parallel over (sample, image row); each iteration sums into its
     own dx row only (race-free, deterministic)."""
     x_shape = tuple(int(v) for v in x_shape)
@@ -224,7 +238,7 @@ def numba_cpu_col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):
     _check_cols(cols, x_shape, g, "col2im")
     kh, kw, sh, sw, oh, ow, pad_h, pad_w = g
     cols = numpy.ascontiguousarray(cols)
-    dx = numpy.empty(x_shape, dtype=cols.dtype)
+    dx = _out(out, x_shape, cols.dtype, numpy, "col2im")
     _col2im_cpu(cols, dx, kh, kw, sh, sw, pad_h[0], pad_w[0], oh, ow)
     return dx
 
@@ -280,14 +294,14 @@ def _col2im_cuda(cols, dx, kh, kw, sh, sw, top, left, oh, ow, total, zero):
         dx[b, y, z, ch] = acc
 
 
-def numba_cuda_im2col(x, kernel_size, stride=1, padding="valid"):
+def numba_cuda_im2col(x, kernel_size, stride=1, padding="valid", out=None):
     """Numba CUDA im2col: one thread per cols element (grid-stride)."""
     kh, kw, sh, sw, oh, ow, pad_h, pad_w = _geometry(x.shape, kernel_size, stride, padding,
                                                      "im2col")
     xp = get_array_module(x)
     x = xp.ascontiguousarray(x)
     n, c = x.shape[0], x.shape[3]
-    cols = xp.empty((n * oh * ow, kh * kw * c), dtype=x.dtype)
+    cols = _out(out, (n * oh * ow, kh * kw * c), x.dtype, xp, "im2col")
     if cols.size:
         blocks, threads = grid_for(cols.size)
         launch(_im2col_cuda, blocks, threads, x, cols, kh, kw, sh, sw, pad_h[0], pad_w[0],
@@ -295,7 +309,7 @@ def numba_cuda_im2col(x, kernel_size, stride=1, padding="valid"):
     return cols
 
 
-def numba_cuda_col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):
+def numba_cuda_col2im(cols, x_shape, kernel_size, stride=1, padding="valid", out=None):
     """Numba CUDA col2im as a gather: one thread per dx element, no atomics."""
     x_shape = tuple(int(v) for v in x_shape)
     g = _geometry(x_shape, kernel_size, stride, padding, "col2im")
@@ -303,7 +317,7 @@ def numba_cuda_col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):
     kh, kw, sh, sw, oh, ow, pad_h, pad_w = g
     xp = get_array_module(cols)
     cols = xp.ascontiguousarray(cols)
-    dx = xp.empty(x_shape, dtype=cols.dtype)
+    dx = _out(out, x_shape, cols.dtype, xp, "col2im")
     if dx.size:
         blocks, threads = grid_for(dx.size)
         launch(_col2im_cuda, blocks, threads, cols, dx, kh, kw, sh, sw, pad_h[0], pad_w[0],
@@ -313,14 +327,14 @@ def numba_cuda_col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):
 
 # ---------------------------------------------------------------- public
 
-def im2col(x, kernel_size, stride=1, padding="valid"):
-    """(N, H, W, C) -> cols (N*OH*OW, KH*KW*C), in x's dtype and device."""
+def im2col(x, kernel_size, stride=1, padding="valid", out=None):
+    """(N, H, W, C) -> cols (N*OH*OW, KH*KW*C), in x's dtype and device (into `out`, a
+    C-contiguous buffer of that shape, when given)."""
     hint = x.shape[-1] if getattr(x, "ndim", 0) == 4 else None  # channels
-    return _dispatch.form("im2col", x, size_hint=hint)(x, kernel_size, stride,
-                                                                       padding)
+    return _dispatch.form("im2col", x, size_hint=hint)(x, kernel_size, stride, padding, out)
 
 
-def col2im(cols, x_shape, kernel_size, stride=1, padding="valid"):
-    """Adjoint of im2col: cols -> dx of shape x_shape (overlaps add), in cols' dtype."""
-    return _dispatch.form("col2im", cols)(cols, x_shape, kernel_size,
-                                                              stride, padding)
+def col2im(cols, x_shape, kernel_size, stride=1, padding="valid", out=None):
+    """Adjoint of im2col: cols -> dx of shape x_shape (overlaps add), in cols' dtype (into
+    `out`, a C-contiguous buffer of that shape, when given)."""
+    return _dispatch.form("col2im", cols)(cols, x_shape, kernel_size, stride, padding, out)

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im", "dropout_mask"}
+KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im", "max_pool",
+           "max_pool_backward", "dropout_mask", "relu_bias_grad", "winograd_conv"}
 
 
 def run_bench(out, *args):
@@ -32,7 +33,7 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 14
+    assert len(rows) == 24
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):
@@ -57,19 +58,26 @@ def test_quick_bench_writes_machine_kernels_train_and_memory(quick_all):
     assert {("mlp", "accelnet"), ("cnn", "accelnet"), ("mlp", "numpy"), ("cnn", "numpy")} <= set(rows)
     for key, r in rows.items():
         if "unavailable" in r:  # only an optional peer may be missing, with a reason
-            assert key[1] == "torch" and r["unavailable"]
+            assert (key[1] == "torch" or key[0] not in ("mlp", "cnn")) and r["unavailable"]
             continue
         for field in ("seconds_per_epoch", "samples_per_s", "gflops", "sgemm_fraction"):
             assert r[field] > 0, (key, field)
         assert r["peak_host_mib"] >= 0
         if key[1] != "accelnet":
             assert r["accelnet_over_peer"] > 0
+    assert {"seed004_cnn", "cifar_cnn"} <= {w for w, _ in rows}
+    for workload, prof in results["train"]["step_profile"].items():
+        acc = prof["accelnet"]
+        assert acc["step_ms"] > 0 and acc["optimizer_ms"] > 0 and acc["loss_ms"] > 0, workload
+        assert all(l["forward_ms"] is not None and l["backward_ms"] is not None
+                   for l in acc["layers"] if not l["layer"].endswith("Dense")), workload
     mem = results["train"]["memory"]
     assert len(mem["mlp_rss_after_epoch_mib"]) == 5
     assert mem["cnn_peak_mib_batch128"] > 0 and mem["cnn_peak_mib_batch1024"] > 0
     assert all(isinstance(t["pass"], bool) for t in results["targets"])
     assert stdout.splitlines()[0].startswith(results["machine"]["cpu_model"])
     assert "Kernels" in stdout and "Training" in stdout and "Targets" in stdout
+    assert "Step profile" in stdout
 
 
 def test_quick_bench_draws_a_chart_beside_the_json(quick_all):

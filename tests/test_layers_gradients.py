@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import accelnet as an
-from accelnet import layers, regularizers
+from accelnet import kernels, layers, regularizers
 from accelnet.gradient_check import check_layer, to_float64
 
 
@@ -50,34 +50,37 @@ def test_conv2d_gradients_match_finite_differences(padding, strides, kernel):
 def test_conv2d_chunked_backward_matches_finite_differences(monkeypatch):
     from accelnet.layers import conv
     monkeypatch.setattr(conv, "WORKSPACE_BYTES", 1)  # one sample per im2col chunk
+    monkeypatch.setenv("ACCELNET_NUM_THREADS", "0")  # the workspace path, not the threaded one
     layer = built(layers.Conv2D(2, 3, padding="same", kernel_regularizer=regularizers.l2(0.1)),
                   (5, 5, 2))
     check_layer(layer, data(3, 5, 5, 2))
 
 
-@pytest.mark.parametrize("shape", [(5, 7, 2), (4, 6, 2)])  # (4, 6): the tiled fast path
+@pytest.mark.parametrize("impl", ["numba", "reference"])
+@pytest.mark.parametrize("shape", [(5, 7, 2), (4, 6, 2)])
 @pytest.mark.parametrize("pool,strides,padding", [
     (2, None, "valid"), (2, None, "same"), (3, 2, "valid"), (3, 2, "same"), ((2, 3), 1, "valid")])
-def test_maxpooling_gradients_match_finite_differences(pool, strides, padding, shape):
+def test_maxpooling_gradients_match_finite_differences(pool, strides, padding, shape, impl):
     layer = built(layers.MaxPooling2D(pool, strides=strides, padding=padding), shape)
-    check_layer(layer, data(2, *shape))
+    with kernels.implementation(impl):
+        check_layer(layer, data(2, *shape))
 
 
 @pytest.mark.parametrize("shape", [(4, 6, 3), (5, 7, 3)])
-def test_maxpooling_tiled_path_equals_im2col_path_with_ties(shape, monkeypatch):
-    """The 2x2/stride-2 fast path gives the im2col path's outputs and gradients, ties
-    (ReLU zeros) included: the first maximum of each window gets the gradient."""
+def test_maxpooling_numba_equals_reference_with_ties(shape):
+    """The Numba kernel gives the reference's outputs and gradients, ties (ReLU zeros)
+    included: the first maximum of each window gets the gradient."""
     x = np.maximum(data(3, *shape), 0)  # many all-zero windows
     x[0, 0, 0, 0] = x[0, 0, 1, 0] = x[0, 1, 0, 0] = 5.0  # a three-way tie at the top
     grad = data(3, *layers.MaxPooling2D(2).compute_output_shape(shape), seed=4)
-    fast = built(layers.MaxPooling2D(2), shape)
-    out_fast = fast.forward(x)
-    assert fast._tiled
-    dx_fast = fast.backward(grad.copy())
-    slow = built(layers.MaxPooling2D(2), shape)
-    monkeypatch.setattr(slow, "_tiles", lambda x: None)
-    np.testing.assert_array_equal(slow.forward(x), out_fast)
-    np.testing.assert_array_equal(slow.backward(grad.copy()), dx_fast)
+    results = []
+    for impl in ("numba", "reference"):
+        layer = built(layers.MaxPooling2D(2), shape)
+        with kernels.implementation(impl):
+            results.append((layer.forward(x), layer.backward(grad.copy())))
+    for got, want in zip(*results):
+        np.testing.assert_array_equal(got, want)
+    assert results[0][1][0, 0, 0, 0] == grad[0, 0, 0, 0] and results[0][1][0, 0, 1, 0] == 0
 
 
 def test_maxpooling_same_ignores_padding_for_negative_inputs():

@@ -1,9 +1,16 @@
 """Convolution and pooling on channels-last (N, H, W, C) input, through im2col/col2im.
 
-The im2col workspace is bounded: the batch is processed in chunks whose column matrix
-fits in `WORKSPACE_BYTES` (env ACCELNET_CONV_WORKSPACE_MB, default 64), so memory does
-not grow with the batch size. When the whole batch fits in one chunk, the columns are
-kept for the backward pass instead of being rebuilt.
+The batch is processed in chunks, so memory does not grow with the batch size. On the
+CPU the chunks are a few MiB (ACCELNET_CHUNK_KB) and run on accelnet's worker threads with
+one-thread BLAS (`kernels.run_tasks`): each chunk's columns, GEMM, bias and ReLU (and in the
+backward ReLU-backward, bias and weight gradients, and col2im) are done while they are still
+in cache; the weight and bias gradients are per-chunk partial sums added in chunk order
+(deterministic). There, 3x3 stride-1 kernels with >= 16 input channels run their
+forward as Winograd F(2x2, 3x3) (`kernels.winograd_applies`; measured 0.75x the CPU time of
+im2col + GEMM at mnist_cnn's conv2), and with 'same' padding their input gradient too; the
+weight gradient stays im2col + GEMM. Elsewhere (GPU, ACCELNET_KERNELS=reference) a chunk's
+column matrix fills `WORKSPACE_BYTES` (env ACCELNET_CONV_WORKSPACE_MB, default 128); when the
+whole batch fits in one chunk, the columns are kept for the backward pass.
 """
 import os
 
@@ -41,11 +48,6 @@ def _spatial_output(layer, input_shape, kernel, strides, padding):
                 f"{tuple(input_shape[:2])} (padding={padding!r}).")
         out.append(kernels.conv_output_size(size, k, s, padding))
     return tuple(out)
-
-
-def _chunk_size(n, row_bytes):
-    """How many samples fit in the im2col workspace (at least one)."""
-    return max(1, min(n, WORKSPACE_BYTES // max(row_bytes, 1)))
 
 
 class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
@@ -114,51 +116,131 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
             dcols = full.reshape(dcols.shape[0], -1)
         return kernels.col2im(dcols, x_shape, self.window, self.strides, self.padding)
 
-    def _chunks(self, n, itemsize):
-        kh, kw = self.window
-        row_bytes = self.out_hw[0] * self.out_hw[1] * kh * kw * self.input_shape[2] * itemsize
-        step = _chunk_size(n, row_bytes)
-        return [(i, min(i + step, n)) for i in range(0, n, step)]
+    def _tasks(self, x):
+        """Batch chunks grouped into tasks: chunks of a few MiB on accelnet's worker threads
+        on the CPU, else as many samples per chunk as fit in the im2col workspace."""
+        kh, kw = self.window  # the dilated window's columns before the taps are picked
+        col_bytes = self.out_hw[0] * self.out_hw[1] * kh * kw * self.input_shape[2]
+        out_bytes = self.out_hw[0] * self.out_hw[1] * self.filters
+        if kernels.threaded(x):  # one sample's working set: columns, output, their gradients
+            per_sample = 2 * (col_bytes + out_bytes) * x.dtype.itemsize
+        else:
+            per_sample = col_bytes * x.dtype.itemsize
+        return kernels.batch_tasks(x, x.shape[0], per_sample, WORKSPACE_BYTES)
+
+    def _columns_into(self, x, name="cols"):
+        """im2col of a chunk into this thread's scratch buffer (a new array when not threaded
+        or dilated)."""
+        if self._dilated():
+            return self._columns(x)
+        (oh, ow), (kh, kw) = self.out_hw, self.kernel_size
+        shape = (x.shape[0] * oh * ow, kh * kw * x.shape[3])
+        return kernels.im2col(x, self.kernel_size, self.strides, self.padding,
+                              out=kernels.scratch(x, name, shape, x.dtype))
+
+    def _fuse_relu(self, logits):
+        return self.use_bias and self.activation.name == "relu" and not logits
 
     def forward(self, x, training=True, logits=False):
         self.ensure_built(x)
         xp = get_array_module(x)
-        n = x.shape[0]
-        w2 = self.params["kernel"].reshape(-1, self.filters)
-        z = xp.empty((n,) + self.out_hw + (self.filters,), dtype=x.dtype)
-        chunks = self._chunks(n, x.dtype.itemsize)
-        self._x, self._cols = x, None
-        for start, stop in chunks:
-            cols = self._columns(x[start:stop])
-            xp.matmul(cols, w2, out=z[start:stop].reshape(-1, self.filters))
-        if len(chunks) == 1 and training:
-            self._cols = cols
+        n, f = x.shape[0], self.filters
+        w2 = self.params["kernel"].reshape(-1, f)
+        bias = self.params["bias"] if self.use_bias else None
+        fused = self._fuse_relu(logits)  # bias + ReLU in one pass, per chunk while in cache
+        z = xp.empty((n,) + self.out_hw + (f,), dtype=x.dtype)
+        tasks = self._tasks(x)
+        keep = training and len(tasks) == 1 and len(tasks[0]) == 1 and not kernels.threaded(x)
+        winograd = not self._dilated() and kernels.winograd_applies(x, self.kernel_size,
+                                                                     self.strides)
+        u = kernels.winograd_weights(self.params["kernel"]) if winograd else None
+
+        def work(chunks):
+            cols = None
+            for start, stop in chunks:
+                if winograd:  # 3x3 stride 1: Winograd F(2x2, 3x3), bias + ReLU in its last pass
+                    kernels.winograd_conv(x[start:stop], u, self.padding, out=z[start:stop],
+                                          bias=bias if fused else None, relu=fused)
+                    continue
+                cols = self._columns_into(x[start:stop])
+                zc = z[start:stop].reshape(-1, f)
+                xp.matmul(cols, w2, out=zc)
+                if fused:
+                    kernels.bias_relu(zc, bias)
+            return cols if keep else None  # the whole batch's columns, kept for backward
+
+        self._x = x
+        self._cols = kernels.run_tasks(x, work, tasks)[0]
+        self._fused = fused
+        if fused:
+            self._logits, self._out = False, z
+            return z
         if self.use_bias:
-            z += self.params["bias"]
+            z += bias
         return self.activate(z, logits)
 
     def backward(self, grad):
         xp = get_array_module(grad)
-        dz = self.activation_grad(grad)
-        backend = get_backend()
-        x = self._x
-        n = x.shape[0]
-        w2 = self.params["kernel"].reshape(-1, self.filters)
-        gw2 = self.grads["kernel"].reshape(-1, self.filters)
-        if self.use_bias:
-            xp.sum(dz.reshape(-1, self.filters), axis=0, out=self.grads["bias"])
+        x, f, fused = self._x, self.filters, self._fused
+        dz = grad if fused else self.activation_grad(grad)
+        w2 = self.params["kernel"].reshape(-1, f)
         dx = xp.empty_like(x) if self.needs_input_grad else None
-        for i, (start, stop) in enumerate(self._chunks(n, x.dtype.itemsize)):
-            cols = self._cols if self._cols is not None else self._columns(x[start:stop])
-            dz2 = dz[start:stop].reshape(-1, self.filters)
-            if i == 0:
-                backend.matmul_long_reduction(cols.T, dz2, out=gw2)
+        tasks = self._tasks(x)
+        # The whole batch in one GEMM: the backend's long-reduction matmul (one BLAS thread
+        # where that wins); in worker threads BLAS is already at one thread.
+        first_gemm = xp.matmul if kernels.threaded(x) else get_backend().matmul_long_reduction
+        cols_kept = self._cols
+        winograd = dx is not None and not self._dilated() and kernels.winograd_applies_input_grad(
+            dz.reshape(x.shape[:1] + self.out_hw + (f,)), self.kernel_size, self.strides,
+            self.padding)
+        u_t = kernels.winograd_weights(self.params["kernel"], transpose=True) if winograd else None
+        dx_padding = kernels.winograd_input_grad_padding(self.padding)
+
+        def work(chunks):
+            """One task: its chunks' weight (and bias) gradients summed in chunk order."""
+            kernel_sum = bias_sum = None
+            for start, stop in chunks:
+                rows = (stop - start) * self.out_hw[0] * self.out_hw[1]
+                dzc = dz[start:stop].reshape(-1, f)
+                if fused:  # ReLU backward and the bias gradient in one pass over the chunk
+                    dzc, part = kernels.relu_bias_grad(
+                        dzc, self._out[start:stop].reshape(-1, f),
+                        out=kernels.scratch(x, "dz", (rows, f), dz.dtype))
+                    bias_sum = part if bias_sum is None else bias_sum + part
+                cols = cols_kept if cols_kept is not None else self._columns_into(x[start:stop])
+                if kernel_sum is None:
+                    kernel_sum = first_gemm(cols.T, dzc)
+                else:
+                    kernel_sum += xp.matmul(cols.T, dzc, out=kernels.scratch(
+                        x, "dw", kernel_sum.shape, kernel_sum.dtype))
+                if winograd:  # dx: the rotated kernel over dz, Winograd F(2x2, 3x3)
+                    kernels.winograd_conv(dzc.reshape((stop - start,) + self.out_hw + (f,)),
+                                          u_t, dx_padding, out=dx[start:stop])
+                elif dx is not None:
+                    dcols = xp.matmul(dzc, w2.T, out=kernels.scratch(
+                        x, "dcols", (rows, w2.shape[0]), dz.dtype))
+                    if self._dilated():
+                        dx[start:stop] = self._image(dcols, x[start:stop].shape)
+                    else:
+                        kernels.col2im(dcols, x[start:stop].shape, self.kernel_size,
+                                       self.strides, self.padding, out=dx[start:stop])
+            return kernel_sum, bias_sum
+
+        parts = kernels.run_tasks(x, work, tasks)
+        gw2 = self.grads["kernel"].reshape(-1, f)
+        gw2[...] = parts[0][0]
+        for part, _ in parts[1:]:  # task partial sums in task order: deterministic
+            gw2 += part
+        if self.use_bias:
+            if fused:
+                total = parts[0][1]
+                for _, part in parts[1:]:
+                    total = total + part
+                self.grads["bias"][...] = total
             else:
-                gw2 += backend.matmul_long_reduction(cols.T, dz2)
-            if dx is not None:
-                dx[start:stop] = self._image(dz2 @ w2.T, x[start:stop].shape)
+                xp.sum(dz.reshape(-1, f), axis=0, out=self.grads["bias"])
         self.add_regularization_grads()
-        self._x = self._cols = None
+        self._x = self._cols = self._out = None
         return dx
 
     def get_config(self):
@@ -176,7 +258,8 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
 
 class MaxPooling2D(Layer):
     """Max over (ph, pw) windows. The gradient goes to one maximum per window (the first),
-    as in TensorFlow. 'same' padding pads with -inf so padded cells never win."""
+    as in TensorFlow. 'same' padding never lets a padded cell win. One kernel pass each way:
+    the forward records each window's winner, the backward adds the gradient there."""
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", input_shape=None, name=None):
         super().__init__(name=name, input_shape=input_shape)
@@ -192,78 +275,16 @@ class MaxPooling2D(Layer):
         oh, ow = _spatial_output(self.name, input_shape, self.pool_size, self.strides, self.padding)
         return (oh, ow, input_shape[2])
 
-    def _pad(self, x):
-        if self.padding == "valid":
-            return x
-        xp = get_array_module(x)
-        (t, b), (l, r) = (kernels.same_padding(s, k, st)
-                          for s, k, st in zip(x.shape[1:3], self.pool_size, self.strides))
-        return xp.pad(x, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=-xp.inf)
-
-    def _tiles(self, x):
-        """Non-overlapping windows (strides == pool_size, no padding needed): a
-        (N, OH, ph, OW, pw, C) view of x, else None (the general im2col path)."""
-        (ph, pw), (oh, ow) = self.pool_size, self.out_hw
-        if self.strides != self.pool_size or (self.padding == "same" and (
-                x.shape[1] != oh * ph or x.shape[2] != ow * pw)):
-            return None
-        n, c = x.shape[0], x.shape[3]
-        return x[:, :oh * ph, :ow * pw, :].reshape(n, oh, ph, ow, pw, c)
-
     def forward(self, x, training=True):
         self.ensure_built(x)
-        tiles = self._tiles(x)
-        self._tiled = tiles is not None
-        if self._tiled:  # the common 2x2/stride-2 case: plain reductions, no im2col
-            out = tiles.max(axis=(2, 4))
-            self._x_tiles, self._out, self._x_shape = tiles, out, x.shape
-            return out
-        xp = get_array_module(x)
-        xpad = self._pad(x)
-        c = x.shape[3]
-        cols = kernels.im2col(xpad, self.pool_size, self.strides, "valid")
-        cols = cols.reshape(cols.shape[0], -1, c)
-        self._argmax = cols.argmax(axis=1)
-        self._padded_shape = xpad.shape
-        out = xp.take_along_axis(cols, self._argmax[:, None, :], axis=1)
-        return out.reshape((x.shape[0],) + self.out_hw + (c,))
-
-    def _tiled_backward(self, grad):
-        """Route each window's gradient to its first maximum (row-major), like TensorFlow."""
-        xp = get_array_module(grad)
-        tiles, out = self._x_tiles, self._out
-        (ph, pw), (oh, ow) = self.pool_size, self.out_hw
-        dtiles = xp.empty(tiles.shape, dtype=grad.dtype)
-        taken = xp.zeros(out.shape, dtype=bool)
-        hit = xp.empty(out.shape, dtype=bool)
-        for i in range(ph):  # no temporaries: every step writes into a preallocated array
-            for j in range(pw):
-                xp.equal(tiles[:, :, i, :, j, :], out, out=hit)
-                xp.greater(hit, taken, out=hit)  # hit and not yet taken
-                xp.multiply(grad, hit, out=dtiles[:, :, i, :, j, :])
-                taken |= hit
-        n, h, w, c = self._x_shape
-        if (oh * ph, ow * pw) == (h, w):
-            return dtiles.reshape(n, h, w, c)
-        dx = xp.zeros(self._x_shape, dtype=grad.dtype)
-        dx[:, :oh * ph, :ow * pw, :] = dtiles.reshape(n, oh * ph, ow * pw, c)
-        return dx
+        out, argmax = kernels.max_pool(x, self.pool_size, self.strides, self.padding)
+        self._argmax, self._x_shape = (argmax, x.shape) if training else (None, None)
+        return out
 
     def backward(self, grad):
-        if self._tiled:
-            return self._tiled_backward(grad)
-        xp = get_array_module(grad)
-        c = grad.shape[3]
-        window = self.pool_size[0] * self.pool_size[1]
-        hit = xp.arange(window)[None, :, None] == self._argmax[:, None, :]
-        dcols = hit * grad.reshape(-1, 1, c)
-        dx = kernels.col2im(dcols.reshape(dcols.shape[0], -1), self._padded_shape, self.pool_size,
-                            self.strides, "valid")
-        if self.padding == "same":
-            h, w = self.input_shape[:2]
-            (t, _), (l, _) = (kernels.same_padding(s, k, st)
-                              for s, k, st in zip((h, w), self.pool_size, self.strides))
-            dx = dx[:, t:t + h, l:l + w, :]
+        dx = kernels.max_pool_backward(grad, self._argmax, self._x_shape, self.pool_size,
+                                       self.strides, self.padding)
+        self._argmax = None
         return dx
 
     def get_config(self):

@@ -1,0 +1,175 @@
+"""Per-layer step profile: where one training step's time goes, for accelnet and PyTorch.
+
+One batch of 128, the workload's model; each round runs one step of every contender in
+turn (alternated, so a busy phase of the machine hits both), and records each layer's
+forward and backward time, the loss (forward + gradient) and the optimizer update, plus
+the whole step. The minimum over rounds is kept per entry (the least disturbed run);
+`step_ms` is the minimum whole-step time, not the sum of the minima.
+
+accelnet: each layer's `forward`/`backward`, the model's loss and the optimizer's
+`apply` are wrapped with timers on the instance. PyTorch: forward pre/post hooks per
+module; the backward of module i is the time between the gradient reaching its output
+(full backward pre-hooks) and reaching the previous module's output.
+"""
+import time
+import warnings
+
+from . import workloads
+from .train_bench import AccelnetTrainer
+from .workloads import BATCH, Unavailable
+
+
+def _timed(fn, record, key):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        record[key] = record.get(key, 0.0) + time.perf_counter() - start
+        return out
+    return wrapper
+
+
+class AccelnetSteps:
+    """accelnet `train_on_batch` with a timer around each layer, the loss and the optimizer."""
+    name = "accelnet"
+
+    def __init__(self, workload, x, y):
+        trainer = AccelnetTrainer(workload, x, y)
+        self.model, self.x, self.y = trainer.model, trainer.x[:BATCH], trainer.y[:BATCH]
+        self.model.fit(self.x, self.y, batch_size=BATCH, epochs=1, verbose=0)  # build, compile
+        self.record = {}
+        self.names = []
+        for i, layer in enumerate(self.model.layers):
+            name = f"{i}:{type(layer).__name__}"
+            self.names.append(name)
+            layer.forward = _timed(layer.forward, self.record, (name, "forward"))
+            layer.backward = _timed(layer.backward, self.record, (name, "backward"))
+        self.model._compute_loss = _timed(self.model._compute_loss, self.record, ("loss",))
+        self.model.optimizer.apply = _timed(self.model.optimizer.apply, self.record,
+                                            ("optimizer",))
+
+    def step(self):
+        self.record.clear()
+        start = time.perf_counter()
+        self.model.train_on_batch(self.x, self.y)
+        total = time.perf_counter() - start
+        return dict(self.record, step=total)
+
+
+class TorchSteps:
+    """One PyTorch step (zero_grad, forward, loss, backward, Adam) with per-module hooks."""
+    name = "torch"
+
+    def __init__(self, workload, x, y):
+        from .peers_torch import TorchTrainer
+        trainer = TorchTrainer(workload, x[:BATCH], y[:BATCH], "cpu", None)
+        self.model, self.optimizer, self.loss_fn = trainer.model, trainer.optimizer, trainer.loss_fn
+        self.x, self.y = trainer.x, trainer.y
+        self.record, self.marks = {}, {}
+        self.names = [f"{i}:{type(m).__name__}" for i, m in enumerate(self.model)]
+        for name, module in zip(self.names, self.model):
+            module.register_forward_pre_hook(self._mark(name, "fwd0"))
+            module.register_forward_hook(self._mark(name, "fwd1"))
+            module.register_full_backward_pre_hook(self._mark(name, "bwd0"))
+        self.step()  # warm-up
+
+    def _mark(self, name, what):
+        def hook(*args):
+            self.marks[(name, what)] = time.perf_counter()
+        return hook
+
+    def step(self):
+        self.marks.clear()
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.model(self.x)
+        t_loss = time.perf_counter()
+        loss = self.loss_fn(out, self.y)
+        loss_done = time.perf_counter()
+        with warnings.catch_warnings():  # "no inputs require gradients" for the first module
+            warnings.simplefilter("ignore", UserWarning)
+            loss.backward()
+        backward_done = time.perf_counter()
+        self.optimizer.step()
+        end = time.perf_counter()
+        record = {"step": end - start, ("optimizer",): end - backward_done}
+        for name in self.names:
+            record[(name, "forward")] = self.marks[(name, "fwd1")] - self.marks[(name, "fwd0")]
+        last_start = self.marks.get((self.names[-1], "bwd0"), backward_done)
+        record[("loss",)] = (loss_done - t_loss) + (last_start - loss_done)  # forward + backward
+        previous_end = backward_done
+        for name in self.names:  # forward order: module 0's backward is the last to run
+            began = self.marks.get((name, "bwd0"))
+            if began is not None:
+                record[(name, "backward")] = previous_end - began
+                previous_end = began
+        return record
+
+
+def _summary(runs, names):
+    """Minimum over rounds of every entry, as a JSON-able dict of milliseconds."""
+    def best(key):
+        values = [r[key] for r in runs if key in r]
+        return min(values) * 1e3 if values else None
+    layers = [{"layer": n, "forward_ms": best((n, "forward")), "backward_ms": best((n, "backward"))}
+              for n in names]
+    steps = sorted(r["step"] for r in runs)
+    return {"layers": layers, "loss_ms": best(("loss",)), "optimizer_ms": best(("optimizer",)),
+            "step_ms": steps[0] * 1e3, "step_median_ms": steps[len(steps) // 2] * 1e3,
+            "rounds": len(runs)}
+
+
+def profile_workload(workload, peers, rounds, log=print):
+    """{contender: summary} for one workload, contenders alternated for `rounds` rounds."""
+    x, y = workloads.data(workload, BATCH)
+    contenders, out = {}, {}
+    for cls in [AccelnetSteps] + ([TorchSteps] if "torch" in peers else []):
+        try:
+            contenders[cls.name] = cls(workload, x, y)
+        except Unavailable as exc:
+            out[cls.name] = {"unavailable": str(exc)}
+    log(f"profile: {workload.name} {', '.join(contenders)} x{rounds} alternated steps")
+    runs = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, contender in contenders.items():
+            runs[name].append(contender.step())
+    for name, contender in contenders.items():
+        out[name] = _summary(runs[name], contender.names)
+    if "torch" in contenders:
+        out["accelnet_over_torch_step"] = out["accelnet"]["step_ms"] / out["torch"]["step_ms"]
+    return out
+
+
+def run(quick, peers, log=print):
+    """{workload name: profile} for every ConvNet workload."""
+    rounds = 3 if quick else 15
+    result = {}
+    for make in (workloads.cnn, workloads.seed004_cnn, workloads.cifar_cnn):
+        result[make(quick).name] = profile_workload(make(quick), peers, rounds, log)
+    return result
+
+
+def table(profiles):
+    """One line per layer (forward/backward ms for each contender), then loss, optimizer, step."""
+    lines = []
+    for workload, prof in profiles.items():
+        names = [n for n in ("accelnet", "torch") if n in prof and "layers" in prof[n]]
+        lines.append(f"{workload}: min of {prof['accelnet']['rounds']} alternated steps, ms "
+                     + (f"(accelnet/torch step {prof['accelnet_over_torch_step']:.2f}x)"
+                        if "accelnet_over_torch_step" in prof else ""))
+        for name in names:
+            parts = [f"{l['layer']} {_f(l['forward_ms'])}/{_f(l['backward_ms'])}"
+                     for l in prof[name]["layers"]]
+            lines.append(f"  {name:8s} fwd/bwd: " + ", ".join(parts))
+            lines.append(f"  {'':8s} loss {_f(prof[name]['loss_ms'])}, optimizer "
+                         f"{_f(prof[name]['optimizer_ms'])}, step {_f(prof[name]['step_ms'])} "
+                         f"(median {_f(prof[name]['step_median_ms'])})")
+    return "\n".join(lines)
+
+
+def _f(ms):
+    return "-" if ms is None else f"{ms:.1f}"
+
+
+if __name__ == "__main__":  # python -m bench.step_profile [--quick]: the profile alone
+    import sys
+    print(table(run("--quick" in sys.argv, ("torch",))))

@@ -1,0 +1,150 @@
+"""accelnet's own worker threads for batch-chunked layer work on the CPU.
+
+A convolution over a whole batch streams its im2col columns (tens of MB) through memory
+and leaves the parallelism to OpenBLAS, whose threads split each tall-skinny GEMM into
+barrier-synchronised blocks (and spin against any other load on the cores). Instead the
+CPU path cuts the batch into chunks of a few MiB (columns + GEMM + bias/ReLU of one chunk
+are done while still in cache) and hands the chunks to a small pool of worker threads while BLAS
+is pinned to one thread (threadpoolctl). NumPy's GEMMs and the `nogil` Numba kernels
+release the GIL, so the workers run in parallel.
+
+    tasks = batch_tasks(x, n, bytes_per_sample, workspace_bytes)  # [[(start, stop), ...], ...]
+    results = run_tasks(x, fn, tasks)       # [fn(chunks) for chunks in tasks], in order
+    buffer = scratch(x, "cols", shape, dtype)  # this thread's reusable buffer (None: allocate)
+
+A task is a fixed run of consecutive chunks (at most TASKS per call, fixed by the batch and
+chunk sizes, never by the thread count); results come back in task order whatever thread
+ran them, and each chunk writes only its own slice of the outputs, so partial sums
+accumulated in chunk order within a task and added in task order are deterministic and
+independent of the number of threads. Per-chunk temporaries live in per-thread scratch
+buffers: allocating them afresh costs a page fault per 4 KiB (measured: twice the time of
+the GEMM that fills them). On the GPU, with `ACCELNET_KERNELS=reference`, when
+threadpoolctl cannot limit BLAS, or with ACCELNET_NUM_THREADS=0, chunks are workspace-sized
+and run in order on the calling thread (the whole-batch path).
+
+Settings (read at every call): ACCELNET_NUM_THREADS (workers; default: the cores this
+process may use; 1 = the chunks on the calling thread, BLAS still at one thread;
+0 = off) and ACCELNET_CHUNK_KB (the per-chunk working-set target, default 8192 KiB).
+"""
+import concurrent.futures
+import contextlib
+import os
+import threading
+
+import numpy
+
+from ..backend import _blas_controller
+from . import _dispatch
+
+DEFAULT_CHUNK_KB = 8192  # measured on 2 workers (fwd + bwd of the bench's convolutions):
+# 1.5 MiB chunks (one mnist_cnn conv2 image) 87 ms, 4 MiB 53, 8 MiB 47, 16 MiB 53; the
+# whole-batch path 85 ms. Smaller chunks fit L2 better but per-chunk overheads serialise
+# the two workers.
+TASKS = 16        # chunks are grouped into at most this many tasks per call
+MAX_SCRATCH = 16  # scratch buffers kept per thread
+MAX_SCRATCH_BYTES = 16 << 20  # larger requests are not kept (a whole-batch call's temporaries)
+_pool = {}  # (pid, workers) -> ThreadPoolExecutor
+_lock = threading.Lock()
+_local = threading.local()
+
+
+def num_threads():
+    """Worker threads for chunked CPU work (ACCELNET_NUM_THREADS, else usable cores)."""
+    value = os.environ.get("ACCELNET_NUM_THREADS", "").strip()
+    if value:
+        return max(0, int(value))
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def chunk_bytes():
+    return int(float(os.environ.get("ACCELNET_CHUNK_KB", DEFAULT_CHUNK_KB)) * 1024)
+
+
+def threaded(array):
+    """Whether `array`'s layer work runs in chunks of a few MiB on worker threads."""
+    return (_dispatch._device(array) == "cpu" and _dispatch._requested() != "reference"
+            and not getattr(_local, "inside", False) and _blas_controller() is not None
+            and num_threads() > 0)
+
+
+def batch_chunks(array, n, bytes_per_sample, workspace_bytes):
+    """[(start, stop)] covering range(n): chunk_bytes() each where `threaded(array)`, else as many
+    samples as fit in `workspace_bytes` (at least one per chunk)."""
+    limit = chunk_bytes() if threaded(array) else workspace_bytes
+    step = max(1, min(n, limit // max(int(bytes_per_sample), 1)))
+    return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def batch_tasks(array, n, bytes_per_sample, workspace_bytes):
+    """`batch_chunks` grouped into at most TASKS runs of consecutive chunks (one run when
+    not threaded): the units handed to the workers."""
+    chunks = batch_chunks(array, n, bytes_per_sample, workspace_bytes)
+    count = min(TASKS, len(chunks)) if threaded(array) else 1
+    bounds = [len(chunks) * k // count for k in range(count + 1)]
+    return [chunks[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def scratch(array, name, shape, dtype):
+    """This thread's reusable NumPy buffer for `name` (contents undefined), or None when
+    `array`'s work is not threaded or the buffer would exceed MAX_SCRATCH_BYTES (the
+    caller then allocates as usual)."""
+    if not getattr(_local, "inside", False) and not threaded(array):
+        return None
+    if numpy.prod(shape) * numpy.dtype(dtype).itemsize > MAX_SCRATCH_BYTES:
+        return None
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    key = (name, tuple(shape), numpy.dtype(dtype))
+    buf = buffers.pop(key, None)
+    if buf is None:
+        buf = numpy.empty(shape, dtype=dtype)
+    buffers[key] = buf  # most recently used last
+    while len(buffers) > MAX_SCRATCH:
+        del buffers[next(iter(buffers))]
+    return buf
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread (a no-op inside a task, where it already
+    does, or without threadpoolctl): for the thin GEMMs of a kernel called directly."""
+    controller = None if getattr(_local, "inside", False) else _blas_controller()
+    return controller.limit(limits=1) if controller is not None else contextlib.nullcontext()
+
+
+def _executor(workers):
+    key = (os.getpid(), workers)  # a forked child must not reuse its parent's threads
+    pool = _pool.get(key)
+    if pool is None:
+        with _lock:
+            pool = _pool.get(key)
+            if pool is None:
+                pool = _pool[key] = concurrent.futures.ThreadPoolExecutor(
+                    workers, thread_name_prefix="accelnet")
+    return pool
+
+
+def _in_worker(fn, task):
+    _local.inside = True  # nested chunked work inside a task runs serially
+    try:
+        return fn(task)
+    finally:
+        _local.inside = False
+
+
+def run_tasks(array, fn, tasks):
+    """[fn(task) for task in tasks], in task order; where `threaded(array)`, with BLAS at
+    one thread and on the worker threads (when there are 2+ tasks)."""
+    if not threaded(array):
+        return [fn(task) for task in tasks]
+    workers = min(num_threads(), len(tasks))
+    with _blas_controller().limit(limits=1):  # small GEMMs: BLAS threads would only spin
+        if workers <= 1:
+            return [_in_worker(fn, task) for task in tasks]
+        pool = _executor(workers)
+        futures = [pool.submit(_in_worker, fn, task) for task in tasks]
+        concurrent.futures.wait(futures)  # all done before BLAS gets its threads back
+    return [f.result() for f in futures]  # the first task's error, if any, is raised

@@ -1,0 +1,250 @@
+"""Max pooling on channels-last (N, H, W, C) input that records the argmax, and its backward.
+
+    max_pool(x, pool_size, strides, padding) -> (out (N, OH, OW, C), argmax (N, OH, OW, C))
+    max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx
+
+`argmax` is the winner's index p * PW + q inside its window (uint8 for windows of at most
+256 cells, else int32). The winner is the first maximum in row-major window order, as in
+TensorFlow; NaN wins (the first NaN), as in `numpy.argmax`. 'same' padding is TensorFlow's:
+padded cells never win. The backward adds each window's gradient to its winner (windows
+that overlap, strides < pool size, add up), so it needs only `argmax`, not x: one pass
+forward and one pass backward instead of the compare-and-mask passes of the reference.
+Every form writes each output element from one thread; the CUDA backward is a gather (no
+atomics), so results are deterministic.
+"""
+
+import numpy
+
+from ..backend import get_array_module
+from ..errors import ShapeError
+from . import _dispatch
+from ._cuda import cuda_jit, grid_for, launch
+from ._jit import cpu_jit, prange
+from .im2col import _geometry, reference_col2im, reference_im2col
+
+cuda = None  # bound to numba.cuda when a CUDA kernel is first compiled
+
+U = numpy.uint64
+
+
+def _argmax_dtype(ph, pw):
+    return numpy.uint8 if ph * pw <= 256 else numpy.int32
+
+
+def _check_backward(grad, argmax, x_shape, g):
+    n, _, _, c = x_shape
+    want = (n, g[4], g[5], c)
+    if grad.shape != want or argmax.shape != want:
+        raise ShapeError(f"max_pool_backward: grad and argmax must have shape {want} for x of "
+                         f"shape {tuple(x_shape)}, got {grad.shape} and {argmax.shape}.")
+
+
+# ---------------------------------------------------------------- reference (NumPy/CuPy)
+
+def reference(x, pool_size, strides, padding="valid"):
+    """Pure NumPy/CuPy form: pad with -inf, im2col, argmax over each window."""
+    kh, kw, sh, sw, oh, ow, pad_h, pad_w = _geometry(x.shape, pool_size, strides, padding,
+                                                     "max_pool")
+    xp = get_array_module(x)
+    n, c = x.shape[0], x.shape[3]
+    if pad_h != (0, 0) or pad_w != (0, 0):
+        x = xp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-xp.inf)
+    cols = reference_im2col(x, (kh, kw), (sh, sw), "valid").reshape(n * oh * ow, kh * kw, c)
+    arg = cols.argmax(axis=1)
+    out = xp.take_along_axis(cols, arg[:, None, :], axis=1)
+    shape = (n, oh, ow, c)
+    return out.reshape(shape), arg.reshape(shape).astype(_argmax_dtype(kh, kw))
+
+
+def reference_backward(grad, argmax, x_shape, pool_size, strides, padding="valid"):
+    """Pure NumPy/CuPy form: one-hot of argmax times grad, col2im, crop the padding."""
+    x_shape = tuple(int(v) for v in x_shape)
+    g = _geometry(x_shape, pool_size, strides, padding, "max_pool_backward")
+    _check_backward(grad, argmax, x_shape, g)
+    kh, kw, sh, sw, oh, ow, (top, bottom), (left, right) = g
+    xp = get_array_module(grad)
+    n, h, w, c = x_shape
+    hit = xp.arange(kh * kw)[None, :, None] == argmax.reshape(-1, 1, c).astype(numpy.int64)
+    dcols = (hit * grad.reshape(-1, 1, c)).astype(grad.dtype, copy=False)
+    padded = (n, h + top + bottom, w + left + right, c)
+    dx = reference_col2im(dcols.reshape(n * oh * ow, -1), padded, (kh, kw), (sh, sw), "valid")
+    return xp.ascontiguousarray(dx[:, top:top + h, left:left + w, :])
+
+
+# ---------------------------------------------------------------- Numba CPU
+
+@cpu_jit(nogil=True)
+def _max_pool_cpu(x, out, arg, kh, kw, sh, sw, top, left):
+    n, h, w, c = x.shape
+    _, oh, ow, _ = out.shape
+    src, dst, idx = x.reshape(-1), out.reshape(-1), arg.reshape(-1)
+    for b in prange(n):  # each sample's output rows are written by one iteration only
+        for i in range(oh):
+            y0 = i * sh - top
+            for j in range(ow):
+                z0 = j * sw - left
+                o = ((b * oh + i) * ow + j) * c
+                first = True
+                for p in range(kh):
+                    y = y0 + p
+                    if y < 0 or y >= h:
+                        continue
+                    for q in range(kw):
+                        z = z0 + q
+                        if z < 0 or z >= w:
+                            continue
+                        s = ((b * h + y) * w + z) * c
+                        k = p * kw + q
+                        if first:
+                            first = False
+                            for ch in range(c):
+                                dst[U(o + ch)] = src[U(s + ch)]
+                                idx[U(o + ch)] = k
+                        else:
+                            for ch in range(c):
+                                v = src[U(s + ch)]
+                                best = dst[U(o + ch)]
+                                if v > best or (v != v and best == best):
+                                    dst[U(o + ch)] = v
+                                    idx[U(o + ch)] = k
+
+
+@cpu_jit(nogil=True)
+def _max_pool_backward_cpu(grad, arg, dx, kh, kw, sh, sw, top, left):
+    n, h, w, c = dx.shape
+    _, oh, ow, _ = grad.shape
+    g, a, d = grad.reshape(-1), arg.reshape(-1), dx.reshape(-1)
+    for b in prange(n):  # one sample per iteration: its dx block is written by it alone
+        d0 = b * h * w * c
+        for e in range(h * w * c):
+            d[U(d0 + e)] = 0
+        for i in range(oh):
+            for j in range(ow):
+                o = ((b * oh + i) * ow + j) * c
+                for ch in range(c):
+                    k = numpy.int64(a[U(o + ch)])
+                    y = i * sh - top + k // kw
+                    z = j * sw - left + k % kw
+                    d[U(((b * h + y) * w + z) * c + ch)] += g[U(o + ch)]
+
+
+def numba_cpu(x, pool_size, strides, padding="valid"):
+    """Numba CPU form: one pass over x, the winner's value and index per output element."""
+    kh, kw, sh, sw, oh, ow, pad_h, pad_w = _geometry(x.shape, pool_size, strides, padding,
+                                                     "max_pool")
+    x = numpy.ascontiguousarray(x)
+    shape = (x.shape[0], oh, ow, x.shape[3])
+    out = numpy.empty(shape, dtype=x.dtype)
+    arg = numpy.empty(shape, dtype=_argmax_dtype(kh, kw))
+    _max_pool_cpu(x, out, arg, kh, kw, sh, sw, pad_h[0], pad_w[0])
+    return out, arg
+
+
+def numba_cpu_backward(grad, argmax, x_shape, pool_size, strides, padding="valid"):
+    """Numba CPU form: zero dx, add each window's gradient at its winner (one pass)."""
+    x_shape = tuple(int(v) for v in x_shape)
+    g = _geometry(x_shape, pool_size, strides, padding, "max_pool_backward")
+    _check_backward(grad, argmax, x_shape, g)
+    kh, kw, sh, sw, _, _, pad_h, pad_w = g
+    dx = numpy.empty(x_shape, dtype=grad.dtype)
+    _max_pool_backward_cpu(numpy.ascontiguousarray(grad), numpy.ascontiguousarray(argmax), dx,
+                           kh, kw, sh, sw, pad_h[0], pad_w[0])
+    return dx
+
+
+# ---------------------------------------------------------------- Numba CUDA
+
+@cuda_jit
+def _max_pool_cuda(x, out, arg, kh, kw, sh, sw, top, left, total):
+    n, h, w, c = x.shape
+    _, oh, ow, _ = out.shape
+    for e in range(cuda.grid(1), total, cuda.gridsize(1)):  # one output element per thread
+        ch = e % c
+        j = (e // c) % ow
+        i = (e // (c * ow)) % oh
+        b = e // (c * ow * oh)
+        first = True
+        best = x[b, 0, 0, ch]
+        win = 0
+        for p in range(kh):
+            y = i * sh - top + p
+            if 0 <= y < h:
+                for q in range(kw):
+                    z = j * sw - left + q
+                    if 0 <= z < w:
+                        v = x[b, y, z, ch]
+                        if first or v > best or (v != v and best == best):
+                            first = False
+                            best = v
+                            win = p * kw + q
+        out[b, i, j, ch] = best
+        arg[b, i, j, ch] = win
+
+
+@cuda_jit
+def _max_pool_backward_cuda(grad, arg, dx, kh, kw, sh, sw, top, left, total, zero):
+    n, h, w, c = dx.shape
+    _, oh, ow, _ = grad.shape
+    for e in range(cuda.grid(1), total, cuda.gridsize(1)):  # gather: one dx element per thread
+        ch = e % c
+        z = (e // c) % w
+        y = (e // (c * w)) % h
+        b = e // (c * w * h)
+        acc = zero
+        # the windows covering (y, z): i with 0 <= y + top - i * sh < kh (same for j)
+        i0 = max(0, -((kh - 1 - y - top) // sh))
+        i1 = min(oh, (y + top) // sh + 1)
+        j0 = max(0, -((kw - 1 - z - left) // sw))
+        j1 = min(ow, (z + left) // sw + 1)
+        for i in range(i0, i1):  # windows in (i, j) order, as the CPU form adds them
+            p = y + top - i * sh
+            for j in range(j0, j1):
+                q = z + left - j * sw
+                if arg[b, i, j, ch] == p * kw + q:
+                    acc += grad[b, i, j, ch]
+        dx[b, y, z, ch] = acc
+
+
+def numba_cuda(x, pool_size, strides, padding="valid"):
+    """Numba CUDA form: one thread per output element."""
+    kh, kw, sh, sw, oh, ow, pad_h, pad_w = _geometry(x.shape, pool_size, strides, padding,
+                                                     "max_pool")
+    xp = get_array_module(x)
+    x = xp.ascontiguousarray(x)
+    shape = (x.shape[0], oh, ow, x.shape[3])
+    out = xp.empty(shape, dtype=x.dtype)
+    arg = xp.empty(shape, dtype=_argmax_dtype(kh, kw))
+    if out.size:
+        blocks, threads = grid_for(out.size)
+        launch(_max_pool_cuda, blocks, threads, x, out, arg, kh, kw, sh, sw, pad_h[0], pad_w[0],
+               out.size)
+    return out, arg
+
+
+def numba_cuda_backward(grad, argmax, x_shape, pool_size, strides, padding="valid"):
+    """Numba CUDA form: a gather per dx element over the windows that cover it."""
+    x_shape = tuple(int(v) for v in x_shape)
+    g = _geometry(x_shape, pool_size, strides, padding, "max_pool_backward")
+    _check_backward(grad, argmax, x_shape, g)
+    kh, kw, sh, sw, _, _, pad_h, pad_w = g
+    xp = get_array_module(grad)
+    dx = xp.empty(x_shape, dtype=grad.dtype)
+    if dx.size:
+        blocks, threads = grid_for(dx.size)
+        launch(_max_pool_backward_cuda, blocks, threads, xp.ascontiguousarray(grad),
+               xp.ascontiguousarray(argmax), dx, kh, kw, sh, sw, pad_h[0], pad_w[0], dx.size,
+               numpy.zeros((), dtype=grad.dtype)[()])
+    return dx
+
+
+# ---------------------------------------------------------------- public
+
+def max_pool(x, pool_size, strides, padding="valid"):
+    """(N, H, W, C) -> (out (N, OH, OW, C), argmax): window maxima and their winners."""
+    return _dispatch.form("max_pool", x)(x, pool_size, strides, padding)
+
+
+def max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding="valid"):
+    """dx of shape x_shape: each window's gradient added at its winner, in grad's dtype."""
+    return _dispatch.form("max_pool_backward", grad)(grad, argmax, x_shape, pool_size, strides,
+                                                       padding)

@@ -1,0 +1,93 @@
+"""Conv2D's chunked CPU path (cache-sized chunks on worker threads, fused bias + ReLU)
+against the whole-batch path, and its determinism across thread counts.
+
+Tolerance: float32 results agree with the whole-batch path to 1e-5 relative (other GEMM
+blockings and summation orders); the same chunking gives bit-identical results on 1 or 3
+threads (partial sums are added in a fixed order).
+"""
+import numpy as np
+import pytest
+
+from accelnet import kernels, layers, random
+from accelnet.gradient_check import check_layer, to_float64
+from accelnet.kernels import _workers
+
+
+def conv(activation="relu", padding="valid", use_bias=True, shape=(9, 9, 3), filters=4):
+    random.seed(1)
+    layer = layers.Conv2D(filters, 3, padding=padding, activation=activation, use_bias=use_bias)
+    layer.build(shape)
+    layer.needs_input_grad = True
+    if use_bias:
+        layer.params["bias"][...] = np.linspace(-0.5, 0.5, filters)
+    return layer
+
+
+def step(layer, x, grad):
+    out = layer.forward(x).copy()
+    dx = layer.backward(grad.copy())
+    return [out, dx] + [g.copy() for g in layer.grads.values()]
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """One or two samples per chunk, several tasks: the threaded machinery at tiny sizes."""
+    monkeypatch.setenv("ACCELNET_CHUNK_KB", "4")
+    monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
+
+
+@pytest.mark.parametrize("activation,padding,use_bias", [
+    ("relu", "valid", True), ("relu", "same", True), ("tanh", "same", True),
+    ("relu", "valid", False), ("linear", "valid", True)])
+def test_chunked_matches_whole_batch(small_chunks, monkeypatch, activation, padding, use_bias):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((37, 9, 9, 3)).astype(np.float32)
+    layer = conv(activation, padding, use_bias)
+    assert kernels.threaded(x) and len(layer._tasks(x)) > 2
+    grad = rng.standard_normal((37,) + layer.compute_output_shape(x.shape[1:])).astype(np.float32)
+    chunked = step(layer, x, grad)
+    monkeypatch.setattr(_workers, "threaded", lambda a: False)
+    monkeypatch.setattr(kernels, "threaded", lambda a: False)
+    whole = step(layer, x, grad)
+    for got, want in zip(chunked, whole):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_same_result_on_any_thread_count(small_chunks, monkeypatch):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((29, 9, 9, 3)).astype(np.float32)
+    layer = conv()
+    grad = rng.standard_normal((29, 7, 7, 4)).astype(np.float32)
+    results = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("ACCELNET_NUM_THREADS", threads)
+        results.append(step(layer, x, grad))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_chunked_gradients_match_finite_differences(small_chunks):
+    layer = to_float64(conv(shape=(5, 5, 2), filters=3, padding="same"))
+    x = np.random.default_rng(2).standard_normal((6, 5, 5, 2))
+    assert len(layer._tasks(x)) > 1
+    check_layer(layer, x)
+
+
+def test_worker_errors_reach_the_caller(small_chunks):
+    def fail(chunks):
+        raise ValueError(f"bad chunk {chunks[0]}")
+    x = np.zeros((8, 2), np.float32)
+    tasks = kernels.batch_tasks(x, 8, 4096, 1 << 20)
+    with pytest.raises(ValueError, match=r"bad chunk \(0, 1\)"):
+        kernels.run_tasks(x, fail, tasks)
+
+
+def test_tasks_cover_the_batch_in_order():
+    x = np.zeros((100, 2), np.float32)
+    for per_sample in (1, 3000, 10**9):
+        tasks = kernels.batch_tasks(x, 100, per_sample, 10**6)
+        flat = [c for task in tasks for c in task]
+        assert flat[0][0] == 0 and flat[-1][1] == 100 and len(tasks) <= _workers.TASKS
+        assert all(a[1] == b[0] for a, b in zip(flat, flat[1:]))
+    with kernels.implementation("reference"):  # the whole-batch path: one task
+        assert len(kernels.batch_tasks(x, 100, 3000, 10**6)) == 1

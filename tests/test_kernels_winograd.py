@@ -1,0 +1,144 @@
+"""Winograd F(2x2, 3x3): reference and Numba CPU forms against the direct convolution
+(float64 im2col + GEMM), and Conv2D's use of it.
+
+Tolerance: 1e-5 of the output's largest magnitude in float32, 1e-12 in float64 (the
+transforms add and subtract; halves in G are exact).
+"""
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from accelnet import kernels, layers, random
+from accelnet.errors import ShapeError
+from accelnet.gradient_check import check_layer, to_float64
+
+wg = importlib.import_module("accelnet.kernels.winograd")
+im = importlib.import_module("accelnet.kernels.im2col")
+FORMS = {"reference": wg.reference, "numba-cpu": wg.numba_cpu}
+
+
+def direct(x, kernel, padding, bias, relu):
+    if padding == "full":
+        x, padding = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0))), "valid"
+    cols = im.reference_im2col(x.astype(np.float64), (3, 3), 1, padding)
+    n, h, w, _ = x.shape
+    oh, ow = (h - 2, w - 2) if padding == "valid" else (h, w)
+    y = (cols @ kernel.reshape(-1, kernel.shape[-1]).astype(np.float64)).reshape(n, oh, ow, -1)
+    y = y + bias if bias is not None else y
+    return np.maximum(y, 0) if relu else y
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 3), h=st.integers(1, 8),
+       w=st.integers(1, 8), c=st.integers(1, 5), f=st.integers(1, 4),
+       padding=st.sampled_from(["valid", "same", "full"]), dtype=st.sampled_from([np.float32, np.float64]),
+       use_bias=st.booleans(), relu=st.booleans(), given_out=st.booleans())
+def test_forms_match_the_direct_convolution(seed, n, h, w, c, f, padding, dtype, use_bias, relu,
+                                            given_out):
+    if padding == "valid" and (h < 3 or w < 3):
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    kernel = rng.standard_normal((3, 3, c, f)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype) if use_bias else None
+    want = direct(x, kernel, padding, bias, relu)
+    u = wg.winograd_weights(kernel)
+    assert u.shape == (16, c, f) and u.dtype == dtype
+    tol = (1e-5 if dtype == np.float32 else 1e-12) * max(np.abs(want).max(), 1)
+    for form in FORMS.values():
+        out = np.empty(want.shape, dtype) if given_out else None
+        got = form(x, u, padding, out=out, bias=bias, relu=relu)
+        assert got.dtype == dtype and got.shape == want.shape
+        if given_out:
+            assert got is out
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("name", FORMS)
+def test_shape_errors(name):
+    with pytest.raises(ShapeError, match="winograd_conv"):
+        FORMS[name](np.zeros((1, 4, 4, 2), np.float32), np.zeros((16, 3, 1), np.float32))
+    with pytest.raises(ShapeError, match="winograd_weights"):
+        wg.winograd_weights(np.zeros((5, 5, 1, 1), np.float32))
+
+
+def test_applies_only_to_3x3_stride_1_with_enough_channels(monkeypatch):
+    monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
+    monkeypatch.delenv("ACCELNET_NUM_THREADS", raising=False)
+    wide, narrow = np.zeros((1, 8, 8, 16), np.float32), np.zeros((1, 8, 8, 3), np.float32)
+    assert kernels.winograd_applies(wide, (3, 3), (1, 1))
+    assert not kernels.winograd_applies(narrow, (3, 3), (1, 1))
+    assert not kernels.winograd_applies(wide, (5, 5), (1, 1))
+    assert not kernels.winograd_applies(wide, (3, 3), (2, 2))
+    with kernels.implementation("reference"):  # the whole-batch path is im2col + GEMM
+        assert not kernels.winograd_applies(wide, (3, 3), (1, 1))
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_conv2d_winograd_path_matches_im2col(monkeypatch, padding, activation):
+    monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
+    monkeypatch.setenv("ACCELNET_CHUNK_KB", "64")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((9, 7, 6, 16)).astype(np.float32)
+    random.seed(3)
+    layer = layers.Conv2D(5, 3, padding=padding, activation=activation)
+    layer.build(x.shape[1:])
+    layer.params["bias"][...] = rng.standard_normal(5)
+    assert kernels.winograd_applies(x, layer.kernel_size, layer.strides)
+    got = layer.forward(x).copy()
+    monkeypatch.setattr(wg, "applies", lambda *a: False)
+    monkeypatch.setattr(kernels, "winograd_applies", lambda *a: False)
+    want = layer.forward(x)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_transposed_weights_give_the_input_gradient():
+    rng = np.random.default_rng(8)
+    kernel = rng.standard_normal((3, 3, 2, 3))
+    for padding, shape in [("valid", (1, 6, 5, 2)), ("same", (2, 4, 5, 2))]:
+        x = rng.standard_normal(shape)
+        dz = rng.standard_normal(direct(x, kernel, padding, None, False).shape)
+        cols_grad = dz.reshape(-1, 3) @ kernel.reshape(-1, 3).T
+        want = im.reference_col2im(cols_grad, shape, (3, 3), 1, padding)
+        u_t = wg.winograd_weights(kernel, transpose=True)
+        got = wg.numba_cpu(dz, u_t, kernels.winograd_input_grad_padding(padding))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])  # 'same': Winograd dx as well
+def test_conv2d_winograd_backward_matches_im2col(monkeypatch, padding):
+    monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
+    monkeypatch.setenv("ACCELNET_CHUNK_KB", "64")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((7, 6, 7, 16)).astype(np.float32)
+    random.seed(5)
+    layer = layers.Conv2D(16, 3, padding=padding, activation="relu")
+    layer.build(x.shape[1:])
+    grad = rng.standard_normal((7,) + layer.compute_output_shape(x.shape[1:])).astype(np.float32)
+    results = []
+    for use in (True, False):
+        if not use:
+            monkeypatch.setattr(kernels, "winograd_applies", lambda *a: False)
+            monkeypatch.setattr(kernels, "winograd_applies_input_grad", lambda *a: False)
+        layer.forward(x)
+        results.append([layer.backward(grad.copy())] + [g.copy() for g in layer.grads.values()])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_conv2d_winograd_gradients_match_finite_differences(monkeypatch):
+    monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
+    random.seed(4)
+    layer = layers.Conv2D(16, 3, padding="same", activation="relu")  # 16: Winograd dx too
+    layer.build((4, 5, 16))
+    layer.params["bias"][...] = np.linspace(-0.2, 0.2, 16)
+    layer = to_float64(layer)
+    x = np.random.default_rng(6).standard_normal((2, 4, 5, 16))
+    assert kernels.winograd_applies(x, (3, 3), (1, 1))
+    assert kernels.winograd_applies_input_grad(x, (3, 3), (1, 1), "same")  # 16 filters
+    assert not kernels.winograd_applies_input_grad(x, (3, 3), (1, 1), "valid")
+    check_layer(layer, x)
