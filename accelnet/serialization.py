@@ -121,6 +121,10 @@ def _read_header(npz, path):
     if arr.shape != () or arr.dtype.kind not in "US":
         raise DataFileError(f"{path!r}: the accelnet header is not a text (dtype {arr.dtype}, "
                             f"shape {arr.shape}).")
+    if arr.dtype.kind == "U":  # NumPy builds broken str objects from invalid code points
+        codes = numpy.frombuffer(arr.astype(arr.dtype.newbyteorder("=")).tobytes(), numpy.uint32)
+        if ((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any():
+            raise DataFileError(f"{path!r}: the accelnet header holds invalid Unicode code points.")
     try:
         text = arr.item().decode("utf-8") if arr.dtype.kind == "S" else str(arr.item())
         header = json.loads(text)
