@@ -256,6 +256,8 @@ def _check_value(value, where, depth=0):
     if isinstance(value, dict) and set(value) <= {"class_name", "config"}:
         if not isinstance(value.get("class_name"), str):
             raise DataFileError(f"{where}: a nested object needs a string class_name.")
+        if not isinstance(value.get("config"), (dict, type(None))):
+            raise DataFileError(f"{where}: a nested object's config must be an object.")
         for k, v in (value.get("config") or {}).items():
             _check_value(v, f"{where}.{k}", depth + 1)
         return

@@ -342,6 +342,18 @@ def test_header_with_invalid_code_point_is_refused(tmp_path, model_files, code):
     assert isinstance(result, AccelnetError) and "invalid Unicode" in str(result)
 
 
+def test_nested_config_that_is_not_an_object_is_refused(tmp_path, model_files):
+    """Found by the long run: {"class_name": ..., "config": true} inside a layer config."""
+    members = members_of(model_files[0])
+    header = json.loads(str(np.load(io.BytesIO(members["accelnet.json.npy"]), allow_pickle=False)))
+    header["model"]["config"]["layers"][0]["config"]["kernel_initializer"] = {
+        "class_name": "GlorotUniform", "config": True}
+    members["accelnet.json.npy"] = npy_bytes(np.array(json.dumps(header)))
+    path = write(tmp_path / "model.npz", zip_bytes(members))
+    result = check("model", path, lambda: an.models.load_model(path))
+    assert isinstance(result, AccelnetError) and "config must be an object" in str(result)
+
+
 @fuzz(60)
 @given(data=st.data())
 def test_fuzz_weights_file(tmp_path_factory, model_files, data):
