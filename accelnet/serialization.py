@@ -120,6 +120,10 @@ def _read_header(npz, path):
     if arr.shape != () or arr.dtype.kind not in "US":
         raise DataFileError(f"{path!r}: the accelnet header is not a text (dtype {arr.dtype}, "
                             f"shape {arr.shape}).")
+    if arr.dtype.kind == "U":  # NumPy builds broken str objects from invalid code points
+        codes = numpy.frombuffer(arr.astype(arr.dtype.newbyteorder("=")).tobytes(), numpy.uint32)
+        if ((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any():
+            raise DataFileError(f"{path!r}: the accelnet header holds invalid Unicode code points.")
     try:
         text = arr.item().decode("utf-8") if arr.dtype.kind == "S" else str(arr.item())
         header = json.loads(text)
@@ -259,6 +263,8 @@ def _check_value(value, where, depth=0):
     if isinstance(value, dict) and set(value) <= {"class_name", "config"}:
         if not isinstance(value.get("class_name"), str):
             raise DataFileError(f"{where}: a nested object needs a string class_name.")
+        if not isinstance(value.get("config"), (dict, type(None))):
+            raise DataFileError(f"{where}: a nested object's config must be an object.")
         for k, v in (value.get("config") or {}).items():
             _check_value(v, f"{where}.{k}", depth + 1)
         return

@@ -329,6 +329,31 @@ def test_fuzz_model_file(tmp_path_factory, model_files, data):
         assert isinstance(result, an.Sequential) and result.built
 
 
+@pytest.mark.parametrize("code", [0x110000, 0xFFFFFFFF, 0xD800])
+def test_header_with_invalid_code_point_is_refused(tmp_path, model_files, code):
+    """Found by the long run: NumPy turns U+110000 into a broken str that crashes str.lower()."""
+    members = members_of(model_files[0])
+    raw = bytearray(members["accelnet.json.npy"])
+    at = raw.find("glorot".encode("utf-32-le"))
+    raw[at:at + 4] = code.to_bytes(4, "little")
+    members["accelnet.json.npy"] = bytes(raw)
+    path = write(tmp_path / "model.npz", zip_bytes(members))
+    result = check("model", path, lambda: an.models.load_model(path))
+    assert isinstance(result, AccelnetError) and "invalid Unicode" in str(result)
+
+
+def test_nested_config_that_is_not_an_object_is_refused(tmp_path, model_files):
+    """Found by the long run: {"class_name": ..., "config": true} inside a layer config."""
+    members = members_of(model_files[0])
+    header = json.loads(str(np.load(io.BytesIO(members["accelnet.json.npy"]), allow_pickle=False)))
+    header["model"]["config"]["layers"][0]["config"]["kernel_initializer"] = {
+        "class_name": "GlorotUniform", "config": True}
+    members["accelnet.json.npy"] = npy_bytes(np.array(json.dumps(header)))
+    path = write(tmp_path / "model.npz", zip_bytes(members))
+    result = check("model", path, lambda: an.models.load_model(path))
+    assert isinstance(result, AccelnetError) and "config must be an object" in str(result)
+
+
 @fuzz(60)
 @given(data=st.data())
 def test_fuzz_weights_file(tmp_path_factory, model_files, data):
