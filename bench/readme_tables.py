@@ -1,0 +1,115 @@
+"""The README's bench tables, generated from a bench JSON (never copied by hand).
+
+    python -m bench.readme_tables bench/results/bench_<time>_<backend>_<host>.json
+
+rewrites the blocks between `<!-- bench:kernels -->` / `<!-- bench:train -->` and their
+closing `<!-- /bench:... -->` markers in README.md. tests/test_readme_tables.py checks that
+the README's blocks equal what this renders from the JSON each block names.
+"""
+import json
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = {"torch": "PyTorch-CPU", "numpy": "plain NumPy"}
+
+
+def _machine(results, path, load_key):
+    m = results["machine"]
+    load = results.get(load_key, 0.0)
+    quiet = "quiet" if load < 0.05 else f"other processes used {load:.0%} of the CPUs"
+    return (f"`{os.path.relpath(path, ROOT)}`: {m['cpu_model']}, {m['logical_cores']} cores, "
+            f"{m['blas']} sgemm {m['sgemm_gflops']:.0f} GFLOP/s, {quiet}; git "
+            f"{m['git_commit'][:7]}.")
+
+
+def _defaults(kernel):
+    from accelnet.kernels import _dispatch
+    cpu = _dispatch.DEFAULTS[kernel]["cpu"]
+    if cpu == "numba" and (kernel, "cpu") in _dispatch.SHAPE_RULES:
+        cpu = "numba (shape rule)"
+    return cpu, _dispatch.DEFAULTS[kernel]["gpu"]
+
+
+def kernels_block(results, path):
+    lines = [f"Measured by `python -m bench` ({_machine(results, path, 'other_load_kernels')}) "
+             f"float32, median of alternated runs:", "",
+             "| kernel | case | reference ms | Numba CPU ms | speedup | CPU default | GPU default |",
+             "|---|---|---|---|---|---|---|"]
+    for row in results["kernels"] or []:
+        if "error" in row:
+            lines.append(f"| {row['kernel']} | {row['case']} | error: {row['error'][:60]} | | | | |")
+            continue
+        cpu, gpu = _defaults(row["kernel"])
+        lines.append(f"| {row['kernel']} | {row['case']} | {row['reference']['median_s'] * 1e3:.3g} "
+                     f"| {row['numba']['median_s'] * 1e3:.3g} | {row['speedup']:.2f}× | {cpu} | {gpu} |")
+    return "\n".join(lines)
+
+
+def train_block(results, path):
+    rows = results["train"]["rows"]
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    lines = [f"Measured by `python -m bench` ({_machine(results, path, 'other_load_train')}) "
+             f"60,000-sample epoch at batch 128, best of {results['args']['repeat']}, contenders "
+             f"alternated; accelnet / peer < 1 means accelnet is faster:", "",
+             "| workload | accelnet s/epoch | PyTorch-CPU s/epoch | plain NumPy s/epoch "
+             "| accelnet / PyTorch | accelnet / NumPy |",
+             "|---|---|---|---|---|---|"]
+    for w in workloads:
+        by = {r["contender"]: r for r in rows if r["workload"] == w}
+        own = by.get("accelnet", {}).get("seconds_per_epoch")
+
+        def cell(name):
+            r = by.get(name)
+            return f"{r['seconds_per_epoch']:.3g}" if r and "seconds_per_epoch" in r else "–"
+
+        def ratio(name):
+            r = by.get(name)
+            if own is None or not r or "seconds_per_epoch" not in r:
+                return "–"
+            return f"**{own / r['seconds_per_epoch']:.2f}×**"
+        lines.append(f"| {w} | {cell('accelnet')} | {cell('torch')} | {cell('numpy')} "
+                     f"| {ratio('torch')} | {ratio('numpy')} |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"kernels": kernels_block, "train": train_block}
+PATTERN = re.compile(r"<!-- bench:(\w+) (\S+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
+
+
+def render(name, json_path):
+    with open(os.path.join(ROOT, json_path)) as f:
+        results = json.load(f)
+    return BLOCKS[name](results, os.path.join(ROOT, json_path))
+
+
+def update(readme_text, json_path):
+    """README text with every bench block re-rendered from `json_path`."""
+    def block(m):
+        return f"<!-- bench:{m.group(1)} {json_path} -->\n{render(m.group(1), json_path)}\n" \
+               f"<!-- /bench:{m.group(1)} -->"
+    return PATTERN.sub(block, readme_text)
+
+
+def blocks(readme_text):
+    """[(name, json path, text)] of the README's bench blocks."""
+    return [(m.group(1), m.group(2), m.group(3).rstrip("\n")) for m in PATTERN.finditer(readme_text)]
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    json_path = os.path.relpath(os.path.abspath(argv[0]), ROOT)
+    readme = os.path.join(ROOT, "README.md")
+    with open(readme) as f:
+        text = f.read()
+    new = update(text, json_path)
+    tmp = readme + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(new)
+    os.replace(tmp, readme)
+    print(f"README.md: {len(blocks(new))} bench blocks from {json_path}")
+
+
+if __name__ == "__main__":
+    main()
