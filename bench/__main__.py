@@ -1,4 +1,4 @@
-"""Command line: python -m bench [--suite kernels|train|all|dist|gpu] [--quick] [--peers torch,numpy]
+"""Command line: python -m bench [--suite kernels|train|all|dist|gpu|soak] [--quick] [--peers torch,numpy]
 [--out DIR] [--repeat N] [--data synthetic|fashion]. Run from the repository root."""
 import argparse
 import os
@@ -32,9 +32,10 @@ def positive(text):
 def parse(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench", description="accelnet bench: Numba kernels "
                                 "against their references, training against PyTorch and NumPy.")
-    p.add_argument("--suite", choices=("kernels", "train", "all", "dist", "gpu"), default="all",
-                   help="'dist' (data-parallel, under mpiexec) and 'gpu' (the GPU check, "
-                        "bench/gpu_check.sh) are not part of 'all'")
+    p.add_argument("--suite", choices=("kernels", "train", "all", "dist", "gpu", "soak"), default="all",
+                   help="'dist' (data-parallel, under mpiexec), 'gpu' (the GPU check, "
+                        "bench/gpu_check.sh) and 'soak' (RSS over 50 MLP / 5 ConvNet epochs) "
+                        "are not part of 'all'")
     p.add_argument("--quick", action="store_true",
                    help="small shapes and few batches: about a minute on 2 cores (CI)")
     p.add_argument("--peers", type=peer_list, default=list(PEERS),
@@ -63,6 +64,9 @@ def main(argv=None):
     if args.suite == "gpu":
         from . import gpu_check
         return gpu_check.run(args)
+    if args.suite == "soak":
+        from . import soak
+        return soak.run(args)
     started = time.time()
     whole = machine.OtherLoad()
     backend = an.get_backend()

@@ -113,3 +113,17 @@ def test_peer_list_rejects_unknown_names():
     assert parse(["--quick"]).repeat == 1 and parse([]).repeat == 3
     with pytest.raises(SystemExit):
         parse(["--peers", "tensorflow"])
+
+
+def test_soak_suite_records_rss_after_every_epoch(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "--suite", "soak", "--quick", "--out",
+                           str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    (path,) = tmp_path.glob("soak_*.json")
+    result = json.loads(path.read_text())
+    assert proc.returncode == (0 if all(r["flat"] for r in result["rows"]) else 1)
+    assert [r["workload"] for r in result["rows"]] == ["mlp", "cnn"]
+    for row in result["rows"]:
+        assert len(row["rss_after_epoch_mib"]) == row["epochs"] >= 2
+        assert all(v > 0 for v in row["rss_after_epoch_mib"])
+        assert row["growth_epoch2_to_last_mib"] == pytest.approx(
+            row["rss_after_epoch_mib"][-1] - row["rss_after_epoch_mib"][1])
