@@ -17,6 +17,15 @@ def to_float64(layer):
     return layer
 
 
+def build_float64(layer, input_shape, seed=0):
+    """Build `layer` for `input_shape` from a fixed seed, weights in float64: ready for
+    `check_layer`."""
+    from . import random
+    random.seed(seed)
+    layer.build(input_shape)
+    return to_float64(layer)
+
+
 def numerical_grad(f, x, eps=1e-6):
     """Central-difference gradient of the scalar function f() with respect to array x,
     perturbing x in place one element at a time."""

@@ -322,7 +322,21 @@ class AdamW(Adam):
                          clipvalue, global_clipnorm, name, decay, lr, **kwargs)
 
 
-class Nadam(Optimizer):
+class _BetasOptimizer(Optimizer):
+    """Nadam's and Adamax's shared arguments: beta_1, beta_2, epsilon (Keras 3 defaults)."""
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None,
+                 decay=0.0, lr=None, **kwargs):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name,
+                         decay, lr, **kwargs)
+        cls = type(self).__name__
+        self.beta_1 = _in_range(cls, "beta_1", beta_1, 0.0, 1.0)
+        self.beta_2 = _in_range(cls, "beta_2", beta_2, 0.0, 1.0)
+        self.epsilon = _in_range(cls, "epsilon", epsilon, 0.0, math.inf)
+
+
+class Nadam(_BetasOptimizer):
     """Adam with Nesterov momentum (Dozat), Keras's momentum schedule
     μₜ = β1·(1 − ½·0.96ᵗ):
     m̂ = μₜ₊₁·m / (1 − Πμ₁..ₜ₊₁) + (1 − μₜ)·g / (1 − Πμ₁..ₜ); v̂ = v / (1 − β2ᵗ);
@@ -330,14 +344,8 @@ class Nadam(Optimizer):
 
     slot_names = ("m", "v")
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None,
-                 decay=0.0, lr=None, **kwargs):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name,
-                         decay, lr, **kwargs)
-        self.beta_1 = _in_range("Nadam", "beta_1", beta_1, 0.0, 1.0)
-        self.beta_2 = _in_range("Nadam", "beta_2", beta_2, 0.0, 1.0)
-        self.epsilon = _in_range("Nadam", "epsilon", epsilon, 0.0, math.inf)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._u_product = (0, 1.0)  # (t, Π μ₁..ₜ): a host float, recomputed after a restore
 
     def _mu(self, t):
@@ -374,20 +382,11 @@ class Nadam(Optimizer):
                 "epsilon": self.epsilon}
 
 
-class Adamax(Optimizer):
+class Adamax(_BetasOptimizer):
     """Adam with the infinity norm: m = β1·m + (1−β1)·g; u = max(β2·u, |g|);
     p −= lr·m / ((1 − β1ᵗ)·(u + ε))."""
 
     slot_names = ("m", "u")
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
-                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None,
-                 decay=0.0, lr=None, **kwargs):
-        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name,
-                         decay, lr, **kwargs)
-        self.beta_1 = _in_range("Adamax", "beta_1", beta_1, 0.0, 1.0)
-        self.beta_2 = _in_range("Adamax", "beta_2", beta_2, 0.0, 1.0)
-        self.epsilon = _in_range("Adamax", "epsilon", epsilon, 0.0, math.inf)
 
     def begin_step(self, t):
         self._m_scale = 1.0 / (1.0 - self.beta_1 ** t)

@@ -7,13 +7,7 @@ import pytest
 
 import accelnet as an
 from accelnet import kernels, layers, regularizers
-from accelnet.gradient_check import check_layer, to_float64
-
-
-def built(layer, input_shape):
-    an.random.seed(0)
-    layer.build(input_shape)
-    return to_float64(layer)
+from accelnet.gradient_check import build_float64 as built, check_layer
 
 
 def data(*shape, seed=1):

@@ -13,15 +13,9 @@ import pytest
 import accelnet as an
 from accelnet import errors, kernels, layers
 from accelnet import backend as an_backend
-from accelnet.gradient_check import check_layer, to_float64
+from accelnet.gradient_check import build_float64 as built, check_layer
 
 from strict_backend import StrictBackend
-
-
-def built(layer, input_shape):
-    an.random.seed(0)
-    layer.build(input_shape)
-    return to_float64(layer)
 
 
 def data(*shape, seed=1):
