@@ -276,6 +276,9 @@ class Trainer:
                 return loss, out, False
         self._dp.begin_step(local_n, global_n)
         if local_n:
+            # nobody reads the gradient of the training inputs: skip the first layer's
+            # input-gradient GEMM (a model nested in another gets this flag from its parent)
+            self.needs_input_grad = False
             self.backward(grad, self._dp.layer_done)
         else:
             for g in self.grads.values():
