@@ -1,4 +1,4 @@
-"""Command line: python -m bench [--suite kernels|train|all|dist|gpu|soak] [--quick] [--peers torch,numpy]
+"""Command line: python -m bench [--suite kernels|train|all|dist|gpu|soak|busy] [--quick] [--peers torch,numpy]
 [--out DIR] [--repeat N] [--data synthetic|fashion]. Run from the repository root."""
 import argparse
 import os
@@ -32,10 +32,12 @@ def positive(text):
 def parse(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench", description="accelnet bench: Numba kernels "
                                 "against their references, training against PyTorch and NumPy.")
-    p.add_argument("--suite", choices=("kernels", "train", "all", "dist", "gpu", "soak"), default="all",
+    p.add_argument("--suite", choices=("kernels", "train", "all", "dist", "gpu", "soak", "busy"), default="all",
                    help="'dist' (data-parallel, under mpiexec), 'gpu' (the GPU check, "
-                        "bench/gpu_check.sh) and 'soak' (RSS over 50 MLP / 5 ConvNet epochs) "
-                        "are not part of 'all'")
+                        "bench/gpu_check.sh), 'soak' (RSS over 50 MLP / 5 ConvNet epochs) and "
+                        "'busy' (quiet vs competing-load ratios) are not part of 'all'")
+    p.add_argument("--load-procs", type=positive, default=None,
+                   help="busy suite: competing processes (default: one per core)")
     p.add_argument("--quick", action="store_true",
                    help="small shapes and few batches: about a minute on 2 cores (CI)")
     p.add_argument("--peers", type=peer_list, default=list(PEERS),
@@ -67,6 +69,9 @@ def main(argv=None):
     if args.suite == "soak":
         from . import soak
         return soak.run(args)
+    if args.suite == "busy":
+        from . import busy
+        return busy.run(args)
     started = time.time()
     whole = machine.OtherLoad()
     backend = an.get_backend()

@@ -127,3 +127,18 @@ def test_soak_suite_records_rss_after_every_epoch(tmp_path):
         assert all(v > 0 for v in row["rss_after_epoch_mib"])
         assert row["growth_epoch2_to_last_mib"] == pytest.approx(
             row["rss_after_epoch_mib"][-1] - row["rss_after_epoch_mib"][1])
+
+
+def test_busy_suite_times_quiet_then_under_a_competing_load(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "--suite", "busy", "--quick", "--repeat",
+                           "1", "--load-procs", "1", "--out", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (path,) = tmp_path.glob("busy_*.json")
+    result = json.loads(path.read_text())
+    assert result["load_procs"] == 1
+    assert [r["workload"] for r in result["rows"]] == ["mlp", "cnn"]
+    for row in result["rows"]:
+        assert row["quiet_s"]["accelnet"] > 0 and row["busy_s"]["accelnet"] > 0
+        assert row["slowdown"]["accelnet"] == pytest.approx(
+            row["busy_s"]["accelnet"] / row["quiet_s"]["accelnet"])
