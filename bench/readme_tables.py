@@ -2,7 +2,8 @@
 
     python -m bench.readme_tables bench/results/bench_<time>_<backend>_<host>.json
 
-rewrites the blocks between `<!-- bench:kernels -->` / `<!-- bench:train -->` and their
+rewrites the blocks between `<!-- bench:kernels -->` / `<!-- bench:train -->` (from a bench
+JSON) or `<!-- bench:busy -->` (from a busy-suite JSON) and their
 closing `<!-- /bench:... -->` markers in README.md. tests/test_readme_tables.py checks that
 the README's blocks equal what this renders from the JSON each block names.
 """
@@ -74,7 +75,25 @@ def train_block(results, path):
     return "\n".join(lines)
 
 
-BLOCKS = {"kernels": kernels_block, "train": train_block}
+def busy_block(results, path):
+    m = results["machine"]
+    lines = [f"Measured by `python -m bench --suite busy` (`{os.path.relpath(path, ROOT)}`: "
+             f"{m['cpu_model']}, {m['logical_cores']} cores; the load: {results['load_procs']} "
+             f"processes spinning in pure Python; best of {results['args']['repeat']}, "
+             f"contenders alternated; git {m['git_commit'][:7]}):", "",
+             "| workload | accelnet / PyTorch, quiet | accelnet / PyTorch, busy "
+             "| accelnet slowdown | PyTorch slowdown |",
+             "|---|---|---|---|---|"]
+    for row in results["rows"]:
+        slow = row["slowdown"]
+        lines.append(f"| {row['workload']} | {row.get('ratio_quiet', float('nan')):.2f}× "
+                     f"| **{row.get('ratio_busy', float('nan')):.2f}×** "
+                     f"| {slow.get('accelnet', float('nan')):.2f}× "
+                     f"| {slow.get('torch', float('nan')):.2f}× |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"kernels": kernels_block, "train": train_block, "busy": busy_block}
 PATTERN = re.compile(r"<!-- bench:(\w+) (\S+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
 
 
@@ -84,9 +103,16 @@ def render(name, json_path):
     return BLOCKS[name](results, os.path.join(ROOT, json_path))
 
 
+def kinds(json_path):
+    """The blocks a JSON can fill: a busy-suite file the busy table, a bench file the others."""
+    return {"busy"} if os.path.basename(json_path).startswith("busy_") else {"kernels", "train"}
+
+
 def update(readme_text, json_path):
-    """README text with every bench block re-rendered from `json_path`."""
+    """README text with the bench blocks of `json_path`'s kind re-rendered from it."""
     def block(m):
+        if m.group(1) not in kinds(json_path):
+            return m.group(0)
         return f"<!-- bench:{m.group(1)} {json_path} -->\n{render(m.group(1), json_path)}\n" \
                f"<!-- /bench:{m.group(1)} -->"
     return PATTERN.sub(block, readme_text)
