@@ -335,6 +335,10 @@ class _BetasOptimizer(Optimizer):
         self.beta_2 = _in_range(cls, "beta_2", beta_2, 0.0, 1.0)
         self.epsilon = _in_range(cls, "epsilon", epsilon, 0.0, math.inf)
 
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon}
+
 
 class Nadam(_BetasOptimizer):
     """Adam with Nesterov momentum (Dozat), Keras's momentum schedule
@@ -377,10 +381,6 @@ class Nadam(_BetasOptimizer):
         denom += self.epsilon
         p -= lr * (m_hat / denom)
 
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
-
 
 class Adamax(_BetasOptimizer):
     """Adam with the infinity norm: m = β1·m + (1−β1)·g; u = max(β2·u, |g|);
@@ -401,10 +401,6 @@ class Adamax(_BetasOptimizer):
         xp.maximum(u, xp.abs(g), out=u)
         denom = u + self.epsilon
         p -= (lr * self._m_scale) * (m / denom)
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon}
 
 
 class RMSprop(Optimizer):

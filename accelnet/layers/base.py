@@ -197,11 +197,26 @@ class KernelBiasMixin:
         self.kernel_regularizer = kernel_regularizer
         self.bias_regularizer = bias_regularizer
 
+    def _weight_config(self):
+        """The config entries of the activation and the kernel/bias arguments."""
+        return dict(activation=self.activation.name, use_bias=self.use_bias,
+                    kernel_initializer=serial(self.kernel_initializer),
+                    bias_initializer=serial(self.bias_initializer),
+                    kernel_regularizer=serial(self.kernel_regularizer),
+                    bias_regularizer=serial(self.bias_regularizer))
+
     def _add_kernel_and_bias(self):
         shapes = self.weight_shapes(self.input_shape)
         self.add_param("kernel", shapes["kernel"], self.kernel_initializer, self.kernel_regularizer)
         if self.use_bias:
             self.add_param("bias", shapes["bias"], self.bias_initializer, self.bias_regularizer)
+
+
+def serial(obj):
+    """Config form of an initializer/regularizer argument (strings and None as they are)."""
+    if obj is None or isinstance(obj, (str, int, float)):
+        return obj
+    return {"class_name": type(obj).__name__, "config": obj.get_config()}
 
 
 def check_rate(layer, name, value, low=0.0, high=1.0):

@@ -18,7 +18,7 @@ from .. import kernels
 from ..backend import get_array_module, get_backend
 from ..errors import InvalidArgumentError, ShapeError
 from .base import KernelBiasMixin, Layer, as_pair, positive_int
-from .core import ActivationMixin, _serial
+from .core import ActivationMixin
 from .. import activations
 
 WORKSPACE_BYTES = int(float(os.environ.get("ACCELNET_CONV_WORKSPACE_MB", "128")) * 2**20)
@@ -248,11 +248,7 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         config.update(filters=self.filters, kernel_size=list(self.kernel_size),
                       strides=list(self.strides), padding=self.padding,
                       dilation_rate=list(self.dilation_rate),
-                      activation=self.activation.name, use_bias=self.use_bias,
-                      kernel_initializer=_serial(self.kernel_initializer),
-                      bias_initializer=_serial(self.bias_initializer),
-                      kernel_regularizer=_serial(self.kernel_regularizer),
-                      bias_regularizer=_serial(self.bias_regularizer))
+                      **self._weight_config())
         return config
 
 

@@ -4,7 +4,7 @@ from ..backend import get_array_module
 from ..errors import InvalidArgumentError
 from .base import KernelBiasMixin, Layer, positive_int
 from .conv import Conv2D
-from .core import ActivationMixin, _serial
+from .core import ActivationMixin
 from .one_d import check_steps_input
 
 PADDINGS = ("valid", "same", "causal")
@@ -102,9 +102,5 @@ class Conv1D(ActivationMixin, KernelBiasMixin, Layer):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
                       padding=self.padding, dilation_rate=self.dilation_rate,
-                      activation=self.activation.name, use_bias=self.use_bias,
-                      kernel_initializer=_serial(self.kernel_initializer),
-                      bias_initializer=_serial(self.bias_initializer),
-                      kernel_regularizer=_serial(self.kernel_regularizer),
-                      bias_regularizer=_serial(self.bias_regularizer))
+                      **self._weight_config())
         return config

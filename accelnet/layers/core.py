@@ -103,11 +103,7 @@ class Dense(ActivationMixin, KernelBiasMixin, Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=self.units, activation=self.activation.name, use_bias=self.use_bias,
-                      kernel_initializer=_serial(self.kernel_initializer),
-                      bias_initializer=_serial(self.bias_initializer),
-                      kernel_regularizer=_serial(self.kernel_regularizer),
-                      bias_regularizer=_serial(self.bias_regularizer))
+        config.update(units=self.units, **self._weight_config())
         return config
 
 
@@ -185,8 +181,3 @@ class Dropout(Layer):
         return config
 
 
-def _serial(obj):
-    """Config form of an initializer/regularizer argument (strings and None as they are)."""
-    if obj is None or isinstance(obj, (str, int, float)):
-        return obj
-    return {"class_name": type(obj).__name__, "config": obj.get_config()}

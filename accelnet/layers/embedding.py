@@ -4,7 +4,7 @@ import warnings
 from ..backend import get_array_module
 from ..errors import InvalidArgumentError
 from .base import Layer, positive_int
-from .core import _serial
+from .base import serial as _serial
 
 
 class Embedding(Layer):
