@@ -56,11 +56,6 @@ class Backend:
     def nccl_unique_id(self):
         raise BackendError(f"NCCL needs the GPU backend; the {self.name!r} backend uses MPI.")
 
-    def matmul_long_reduction(self, a, b, out=None):
-        """a @ b where the inner dimension is huge and the result tiny (a convolution's
-        weight gradient cols.T @ dz). Plain matmul here; the CPU backend overrides it."""
-        return get_array_module(a, b).matmul(a, b, out=out)
-
     def seed(self, seed):
         """Seed the device generator (None: from the OS); epochs derive theirs from this
         base seed (`begin_epoch`)."""
@@ -108,20 +103,6 @@ class Backend:
 class CpuBackend(Backend):
     name = "cpu"
     xp = numpy
-
-    def matmul_long_reduction(self, a, b, out=None):
-        """Run on one BLAS thread when the reduction is very long and the output tiny:
-        multithreaded OpenBLAS splits such a GEMM into hundreds of barrier-synchronised
-        blocks, which on a busy machine cost a scheduler slice each (measured: conv1's
-        (9 x 86528) @ (86528 x 32) took 1.5 s instead of 3 ms while another process
-        used the cores; single-threaded it stays ~2 ms)."""
-        if not (isinstance(a, numpy.ndarray) and isinstance(b, numpy.ndarray)):
-            return super().matmul_long_reduction(a, b, out)
-        controller = _blas_controller()
-        if controller and a.shape[-1] > 64 * a.shape[0] * b.shape[-1]:
-            with controller.limit(limits=1):
-                return numpy.matmul(a, b, out=out)
-        return numpy.matmul(a, b, out=out)
 
     def describe(self):
         import numba
@@ -193,6 +174,10 @@ _blas = []
 def _blas_controller():
     """threadpoolctl's controller of the BLAS libraries (found once), or None."""
     if not _blas:
+        try:  # SciPy's BLAS runs the GEMMs inside Numba kernels (np.dot): limit it too
+            import scipy.linalg.cython_blas  # noqa: F401
+        except ImportError:
+            pass
         try:
             from threadpoolctl import ThreadpoolController
             _blas.append(ThreadpoolController().select(user_api="blas") or None)

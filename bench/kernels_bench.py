@@ -71,7 +71,43 @@ def cases(quick):
                                      ("cifar conv2", (same_batch, 32, 32, 32), 32, "same")]:
         out.append(("winograd_conv", f"{label} x{shape} 3x3->{f} {padding}",
                     lambda rng, s=shape, f=f, p=padding: _winograd_args(rng, s, f, p)))
+    for label, shape, filters, padding in [("mnist_cnn conv2", (same_batch, 26, 26, 32), 64, "valid"),
+                                           ("cifar conv2", (same_batch, 32, 32, 32), 32, "same")]:
+        out.append(("winograd_weight_grad", f"{label} x{shape} 3x3->{filters} {padding}",
+                    lambda rng, s=shape, f=filters, p=padding: _weight_grad_args(rng, s, 3, f, p)))
+    for label, shape, k, filters, padding in [
+            ("mnist_cnn conv1", (batch, 28, 28, 1), 3, 32, "valid"),
+            ("seed004 conv2", (batch, 14, 14, 32), 5, 64, "same"),
+            ("cifar conv1", (batch, 32, 32, 3), 3, 32, "same")]:
+        label = f"{label} x{shape} {k}x{k}->{filters} {padding}"
+        out.append(("conv_forward", label, lambda rng, s=shape, k=k, f=filters, p=padding: (
+            (_normal(rng, s), _normal(rng, (k * k * s[3], f), 0.1), (k, k), 1, p),
+            {"bias": _normal(rng, (f,)), "relu": True})))
+        out.append(("conv_weight_grad", label, lambda rng, s=shape, k=k, f=filters, p=padding:
+                    _weight_grad_args(rng, s, k, f, p, im2col=True)))
+    for label, shape, k, filters, padding in [
+            ("mnist_cnn conv2", (batch, 26, 26, 32), 3, 64, "valid"),
+            ("seed004 conv2", (batch, 14, 14, 32), 5, 64, "same")]:
+        out.append(("conv_input_grad", f"{label} x{shape} {k}x{k}->{filters} {padding}",
+                    lambda rng, s=shape, k=k, f=filters, p=padding: _input_grad_args(rng, s, k, f, p)))
     return out
+
+
+def _output_shape(shape, k, padding):
+    n, h, w, _ = shape
+    return (n, h - k + 1, w - k + 1) if padding == "valid" else (n, h, w)
+
+
+def _weight_grad_args(rng, shape, k, filters, padding, im2col=False):
+    dy = _normal(rng, _output_shape(shape, k, padding) + (filters,))
+    if im2col:
+        return (_normal(rng, shape), dy, (k, k), 1, padding), {}
+    return (_normal(rng, shape), dy, padding), {}
+
+
+def _input_grad_args(rng, shape, k, filters, padding):
+    dz = _normal(rng, _output_shape(shape, k, padding) + (filters,))
+    return (dz, _normal(rng, (k * k * shape[3], filters), 0.1), shape, (k, k), 1, padding), {}
 
 
 def _winograd_args(rng, shape, filters, padding):

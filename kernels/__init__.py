@@ -12,17 +12,22 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   `col2im(cols, x_shape, kernel_size, stride=1, padding="valid") -> dx`: channels-last
   patch extraction for convolution/pooling and its exact adjoint;
   `conv_output_size` and `same_padding` give the shapes.
+- `conv_forward(x, w2, kernel_size, stride, padding, out=None, bias=None, relu=False)`,
+  `conv_weight_grad(x, dz, kernel_size, stride, padding)` and
+  `conv_input_grad(dz, w2, x_shape, kernel_size, stride, padding, out=None)`: convolution
+  as im2col + GEMM, each pass in one call (on the CPU one GIL-free Numba call per task).
 - `bias_relu(z, bias) -> z` (in place) and `relu_bias_grad(dy, y, out=None) -> (dz,
   bias_grad)`: a layer's bias + ReLU and their backward, one pass each.
 - `winograd_conv(x, U, padding, out=None, bias=None, relu=False)` with
   `U = winograd_weights(kernel)`: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions
-  (`winograd_applies` says when Conv2D uses it).
+  (`winograd_applies` says when Conv2D uses it), and `winograd_weight_grad(x, dy,
+  padding) -> (3, 3, C, F)`, its kernel gradient.
 - `max_pool(x, pool_size, strides, padding) -> (out, argmax)` and
   `max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx`: max
   pooling that records each window's winner, and the gradient scattered to it.
 
 Batch-chunked layer work on accelnet's worker threads: `batch_tasks`, `run_tasks`,
-`scratch`, `threaded` (see `_workers`).
+`task_slices`, `scratch`, `threaded` (see `_workers`).
 
 Which form runs: see `_dispatch` (`DEFAULTS`, `ACCELNET_KERNELS=numba|reference`,
 `with implementation(...)`, `current_implementation(kernel, array)`). Importing this
@@ -30,8 +35,9 @@ package compiles nothing and imports neither Numba nor CuPy: CPU kernels compile
 call (cached on disk), CUDA kernels on first launch.
 """
 from ._dispatch import DEFAULTS, current_implementation, implementation
-from ._workers import batch_tasks, run_tasks, scratch, threaded
+from ._workers import batch_tasks, run_tasks, scratch, task_slices, threaded
 from .bias_relu import bias_relu, relu_bias_grad
+from .conv_gemm import conv_forward, conv_input_grad, conv_weight_grad
 from .dropout_mask import dropout_mask
 from .im2col import col2im, conv_output_size, im2col, same_padding
 from .max_pool import max_pool, max_pool_backward
@@ -39,11 +45,13 @@ from .relu_backward import relu_backward
 from .winograd import applies as winograd_applies
 from .winograd import applies_input_grad as winograd_applies_input_grad
 from .winograd import input_grad_padding as winograd_input_grad_padding
-from .winograd import winograd_conv, winograd_weights
+from .winograd import winograd_conv, winograd_weight_grad, winograd_weights
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
-__all__ = ["DEFAULTS", "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_output_size",
+__all__ = ["DEFAULTS", "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_forward",
+           "conv_input_grad", "conv_output_size", "conv_weight_grad",
            "current_implementation", "dropout_mask", "im2col", "implementation",
            "max_pool", "max_pool_backward", "relu_backward", "relu_bias_grad", "run_tasks",
-           "same_padding", "scratch", "softmax_cross_entropy", "threaded", "winograd_applies",
-           "winograd_applies_input_grad", "winograd_conv", "winograd_input_grad_padding", "winograd_weights"]
+           "same_padding", "scratch", "softmax_cross_entropy", "task_slices", "threaded", "winograd_applies",
+           "winograd_applies_input_grad", "winograd_conv", "winograd_input_grad_padding", "winograd_weight_grad",
+           "winograd_weights"]

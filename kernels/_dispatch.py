@@ -59,6 +59,18 @@ FORMS = {
     "winograd_conv": {"reference": ("winograd", "reference"),
                       "numba-cpu": ("winograd", "numba_cpu"),
                       "numba-cuda": ("winograd", "numba_cuda")},
+    "winograd_weight_grad": {"reference": ("winograd", "reference_weight_grad"),
+                             "numba-cpu": ("winograd", "numba_cpu_weight_grad"),
+                             "numba-cuda": ("winograd", "numba_cuda_weight_grad")},
+    "conv_forward": {"reference": ("conv_gemm", "reference_forward"),
+                     "numba-cpu": ("conv_gemm", "numba_cpu_forward"),
+                     "numba-cuda": ("conv_gemm", "numba_cuda_forward")},
+    "conv_weight_grad": {"reference": ("conv_gemm", "reference_weight_grad"),
+                         "numba-cpu": ("conv_gemm", "numba_cpu_weight_grad"),
+                         "numba-cuda": ("conv_gemm", "numba_cuda_weight_grad")},
+    "conv_input_grad": {"reference": ("conv_gemm", "reference_input_grad"),
+                        "numba-cpu": ("conv_gemm", "numba_cpu_input_grad"),
+                        "numba-cuda": ("conv_gemm", "numba_cuda_input_grad")},
 }
 
 # GPU: the reference (CuPy) forms until a measurement on a device shows a numba-cuda form
@@ -74,6 +86,10 @@ DEFAULTS = {
     "bias_relu": {"cpu": "numba", "gpu": "reference"},
     "relu_bias_grad": {"cpu": "numba", "gpu": "reference"},
     "winograd_conv": {"cpu": "numba", "gpu": "reference"},
+    "winograd_weight_grad": {"cpu": "numba", "gpu": "reference"},
+    "conv_forward": {"cpu": "numba", "gpu": "reference"},
+    "conv_weight_grad": {"cpu": "numba", "gpu": "reference"},
+    "conv_input_grad": {"cpu": "numba", "gpu": "reference"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default

@@ -9,6 +9,7 @@ is pinned to one thread (threadpoolctl). NumPy's GEMMs and the `nogil` Numba ker
 release the GIL, so the workers run in parallel.
 
     tasks = batch_tasks(x, n, bytes_per_sample, workspace_bytes)  # [[(start, stop), ...], ...]
+    tasks = task_slices(x, n, bytes_per_sample, workspace_bytes)  # one slice per task (CPU)
     results = run_tasks(x, fn, tasks)       # [fn(chunks) for chunks in tasks], in order
     buffer = scratch(x, "cols", shape, dtype)  # this thread's reusable buffer (None: allocate)
 
@@ -85,6 +86,16 @@ def batch_tasks(array, n, bytes_per_sample, workspace_bytes):
     count = min(TASKS, len(chunks)) if threaded(array) else 1
     bounds = [len(chunks) * k // count for k in range(count + 1)]
     return [chunks[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def task_slices(array, n, bytes_per_sample, workspace_bytes):
+    """As `batch_tasks`, but where `threaded(array)` each task is one slice (start, stop)
+    covering its chunks: for kernels that block the slice for cache themselves, in one
+    GIL-free call. The slices depend on n and the sizes only, never on the thread count."""
+    tasks = batch_tasks(array, n, bytes_per_sample, workspace_bytes)
+    if not threaded(array):
+        return tasks
+    return [[(task[0][0], task[-1][1])] for task in tasks]
 
 
 def scratch(array, name, shape, dtype):

@@ -11,7 +11,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im", "max_pool",
-           "max_pool_backward", "dropout_mask", "relu_bias_grad", "winograd_conv"}
+           "max_pool_backward", "dropout_mask", "relu_bias_grad", "winograd_conv",
+           "winograd_weight_grad", "conv_forward", "conv_weight_grad", "conv_input_grad"}
 
 
 def run_bench(out, *args):

@@ -148,3 +148,89 @@ def test_dropout_mask_keeps_one_minus_rate(form):
     kept = (mask > 0).mean()
     assert abs(kept - 0.7) < 4 * np.sqrt(0.21 / n)
     np.testing.assert_allclose(mask[mask > 0], np.float32(1 / 0.7))
+
+
+def _conv_math(x, kernel, stride, pad):
+    """Convolution by definition in float64: patches @ kernel, (N, OH, OW, F)."""
+    kh, kw, _, f = kernel.shape
+    cols = _patches(x, kh, kw, stride[0], stride[1], pad)
+    n = x.shape[0]
+    z = cols @ kernel.reshape(-1, f).astype(np.float64)
+    return cols, z.reshape(n, -1, z.shape[1])
+
+
+CONV_CASES = [((3, 3), (1, 1), "valid"), ((3, 3), (1, 1), "same"), ((2, 3), (2, 1), "same"),
+              ((1, 1), (2, 2), "valid")]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel_size,stride,padding", CONV_CASES)
+def test_conv_gemm_passes_are_the_convolution_and_its_gradients(form, dtype, kernel_size,
+                                                                stride, padding):
+    """conv_forward (+ bias, ReLU), conv_weight_grad and conv_input_grad against float64
+    patches: z = P K, dK = P^T dz, and <dx, x'> = <dz, conv(x')> (the adjoint)."""
+    rng = np.random.default_rng(sum(kernel_size) + stride[0])
+    x = rng.standard_normal((3, 5, 6, 2)).astype(dtype)
+    kh, kw = kernel_size
+    kernel = rng.standard_normal((kh, kw, 2, 3)).astype(dtype)
+    bias = rng.standard_normal(3).astype(dtype)
+    pad = ((0, 0), (0, 0))
+    if padding == "same":
+        pad = (kernels.same_padding(5, kh, stride[0]), kernels.same_padding(6, kw, stride[1]))
+    cols, z = _conv_math(x, kernel, stride, pad)
+    oh, ow = kernels.conv_output_size(5, kh, stride[0], padding), \
+        kernels.conv_output_size(6, kw, stride[1], padding)
+    want = np.maximum(z + bias, 0).reshape(3, oh, ow, 3)
+    dz = rng.standard_normal(want.shape).astype(dtype)
+    w2 = form.device(kernel.reshape(-1, 3))
+    tol = TOL[dtype]
+    with form.running():
+        assert kernels.current_implementation("conv_forward", form.device(x)) == form.expected
+        got = kernels.conv_forward(form.device(x), w2, kernel_size, stride, padding,
+                                   bias=form.device(bias), relu=True)
+        dw = kernels.conv_weight_grad(form.device(x), form.device(dz), kernel_size, stride,
+                                      padding)
+        dx = kernels.conv_input_grad(form.device(dz), w2, x.shape, kernel_size, stride, padding)
+    assert form.is_device_array(got) and got.dtype == dtype and got.shape == want.shape
+    np.testing.assert_allclose(form.host(got), want, rtol=tol["rtol"] * 10, atol=1e-5)
+    np.testing.assert_allclose(form.host(dw), cols.T @ dz.reshape(-1, 3).astype(np.float64),
+                               rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-4)
+    x2 = rng.standard_normal(x.shape)
+    _, z2 = _conv_math(x2, kernel, stride, pad)
+    assert form.host(dx).shape == x.shape and form.host(dx).dtype == dtype
+    np.testing.assert_allclose(np.vdot(form.host(dx).astype(np.float64), x2),
+                               np.vdot(dz.astype(np.float64), z2.reshape(dz.shape)),
+                               rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("h,w,padding", [(6, 6, "valid"), (5, 7, "valid"), (5, 4, "same"),
+                                         (3, 3, "full")])
+def test_winograd_is_the_3x3_convolution_and_its_weight_gradient(form, dtype, h, w, padding):
+    """winograd_conv (+ bias, ReLU) = the direct 3x3 convolution; winograd_weight_grad =
+    P^T dy, in float64 math (padding 'full': the input gradient of a 'valid' forward)."""
+    rng = np.random.default_rng(h * 10 + w)
+    x = rng.standard_normal((2, h, w, 3)).astype(dtype)
+    kernel = rng.standard_normal((3, 3, 3, 2)).astype(dtype)
+    bias = rng.standard_normal(2).astype(dtype)
+    pad = {"valid": ((0, 0), (0, 0)), "full": ((2, 2), (2, 2)),
+           "same": (kernels.same_padding(h, 3, 1), kernels.same_padding(w, 3, 1))}[padding]
+    cols, z = _conv_math(x, kernel, (1, 1), pad)
+    oh, ow = h + sum(pad[0]) - 2, w + sum(pad[1]) - 2
+    want = np.maximum(z + bias, 0).reshape(2, oh, ow, 2)
+    dy = rng.standard_normal(want.shape).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    with form.running():
+        assert kernels.current_implementation("winograd_weight_grad",
+                                              form.device(x)) == form.expected
+        u = kernels.winograd_weights(form.device(kernel))
+        got = kernels.winograd_conv(form.device(x), u, padding, bias=form.device(bias), relu=True)
+        if padding != "full":
+            dw = kernels.winograd_weight_grad(form.device(x), form.device(dy), padding)
+    assert form.is_device_array(got) and got.dtype == dtype
+    np.testing.assert_allclose(form.host(got), want, rtol=tol, atol=tol)
+    if padding != "full":
+        assert form.is_device_array(dw) and dw.shape == kernel.shape and dw.dtype == dtype
+        np.testing.assert_allclose(form.host(dw).reshape(-1, 2),
+                                   cols.T @ dy.reshape(-1, 2).astype(np.float64),
+                                   rtol=tol, atol=tol)

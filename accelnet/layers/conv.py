@@ -1,21 +1,21 @@
-"""Convolution and pooling on channels-last (N, H, W, C) input, through im2col/col2im.
+"""Convolution and pooling on channels-last (N, H, W, C) input.
 
-The batch is processed in chunks, so memory does not grow with the batch size. On the
-CPU the chunks are a few MiB (ACCELNET_CHUNK_KB) and run on accelnet's worker threads with
-one-thread BLAS (`kernels.run_tasks`): each chunk's columns, GEMM, bias and ReLU (and in the
-backward ReLU-backward, bias and weight gradients, and col2im) are done while they are still
-in cache; the weight and bias gradients are per-chunk partial sums added in chunk order
-(deterministic). There, 3x3 stride-1 kernels with >= 16 input channels run their
-forward as Winograd F(2x2, 3x3) (`kernels.winograd_applies`; measured 0.75x the CPU time of
-im2col + GEMM at mnist_cnn's conv2), and with 'same' padding their input gradient too; the
-weight gradient stays im2col + GEMM. Elsewhere (GPU, ACCELNET_KERNELS=reference) a chunk's
-column matrix fills `WORKSPACE_BYTES` (env ACCELNET_CONV_WORKSPACE_MB, default 128); when the
-whole batch fits in one chunk, the columns are kept for the backward pass.
+The batch is processed in slices, so memory does not grow with the batch size. On the CPU
+each slice is a task of a few MiB (ACCELNET_CHUNK_KB) for accelnet's worker threads, with
+one-thread BLAS (`kernels.run_tasks`); each pass over a slice is one GIL-free kernel call
+that blocks it for cache: `kernels.conv_forward` / `conv_weight_grad` / `conv_input_grad`
+(im2col + GEMM), or, for 3x3 stride-1 kernels with >= 16 input channels
+(`kernels.winograd_applies`), Winograd F(2x2, 3x3) for the forward, the weight gradient
+and, with 'same' padding, the input gradient. Weight and bias gradients are per-task
+partial sums added in task order (deterministic, whatever the thread count). Elsewhere
+(GPU, ACCELNET_KERNELS=reference) a slice's column matrix fills `WORKSPACE_BYTES` (env
+ACCELNET_CONV_WORKSPACE_MB, default 128). Dilated kernels take their columns' taps in
+NumPy/CuPy (`Conv2D._columns`).
 """
 import os
 
 from .. import kernels
-from ..backend import get_array_module, get_backend
+from ..backend import get_array_module
 from ..errors import InvalidArgumentError, ShapeError
 from .base import KernelBiasMixin, Layer, as_pair, positive_int
 from .core import ActivationMixin
@@ -117,8 +117,9 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         return kernels.col2im(dcols, x_shape, self.window, self.strides, self.padding)
 
     def _tasks(self, x):
-        """Batch chunks grouped into tasks: chunks of a few MiB on accelnet's worker threads
-        on the CPU, else as many samples per chunk as fit in the im2col workspace."""
+        """Batch slices grouped into tasks: on the CPU one slice of a few MiB per task, run
+        on accelnet's worker threads (the kernels block it for cache inside one GIL-free
+        call); else slices of as many samples as fit in the im2col workspace."""
         kh, kw = self.window  # the dilated window's columns before the taps are picked
         col_bytes = self.out_hw[0] * self.out_hw[1] * kh * kw * self.input_shape[2]
         out_bytes = self.out_hw[0] * self.out_hw[1] * self.filters
@@ -126,20 +127,13 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
             per_sample = 2 * (col_bytes + out_bytes) * x.dtype.itemsize
         else:
             per_sample = col_bytes * x.dtype.itemsize
-        return kernels.batch_tasks(x, x.shape[0], per_sample, WORKSPACE_BYTES)
-
-    def _columns_into(self, x, name="cols"):
-        """im2col of a chunk into this thread's scratch buffer (a new array when not threaded
-        or dilated)."""
-        if self._dilated():
-            return self._columns(x)
-        (oh, ow), (kh, kw) = self.out_hw, self.kernel_size
-        shape = (x.shape[0] * oh * ow, kh * kw * x.shape[3])
-        return kernels.im2col(x, self.kernel_size, self.strides, self.padding,
-                              out=kernels.scratch(x, name, shape, x.dtype))
+        return kernels.task_slices(x, x.shape[0], per_sample, WORKSPACE_BYTES)
 
     def _fuse_relu(self, logits):
         return self.use_bias and self.activation.name == "relu" and not logits
+
+    def _conv_args(self):
+        return self.kernel_size, self.strides, self.padding
 
     def forward(self, x, training=True, logits=False):
         self.ensure_built(x)
@@ -147,30 +141,28 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         n, f = x.shape[0], self.filters
         w2 = self.params["kernel"].reshape(-1, f)
         bias = self.params["bias"] if self.use_bias else None
-        fused = self._fuse_relu(logits)  # bias + ReLU in one pass, per chunk while in cache
+        fused = self._fuse_relu(logits)  # bias + ReLU in the convolution's last pass
         z = xp.empty((n,) + self.out_hw + (f,), dtype=x.dtype)
-        tasks = self._tasks(x)
-        keep = training and len(tasks) == 1 and len(tasks[0]) == 1 and not kernels.threaded(x)
         winograd = not self._dilated() and kernels.winograd_applies(x, self.kernel_size,
                                                                      self.strides)
         u = kernels.winograd_weights(self.params["kernel"]) if winograd else None
+        epilogue = dict(bias=bias if fused else None, relu=fused)
 
         def work(chunks):
-            cols = None
             for start, stop in chunks:
-                if winograd:  # 3x3 stride 1: Winograd F(2x2, 3x3), bias + ReLU in its last pass
-                    kernels.winograd_conv(x[start:stop], u, self.padding, out=z[start:stop],
-                                          bias=bias if fused else None, relu=fused)
-                    continue
-                cols = self._columns_into(x[start:stop])
-                zc = z[start:stop].reshape(-1, f)
-                xp.matmul(cols, w2, out=zc)
-                if fused:
-                    kernels.bias_relu(zc, bias)
-            return cols if keep else None  # the whole batch's columns, kept for backward
+                xc, zc = x[start:stop], z[start:stop]
+                if winograd:  # 3x3 stride 1: Winograd F(2x2, 3x3)
+                    kernels.winograd_conv(xc, u, self.padding, out=zc, **epilogue)
+                elif self._dilated():
+                    zc2 = zc.reshape(-1, f)
+                    xp.matmul(self._columns(xc), w2, out=zc2)
+                    if fused:
+                        kernels.bias_relu(zc2, bias)
+                else:
+                    kernels.conv_forward(xc, w2, *self._conv_args(), out=zc, **epilogue)
 
         self._x = x
-        self._cols = kernels.run_tasks(x, work, tasks)[0]
+        kernels.run_tasks(x, work, self._tasks(x))
         self._fused = fused
         if fused:
             self._logits, self._out = False, z
@@ -185,48 +177,43 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         dz = grad if fused else self.activation_grad(grad)
         w2 = self.params["kernel"].reshape(-1, f)
         dx = xp.empty_like(x) if self.needs_input_grad else None
-        tasks = self._tasks(x)
-        # The whole batch in one GEMM: the backend's long-reduction matmul (one BLAS thread
-        # where that wins); in worker threads BLAS is already at one thread.
-        first_gemm = xp.matmul if kernels.threaded(x) else get_backend().matmul_long_reduction
-        cols_kept = self._cols
         winograd = dx is not None and not self._dilated() and kernels.winograd_applies_input_grad(
             dz.reshape(x.shape[:1] + self.out_hw + (f,)), self.kernel_size, self.strides,
             self.padding)
         u_t = kernels.winograd_weights(self.params["kernel"], transpose=True) if winograd else None
         dx_padding = kernels.winograd_input_grad_padding(self.padding)
+        winograd_dw = not self._dilated() and kernels.winograd_applies(x, self.kernel_size,
+                                                                        self.strides)
 
         def work(chunks):
-            """One task: its chunks' weight (and bias) gradients summed in chunk order."""
+            """One task: its slices' weight (and bias) gradients summed in slice order."""
             kernel_sum = bias_sum = None
             for start, stop in chunks:
                 rows = (stop - start) * self.out_hw[0] * self.out_hw[1]
-                dzc = dz[start:stop].reshape(-1, f)
-                if fused:  # ReLU backward and the bias gradient in one pass over the chunk
+                xc, dzc = x[start:stop], dz[start:stop].reshape(-1, f)
+                if fused:  # ReLU backward and the bias gradient in one pass over the slice
                     dzc, part = kernels.relu_bias_grad(
                         dzc, self._out[start:stop].reshape(-1, f),
                         out=kernels.scratch(x, "dz", (rows, f), dz.dtype))
                     bias_sum = part if bias_sum is None else bias_sum + part
-                cols = cols_kept if cols_kept is not None else self._columns_into(x[start:stop])
-                if kernel_sum is None:
-                    kernel_sum = first_gemm(cols.T, dzc)
+                if self._dilated():
+                    part = xp.matmul(self._columns(xc).T, dzc)
+                elif winograd_dw:
+                    part = kernels.winograd_weight_grad(xc, dzc, self.padding).reshape(-1, f)
                 else:
-                    kernel_sum += xp.matmul(cols.T, dzc, out=kernels.scratch(
-                        x, "dw", kernel_sum.shape, kernel_sum.dtype))
+                    part = kernels.conv_weight_grad(xc, dzc, *self._conv_args())
+                kernel_sum = part if kernel_sum is None else kernel_sum + part
                 if winograd:  # dx: the rotated kernel over dz, Winograd F(2x2, 3x3)
                     kernels.winograd_conv(dzc.reshape((stop - start,) + self.out_hw + (f,)),
                                           u_t, dx_padding, out=dx[start:stop])
+                elif dx is not None and self._dilated():
+                    dx[start:stop] = self._image(xp.matmul(dzc, w2.T), xc.shape)
                 elif dx is not None:
-                    dcols = xp.matmul(dzc, w2.T, out=kernels.scratch(
-                        x, "dcols", (rows, w2.shape[0]), dz.dtype))
-                    if self._dilated():
-                        dx[start:stop] = self._image(dcols, x[start:stop].shape)
-                    else:
-                        kernels.col2im(dcols, x[start:stop].shape, self.kernel_size,
-                                       self.strides, self.padding, out=dx[start:stop])
+                    kernels.conv_input_grad(dzc, w2, xc.shape, *self._conv_args(),
+                                            out=dx[start:stop])
             return kernel_sum, bias_sum
 
-        parts = kernels.run_tasks(x, work, tasks)
+        parts = kernels.run_tasks(x, work, self._tasks(x))
         gw2 = self.grads["kernel"].reshape(-1, f)
         gw2[...] = parts[0][0]
         for part, _ in parts[1:]:  # task partial sums in task order: deterministic
@@ -240,7 +227,7 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
             else:
                 xp.sum(dz.reshape(-1, f), axis=0, out=self.grads["bias"])
         self.add_regularization_grads()
-        self._x = self._cols = self._out = None
+        self._x = self._out = None
         return dx
 
     def get_config(self):
