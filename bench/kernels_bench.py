@@ -136,6 +136,12 @@ def _max_abs_diff(a, b, backend):
                for u, v in zip(a, b))
 
 
+def _max_abs(a, backend):
+    a = a if isinstance(a, tuple) else (a,)
+    return max(float(numpy.max(numpy.abs(backend.to_numpy(u)))) if numpy.size(u) else 0.0
+               for u in a if hasattr(u, "shape"))
+
+
 def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
     """Timings of one case: {'reference': {...}, 'numba': {...}, 'speedup', ...}."""
     impl, current = _dispatch_api()
@@ -161,8 +167,10 @@ def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
     times = timing.alternate(forms, runs, lambda call: timing.clock(call, sync))
     for name in forms:
         row[name].update(timing.spread(times[name]))
-    row["max_abs_diff"] = _max_abs_diff(forms["reference"](), forms["numba"](), backend)
-    row["match"] = row["max_abs_diff"] <= 1e-4
+    want = forms["reference"]()
+    row["max_abs_diff"] = _max_abs_diff(want, forms["numba"](), backend)
+    # relative to the output's magnitude: gradients summed over a batch reach the hundreds
+    row["match"] = row["max_abs_diff"] <= 1e-4 * max(1.0, _max_abs(want, backend))
     row["speedup"] = row["reference"]["median_s"] / row["numba"]["median_s"]
     row["speedup_best"] = row["reference"]["min_s"] / row["numba"]["min_s"]  # least disturbed
     row["target"] = TARGET

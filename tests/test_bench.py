@@ -34,7 +34,7 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 24
+    assert len(rows) == 34
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):
