@@ -20,6 +20,10 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
 - `max_pool(x, pool_size, strides, padding) -> (out, argmax)` and
   `max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx`: max
   pooling that records each window's winner, and the gradient scattered to it.
+- `batch_norm_forward(x, gamma, beta, epsilon, mean=None, var=None) -> (y, mean, var,
+  inv_std)` and `batch_norm_backward(dy, x, gamma, mean, inv_std, training=True) -> (dx,
+  dgamma, dbeta)`: batch normalization of a (rows, C) array over its rows (batch or given
+  statistics) and its backward, two passes each, deterministic float64 statistics.
 
 Batch-chunked layer work on accelnet's worker threads: `batch_tasks`, `run_tasks`,
 `scratch`, `threaded` (see `_workers`).
@@ -31,6 +35,7 @@ call (cached on disk), CUDA kernels on first launch.
 """
 from ._dispatch import DEFAULTS, current_implementation, implementation
 from ._workers import batch_tasks, run_tasks, scratch, threaded
+from .batch_norm import batch_norm_backward, batch_norm_forward
 from .bias_relu import bias_relu, relu_bias_grad
 from .dropout_mask import dropout_mask
 from .im2col import col2im, conv_output_size, im2col, same_padding
@@ -42,7 +47,7 @@ from .winograd import input_grad_padding as winograd_input_grad_padding
 from .winograd import winograd_conv, winograd_weights
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
-__all__ = ["DEFAULTS", "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_output_size",
+__all__ = ["DEFAULTS", "batch_norm_backward", "batch_norm_forward", "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_output_size",
            "current_implementation", "dropout_mask", "im2col", "implementation",
            "max_pool", "max_pool_backward", "relu_backward", "relu_bias_grad", "run_tasks",
            "same_padding", "scratch", "softmax_cross_entropy", "threaded", "winograd_applies",

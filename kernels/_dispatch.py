@@ -59,6 +59,12 @@ FORMS = {
     "winograd_conv": {"reference": ("winograd", "reference"),
                       "numba-cpu": ("winograd", "numba_cpu"),
                       "numba-cuda": ("winograd", "numba_cuda")},
+    "batch_norm_forward": {"reference": ("batch_norm", "reference_forward"),
+                           "numba-cpu": ("batch_norm", "numba_cpu_forward"),
+                           "numba-cuda": ("batch_norm", "numba_cuda_forward")},
+    "batch_norm_backward": {"reference": ("batch_norm", "reference_backward"),
+                            "numba-cpu": ("batch_norm", "numba_cpu_backward"),
+                            "numba-cuda": ("batch_norm", "numba_cuda_backward")},
 }
 
 # GPU: the reference (CuPy) forms until a measurement on a device shows a numba-cuda form
@@ -74,6 +80,8 @@ DEFAULTS = {
     "bias_relu": {"cpu": "numba", "gpu": "reference"},
     "relu_bias_grad": {"cpu": "numba", "gpu": "reference"},
     "winograd_conv": {"cpu": "numba", "gpu": "reference"},
+    "batch_norm_forward": {"cpu": "numba", "gpu": "reference"},
+    "batch_norm_backward": {"cpu": "numba", "gpu": "reference"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default
