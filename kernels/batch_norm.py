@@ -82,7 +82,7 @@ def _forward_coefficients(xp, var, gamma, beta, epsilon):
     return inv_std, scale, offset
 
 
-def _backward_coefficients(xp, sum_dy, sum_dy_dev, gamma, mean, inv_std, rows, training):
+def _backward_coefficients(xp, sum_dy, sum_dy_dev, gamma, inv_std, rows, training):
     """(dgamma, a, b, c), float64: dx = a * dy + b * (x - mean) + c, from sum_dy and
     sum_dy_dev = sum(dy * (x - mean))."""
     dgamma = sum_dy_dev * inv_std
@@ -325,8 +325,8 @@ def numba_cpu_backward(dy, x, gamma, mean, inv_std, training=True):
     dbeta, sum_dy_dev = numpy.empty(c), numpy.empty(c)
     _sum_blocks_cpu(block_dy, dbeta)
     _sum_blocks_cpu(block_dy_dev, sum_dy_dev)
-    dgamma, a, b, c_ = _backward_coefficients(numpy, dbeta, sum_dy_dev, gamma, mean, inv_std,
-                                              rows, training)
+    dgamma, a, b, c_ = _backward_coefficients(numpy, dbeta, sum_dy_dev, gamma, inv_std, rows,
+                                              training)
     dx = numpy.empty_like(dy)
     _run(x, lambda t: _dx_cpu(dy, x, mean, a, b, c_, dx, min(t[0] * block_rows, rows),
                               min(t[1] * block_rows, rows)), tasks)
@@ -414,8 +414,8 @@ def numba_cuda_backward(dy, x, gamma, mean, inv_std, training=True):
     mean, inv_std = _f64(xp, mean), _f64(xp, inv_std)
     sum_dy, sum_dy_dev = xp.zeros(c, dtype=numpy.float64), xp.zeros(c, dtype=numpy.float64)
     launch(_grad_sums_cuda, *grid_for(c), dy, x, mean, sum_dy, sum_dy_dev)
-    dgamma, a, b, c_ = _backward_coefficients(xp, sum_dy, sum_dy_dev, gamma, mean, inv_std,
-                                              rows, training)
+    dgamma, a, b, c_ = _backward_coefficients(xp, sum_dy, sum_dy_dev, gamma, inv_std, rows,
+                                              training)
     dx = xp.empty_like(dy)
     launch(_dx_cuda, *grid_for(dy.size), dy, x, mean, a, b, c_, dx, dy.size)
     return dx, dgamma, sum_dy
