@@ -90,7 +90,23 @@ def cases(quick):
             ("seed004 conv2", (batch, 14, 14, 32), 5, 64, "same")]:
         out.append(("conv_input_grad", f"{label} x{shape} {k}x{k}->{filters} {padding}",
                     lambda rng, s=shape, k=k, f=filters, p=padding: _input_grad_args(rng, s, k, f, p)))
+    for label, shape in [("cifar bn1", (batch, 32, 32, 32)), ("cifar bn3", (batch, 16, 16, 64))]:
+        rows, c = int(numpy.prod(shape[:3])), shape[3]
+        label = f"{label} x{shape} as ({rows}, {c})"
+        out.append(("batch_norm_forward", label, lambda rng, r=rows, c=c:
+                    ((_normal(rng, (r, c), 2) + FLOAT(0.5), _normal(rng, c), _normal(rng, c),
+                      1e-3), {})))
+        out.append(("batch_norm_backward", label, lambda rng, r=rows, c=c:
+                    _batch_norm_backward_args(rng, r, c)))
     return out
+
+
+def _batch_norm_backward_args(rng, rows, c):
+    """(dy, x, gamma, mean, inv_std) with x's own batch statistics."""
+    x = _normal(rng, (rows, c), 2) + FLOAT(0.5)
+    mean = x.mean(axis=0, dtype=numpy.float64)
+    inv_std = 1 / numpy.sqrt(x.var(axis=0, dtype=numpy.float64) + 1e-3)
+    return (_normal(rng, (rows, c)), x, _normal(rng, c), mean, inv_std), {}
 
 
 def _output_shape(shape, k, padding):

@@ -25,6 +25,10 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
 - `max_pool(x, pool_size, strides, padding) -> (out, argmax)` and
   `max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx`: max
   pooling that records each window's winner, and the gradient scattered to it.
+- `batch_norm_forward(x, gamma, beta, epsilon, mean=None, var=None) -> (y, mean, var,
+  inv_std)` and `batch_norm_backward(dy, x, gamma, mean, inv_std, training=True) -> (dx,
+  dgamma, dbeta)`: batch normalization of a (rows, C) array over its rows (batch or given
+  statistics) and its backward, two passes each, deterministic float64 statistics.
 
 Batch-chunked layer work on accelnet's worker threads: `batch_tasks`, `run_tasks`,
 `task_slices`, `scratch`, `threaded` (see `_workers`).
@@ -36,6 +40,7 @@ call (cached on disk), CUDA kernels on first launch.
 """
 from ._dispatch import DEFAULTS, current_implementation, implementation
 from ._workers import batch_tasks, run_tasks, scratch, task_slices, threaded
+from .batch_norm import batch_norm_backward, batch_norm_forward
 from .bias_relu import bias_relu, relu_bias_grad
 from .conv_gemm import conv_forward, conv_input_grad, conv_weight_grad
 from .dropout_mask import dropout_mask
@@ -48,8 +53,9 @@ from .winograd import input_grad_padding as winograd_input_grad_padding
 from .winograd import winograd_conv, winograd_weight_grad, winograd_weights
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
-__all__ = ["DEFAULTS", "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_forward",
-           "conv_input_grad", "conv_output_size", "conv_weight_grad",
+__all__ = ["DEFAULTS", "batch_norm_backward", "batch_norm_forward", "batch_tasks", "bias_relu",
+           "check_errors", "col2im", "conv_forward", "conv_input_grad", "conv_output_size",
+           "conv_weight_grad",
            "current_implementation", "dropout_mask", "im2col", "implementation",
            "max_pool", "max_pool_backward", "relu_backward", "relu_bias_grad", "run_tasks",
            "same_padding", "scratch", "softmax_cross_entropy", "task_slices", "threaded", "winograd_applies",

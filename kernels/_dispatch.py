@@ -71,6 +71,12 @@ FORMS = {
     "conv_input_grad": {"reference": ("conv_gemm", "reference_input_grad"),
                         "numba-cpu": ("conv_gemm", "numba_cpu_input_grad"),
                         "numba-cuda": ("conv_gemm", "numba_cuda_input_grad")},
+    "batch_norm_forward": {"reference": ("batch_norm", "reference_forward"),
+                           "numba-cpu": ("batch_norm", "numba_cpu_forward"),
+                           "numba-cuda": ("batch_norm", "numba_cuda_forward")},
+    "batch_norm_backward": {"reference": ("batch_norm", "reference_backward"),
+                            "numba-cpu": ("batch_norm", "numba_cpu_backward"),
+                            "numba-cuda": ("batch_norm", "numba_cuda_backward")},
 }
 
 # GPU: the reference (CuPy) forms until a measurement on a device shows a numba-cuda form
@@ -90,6 +96,8 @@ DEFAULTS = {
     "conv_forward": {"cpu": "numba", "gpu": "reference"},
     "conv_weight_grad": {"cpu": "numba", "gpu": "reference"},
     "conv_input_grad": {"cpu": "numba", "gpu": "reference"},
+    "batch_norm_forward": {"cpu": "numba", "gpu": "reference"},
+    "batch_norm_backward": {"cpu": "numba", "gpu": "reference"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default

@@ -85,20 +85,57 @@ def test_maxpooling_same_ignores_padding_for_negative_inputs():
     assert out[0, 1, 1, 0] == x[0, 2, 2, 0]  # the lone corner cell wins over -inf padding
 
 
-def test_batchnorm_training_gradients_match_finite_differences():
-    layer = built(layers.BatchNormalization(), (3,))
-    layer.params["gamma"][:] = [0.5, 2.0, -1.0]
-    layer.params["beta"][:] = [0.1, -0.2, 0.3]
-    check_layer(layer, data(6, 3))
+@pytest.mark.parametrize("impl", ["numba", "reference"])
+@pytest.mark.parametrize("shape", [(3,), (2, 3, 3)])
+@pytest.mark.parametrize("scale,center", [(True, True), (False, True), (True, False),
+                                          (False, False)])
+def test_batchnorm_training_gradients_match_finite_differences(scale, center, shape, impl):
+    layer = built(layers.BatchNormalization(scale=scale, center=center), shape)
+    if scale:
+        layer.params["gamma"][:] = [0.5, 2.0, -1.0]
+    if center:
+        layer.params["beta"][:] = [0.1, -0.2, 0.3]
+    with kernels.implementation(impl):
+        check_layer(layer, data(6, *shape) * 2 + 3)
 
 
-def test_batchnorm_inference_gradients_and_running_statistics():
-    layer = built(layers.BatchNormalization(momentum=0.5), (2, 2, 3))
+@pytest.mark.parametrize("impl", ["numba", "reference"])
+@pytest.mark.parametrize("scale,center", [(True, True), (False, False)])
+def test_batchnorm_inference_gradients_and_running_statistics(scale, center, impl):
+    layer = built(layers.BatchNormalization(momentum=0.5, scale=scale, center=center),
+                  (2, 2, 3))
     x = data(4, 2, 2, 3) * 3 + 1
-    layer.forward(x, training=True)
-    np.testing.assert_allclose(layer.state["moving_mean"], 0.5 * x.mean(axis=(0, 1, 2)))
-    np.testing.assert_allclose(layer.state["moving_variance"], 0.5 + 0.5 * x.var(axis=(0, 1, 2)))
-    check_layer(layer, data(4, 2, 2, 3), training=False)
+    with kernels.implementation(impl):
+        layer.forward(x, training=True)
+        np.testing.assert_allclose(layer.state["moving_mean"], 0.5 * x.mean(axis=(0, 1, 2)))
+        np.testing.assert_allclose(layer.state["moving_variance"],
+                                   0.5 + 0.5 * x.var(axis=(0, 1, 2)))
+        check_layer(layer, data(4, 2, 2, 3), training=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_numba_equals_reference_in_the_layer(dtype):
+    """Both forms through the layer, training then inference: outputs, gradients and
+    running statistics agree to rounding; inputs and upstream gradients are left as given."""
+    x = (data(5, 4, 4, 3) * 2 + 10).astype(dtype)
+    grad = data(5, 4, 4, 3, seed=2).astype(dtype)
+    results = []
+    for impl in ("numba", "reference"):
+        layer = layers.BatchNormalization(momentum=0.9)
+        layer.build((4, 4, 3))
+        layer.params["gamma"][:] = [0.5, 2.0, -1.0]
+        xs, gs = x.copy(), grad.copy()
+        with kernels.implementation(impl):
+            out = [layer.forward(xs), layer.backward(gs), layer.grads["gamma"].copy(),
+                   layer.grads["beta"].copy(), layer.forward(xs, training=False),
+                   layer.backward(gs)]
+        np.testing.assert_array_equal(xs, x)
+        np.testing.assert_array_equal(gs, grad)
+        results.append(out + [layer.state["moving_mean"], layer.state["moving_variance"]])
+    for got, want in zip(*results):
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                   atol=1e-4 if dtype == np.float32 else 1e-12)
 
 
 def test_dropout_with_fixed_mask_gradients_and_inference_identity():

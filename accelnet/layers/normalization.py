@@ -1,5 +1,6 @@
 """Batch normalization over every axis but the last (Keras's axis=-1)."""
-from ..backend import get_array_module, get_backend
+from .. import kernels
+from ..backend import get_backend
 from .base import Layer
 
 
@@ -9,7 +10,9 @@ class BatchNormalization(Layer):
     Training uses the batch statistics and updates the running ones
     (moving = momentum·moving + (1 − momentum)·batch); evaluate/predict use the running
     statistics, and so does a frozen layer (`trainable = False`) in training, as in Keras 3.
-    Keras defaults: momentum 0.99, epsilon 1e-3.
+    Keras defaults: momentum 0.99, epsilon 1e-3. Forward and backward run the
+    `batch_norm_forward`/`batch_norm_backward` kernels on the (rows, C) view (batch
+    statistics in float64); the layer keeps x, not the normalized x.
     """
 
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, input_shape=None,
@@ -38,43 +41,32 @@ class BatchNormalization(Layer):
     def forward(self, x, training=True):
         self.ensure_built(x)
         training = training and self.trainable  # frozen: inference mode, as Keras 3
-        xp = get_array_module(x)
-        axes = tuple(range(x.ndim - 1))
+        x2 = x.reshape(-1, x.shape[-1])  # (rows, C): statistics over every axis but the last
+        gamma, beta = self.params.get("gamma"), self.params.get("beta")
         if training:
-            mean = x.mean(axis=axes)
-            var = x.var(axis=axes)
+            y, mean, var, inv_std = kernels.batch_norm_forward(x2, gamma, beta, self.epsilon)
             m = self.momentum
-            self.state["moving_mean"] *= m
-            self.state["moving_mean"] += (1 - m) * mean
-            self.state["moving_variance"] *= m
-            self.state["moving_variance"] += (1 - m) * var
+            for key, batch in (("moving_mean", mean), ("moving_variance", var)):
+                moving = self.state[key]
+                moving *= m
+                moving += (1 - m) * batch.astype(moving.dtype)
         else:
-            mean, var = self.state["moving_mean"], self.state["moving_variance"]
+            y, mean, var, inv_std = kernels.batch_norm_forward(
+                x2, gamma, beta, self.epsilon, self.state["moving_mean"],
+                self.state["moving_variance"])
         self._training = training
-        self._inv_std = 1 / xp.sqrt(var + self.epsilon)
-        self._xhat = (x - mean) * self._inv_std
-        y = self._xhat * self.params["gamma"] if self.scale else self._xhat.copy()
-        if self.center:
-            y += self.params["beta"]
-        return y
+        self._x, self._mean, self._inv_std = x2, mean, inv_std  # xhat is recomputed from x
+        return y.reshape(x.shape)
 
     def backward(self, grad):
-        axes = tuple(range(grad.ndim - 1))
-        xhat = self._xhat
+        dx, dgamma, dbeta = kernels.batch_norm_backward(
+            grad.reshape(-1, grad.shape[-1]), self._x, self.params.get("gamma"), self._mean,
+            self._inv_std, self._training)  # not training: the running statistics are constants
         if self.center:
-            grad.sum(axis=axes, out=self.grads["beta"])
+            self.grads["beta"][...] = dbeta
         if self.scale:
-            (grad * xhat).sum(axis=axes, out=self.grads["gamma"])
-            dxhat = grad * self.params["gamma"]
-        else:
-            dxhat = grad
-        if not self._training:  # running statistics are constants here
-            return dxhat * self._inv_std
-        count = grad.size // grad.shape[-1]
-        # dx = inv_std · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat))
-        dx = dxhat - dxhat.sum(axis=axes) / count - xhat * ((dxhat * xhat).sum(axis=axes) / count)
-        dx *= self._inv_std
-        return dx
+            self.grads["gamma"][...] = dgamma
+        return dx.reshape(grad.shape)
 
     def get_config(self):
         config = super().get_config()
