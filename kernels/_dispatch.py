@@ -59,6 +59,12 @@ FORMS = {
     "winograd_conv": {"reference": ("winograd", "reference"),
                       "numba-cpu": ("winograd", "numba_cpu"),
                       "numba-cuda": ("winograd", "numba_cuda")},
+    "adam_update": {"reference": ("optimizer_update", "reference_adam"),
+                    "numba-cpu": ("optimizer_update", "numba_cpu_adam"),
+                    "numba-cuda": ("optimizer_update", "numba_cuda_adam")},
+    "sgd_update": {"reference": ("optimizer_update", "reference_sgd"),
+                   "numba-cpu": ("optimizer_update", "numba_cpu_sgd"),
+                   "numba-cuda": ("optimizer_update", "numba_cuda_sgd")},
 }
 
 # GPU: the reference (CuPy) forms until a measurement on a device shows a numba-cuda form
@@ -74,6 +80,8 @@ DEFAULTS = {
     "bias_relu": {"cpu": "numba", "gpu": "reference"},
     "relu_bias_grad": {"cpu": "numba", "gpu": "reference"},
     "winograd_conv": {"cpu": "numba", "gpu": "reference"},
+    "adam_update": {"cpu": "numba", "gpu": "reference"},
+    "sgd_update": {"cpu": "numba", "gpu": "reference"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default

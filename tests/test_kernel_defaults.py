@@ -18,6 +18,8 @@ def no_env_override(monkeypatch):
     ("im2col", 1, "reference"),
     ("col2im", 1, "numba-cpu"),
     ("relu_backward", None, "numba-cpu"),
+    ("adam_update", None, "numba-cpu"),
+    ("sgd_update", None, "numba-cpu"),
 ])
 def test_cpu_defaults_follow_the_bench(kernel, hint, expected):
     assert kernels.current_implementation(kernel, np, hint) == expected
