@@ -96,7 +96,9 @@ SHAPE_RULES = {
 }
 
 NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+_NUMBA_DTYPES = frozenset(NUMBA_DTYPES)  # a hash lookup per array on every kernel call
 _override = [None]  # innermost `implementation()` choice; None = no override
+_modules = {}  # module name in this package -> module (functions are still looked up per call)
 
 
 def _check_family(name, source):
@@ -122,13 +124,17 @@ def implementation(name):
 def _requested():
     if _override[0] is not None:
         return _override[0]
-    value = os.environ.get(ENV_VAR, "").strip().lower()
+    value = os.environ.get(ENV_VAR)
     if value:
-        return _check_family(value, f"the {ENV_VAR} environment variable")
+        value = value.strip().lower()
+        if value:
+            return _check_family(value, f"the {ENV_VAR} environment variable")
     return None
 
 
 def _device(xp_or_array):
+    if type(xp_or_array) is numpy.ndarray:
+        return "cpu"
     if isinstance(xp_or_array, types.ModuleType):  # numpy, cupy (or a test device module)
         return "cpu" if xp_or_array is numpy else "gpu"
     return "gpu" if is_device_array(xp_or_array) else "cpu"
@@ -161,14 +167,19 @@ pick = current_implementation
 def form_function(kernel_name, form_name):
     """The function of one form of a kernel, from `FORMS`."""
     module, attribute = FORMS[kernel_name][form_name]
-    return getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+    found = _modules.get(module)
+    if found is None:
+        found = _modules[module] = importlib.import_module(f"{__package__}.{module}")
+    return getattr(found, attribute)
 
 
 def form(kernel_name, array, *more_arrays, size_hint=None):
     """The function that runs `kernel_name` on `array`. The device follows `array`; any
     array with a dtype other than float32/float64 sends the call to the reference form."""
     name = pick(kernel_name, array, size_hint)
-    if name != "reference" and any(getattr(a, "dtype", None) not in NUMBA_DTYPES
-                                   for a in (array,) + more_arrays):
-        name = "reference"
+    if name != "reference":
+        for a in (array,) + more_arrays:
+            if getattr(a, "dtype", None) not in _NUMBA_DTYPES:
+                name = "reference"
+                break
     return form_function(kernel_name, name)
