@@ -121,10 +121,25 @@ def implementation(name):
         _override[0] = previous
 
 
+_ENVIRON = os.environ
+_ENV_KEY = getattr(_ENVIRON, "encodekey", lambda key: None)(ENV_VAR)
+
+
+def _environment_value():
+    """os.environ.get(ENV_VAR), read at every call; without `Mapping.get`'s Python frames
+    when os.environ is CPython's `_Environ` (a dict lookup on its encoded data)."""
+    environ = os.environ
+    data = getattr(environ, "_data", None)
+    if environ is not _ENVIRON or _ENV_KEY is None or type(data) is not dict:
+        return environ.get(ENV_VAR)
+    value = data.get(_ENV_KEY)
+    return None if value is None else environ.decodevalue(value)
+
+
 def _requested():
     if _override[0] is not None:
         return _override[0]
-    value = os.environ.get(ENV_VAR)
+    value = _environment_value()
     if value:
         value = value.strip().lower()
         if value:

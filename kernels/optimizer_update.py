@@ -37,10 +37,13 @@ def _check(name, p, *others):
 
 def _flat(p, *others):
     """1-D views of p and the others when all are C-contiguous in p's dtype, else None."""
-    arrays = (p,) + others
-    if all(a.flags.c_contiguous and a.dtype == p.dtype for a in arrays):
-        return [a.reshape(-1) for a in arrays]
-    return None
+    dtype = p.dtype
+    flat = [p.reshape(-1)] if p.flags.c_contiguous else None
+    for a in others:
+        if flat is None or not a.flags.c_contiguous or a.dtype != dtype:
+            return None
+        flat.append(a.reshape(-1))
+    return flat
 
 
 # ---------------------------------------------------------------- reference (NumPy/CuPy)
