@@ -193,7 +193,13 @@ def form_function(kernel_name, form_name):
 def form(kernel_name, array, *more_arrays, size_hint=None):
     """The function that runs `kernel_name` on `array`. The device follows `array`; any
     array with a dtype other than float32/float64 sends the call to the reference form."""
-    name = pick(kernel_name, array, size_hint)
+    default = DEFAULTS.get(kernel_name)
+    if (type(array) is numpy.ndarray and default is not None and _override[0] is None
+            and (kernel_name, "cpu") not in SHAPE_RULES and not _environment_value()):
+        # the common case, what current_implementation() decides, without its calls
+        name = "numba-cpu" if default["cpu"] == "numba" else "reference"
+    else:
+        name = pick(kernel_name, array, size_hint)
     if name != "reference":
         for a in (array,) + more_arrays:
             if getattr(a, "dtype", None) not in _NUMBA_DTYPES:
