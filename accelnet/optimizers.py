@@ -4,7 +4,9 @@
 hand-written loop's) and updates every parameter in place, so layers keep their
 references. Per-parameter slots (momentum, moments) are created lazily with the
 parameter's array module: the code is the same on CPU and GPU, and a step never reads
-a device value back to the host (clipping norms stay 0-d device arrays).
+a device value back to the host (clipping norms stay 0-d device arrays). SGD and Adam
+(AdamW, AMSGrad) update each parameter, its slots and its weight decay in one pass, through
+the `sgd_update` / `adam_update` kernels.
 
 Every optimizer takes Keras 3's common arguments: `learning_rate` (a float or a
 `schedules.LearningRateSchedule`, evaluated at `iterations`, the number of steps taken

@@ -46,8 +46,9 @@ from .winograd import input_grad_padding as winograd_input_grad_padding
 from .winograd import winograd_conv, winograd_weights
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
-__all__ = ["DEFAULTS", "adam_update", "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_output_size",
-           "current_implementation", "dropout_mask", "im2col", "implementation",
-           "max_pool", "max_pool_backward", "relu_backward", "relu_bias_grad", "run_tasks",
-           "same_padding", "scratch", "sgd_update", "softmax_cross_entropy", "threaded", "winograd_applies",
-           "winograd_applies_input_grad", "winograd_conv", "winograd_input_grad_padding", "winograd_weights"]
+__all__ = ["DEFAULTS", "adam_update", "batch_tasks", "bias_relu", "check_errors", "col2im",
+           "conv_output_size", "current_implementation", "dropout_mask", "im2col",
+           "implementation", "max_pool", "max_pool_backward", "relu_backward", "relu_bias_grad",
+           "run_tasks", "same_padding", "scratch", "sgd_update", "softmax_cross_entropy",
+           "threaded", "winograd_applies", "winograd_applies_input_grad", "winograd_conv",
+           "winograd_input_grad_padding", "winograd_weights"]

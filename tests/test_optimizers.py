@@ -161,7 +161,8 @@ def test_kernel_forms_update_to_the_same_bits(make, dtype):
     form gives the NumPy reference's bits, weight decay and slots included."""
     from accelnet import kernels
     rng = np.random.default_rng(0)
-    start = {"w": rng.standard_normal((5, 3)).astype(dtype), "b": rng.standard_normal(3).astype(dtype)}
+    start = {"w": rng.standard_normal((5, 3)).astype(dtype),
+             "b": rng.standard_normal(3).astype(dtype)}
     grads = [{k: rng.standard_normal(v.shape).astype(dtype) for k, v in start.items()}
              for _ in range(3)]
     results = []
