@@ -7,7 +7,6 @@ traceback), its input shape, the bytes asked for, and the knobs: the batch size 
 convolutions, `ACCELNET_CONV_WORKSPACE_MB`. The frames of the failed step are cleared so
 the memory they held is free again and the model can go on with a smaller batch.
 """
-import contextlib
 import math
 import re
 import traceback
@@ -15,15 +14,21 @@ import traceback
 from .errors import OutOfMemoryError
 
 
-@contextlib.contextmanager
-def out_of_memory_errors(model):
+class out_of_memory_errors:
     """Translate a MemoryError raised inside the block (a training step of `model`)."""
-    try:
-        yield
-    except OutOfMemoryError:
-        raise
-    except MemoryError as exc:
-        error = describe(exc, model)
+
+    __slots__ = ("model",)
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None or not issubclass(kind, MemoryError) or issubclass(kind, OutOfMemoryError):
+            return False
+        error = describe(exc, self.model)
         traceback.clear_frames(exc.__traceback__)  # drop the failed step's arrays
         raise error from None
 

@@ -5,6 +5,8 @@ A metric's state lives on the device as small arrays (`Variable`s), updated in p
 batch after batch; `result()` returns a 0-d device array, so nothing is read back to the
 host until the model reads every metric once per epoch (one transfer for all of them).
 """
+import numpy
+
 from .backend import get_array_module, get_backend
 from .errors import InvalidArgumentError, unknown_name
 
@@ -207,7 +209,8 @@ def _per_sample(values):
 
 
 class Mean(Metric):
-    """The (weighted) mean of the values given to `update_state(values, sample_weight)`."""
+    """The (weighted) mean of the values given to `update_state(values, sample_weight)`;
+    `sample_weight` is one weight per sample, or a number for all of them."""
 
     def __init__(self, name="mean", dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -222,6 +225,11 @@ class Mean(Metric):
         if sample_weight is None:
             self.total.assign_add(values.sum().astype(self.dtype))
             self.count.assign_add(values.shape[0])
+            return
+        if isinstance(sample_weight, (int, float)):  # e.g. the trainer's batch size
+            w = numpy.dtype(self.dtype).type(sample_weight)
+            self.total.assign_add((values * w).sum().astype(self.dtype))
+            self.count.assign_add(w * values.shape[0])
             return
         w = sample_weight.reshape(-1).astype(self.dtype)
         self.total.assign_add((values * w).sum().astype(self.dtype))

@@ -4,7 +4,9 @@
 hand-written loop's) and updates every parameter in place, so layers keep their
 references. Per-parameter slots (momentum, moments) are created lazily with the
 parameter's array module: the code is the same on CPU and GPU, and a step never reads
-a device value back to the host (clipping norms stay 0-d device arrays).
+a device value back to the host (clipping norms stay 0-d device arrays). SGD and Adam
+(AdamW, AMSGrad) update each parameter, its slots and its weight decay in one pass, through
+the `sgd_update` / `adam_update` kernels.
 
 Every optimizer takes Keras 3's common arguments: `learning_rate` (a float or a
 `schedules.LearningRateSchedule`, evaluated at `iterations`, the number of steps taken
@@ -19,7 +21,7 @@ import re
 import numpy
 
 from .backend import get_array_module, get_backend
-from . import registry, schedules
+from . import kernels, registry, schedules
 from .errors import InvalidArgumentError, ShapeError
 
 # Keras 3 arguments accelnet does not implement: accepted at their default (so Keras
@@ -137,10 +139,15 @@ class Optimizer:
                                  f"{grads[key].shape}, parameter has {params[key].shape}.")
         clipped = self._clip([grads[k] for k in keys])
         self.begin_step(self.iterations + 1)
+        fused = getattr(type(self).update_one, "fuses_weight_decay", False)
         for key, g in zip(keys, clipped):
             p = params[key]
             if self.weight_decay and self._decays(key, p):
-                p *= 1.0 - lr * self.weight_decay
+                decay = 1.0 - lr * self.weight_decay
+                if fused:  # the update's kernel scales p in the same pass
+                    self.update_one(key, p, g, lr, decay)
+                    continue
+                p *= decay
             self.update_one(key, p, g, lr)
         self.iterations += 1
 
@@ -151,6 +158,8 @@ class Optimizer:
         corrections."""
 
     def update_one(self, key, p, g, lr):
+        """Update parameter `p` in place from its gradient `g` at learning rate `lr`. An
+        override marked `fuses_weight_decay` also takes `decay` (p·decay first)."""
         raise NotImplementedError
 
     def _clip(self, grads):
@@ -253,17 +262,11 @@ class SGD(Optimizer):
         self.momentum = _in_range("SGD", "momentum", momentum, 0.0, 1.0, high_open=False)
         self.nesterov = bool(nesterov)
 
-    def update_one(self, key, p, g, lr):
-        if not self.momentum:
-            p -= lr * g
-            return
-        v = self.slot("momentum", key, p)
-        v *= self.momentum
-        v -= lr * g
-        if self.nesterov:
-            p += self.momentum * v - lr * g
-        else:
-            p += v
+    def update_one(self, key, p, g, lr, decay=None):
+        v = self.slot("momentum", key, p) if self.momentum else None
+        kernels.sgd_update(p, g, lr, self.momentum, v, self.nesterov, decay)
+
+    update_one.fuses_weight_decay = True
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -289,21 +292,13 @@ class Adam(Optimizer):
     def begin_step(self, t):
         self._alpha_scale = math.sqrt(1.0 - self.beta_2 ** t) / (1.0 - self.beta_1 ** t)
 
-    def update_one(self, key, p, g, lr):
-        xp = get_array_module(p)
-        m = self.slot("m", key, p)
-        v = self.slot("v", key, p)
-        m *= self.beta_1
-        m += (1.0 - self.beta_1) * g
-        v *= self.beta_2
-        v += (1.0 - self.beta_2) * (g * g)
-        if self.amsgrad:
-            v_hat = self.slot("velocity_hat", key, p)
-            xp.maximum(v_hat, v, out=v_hat)
-            v = v_hat
-        denom = xp.sqrt(v)
-        denom += self.epsilon
-        p -= (lr * self._alpha_scale) * (m / denom)
+    def update_one(self, key, p, g, lr, decay=None):
+        v_hat = self.slot("velocity_hat", key, p) if self.amsgrad else None
+        kernels.adam_update(p, g, self.slot("m", key, p), self.slot("v", key, p),
+                            lr * self._alpha_scale, self.beta_1, self.beta_2, self.epsilon, v_hat,
+                            decay)
+
+    update_one.fuses_weight_decay = True
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

@@ -211,8 +211,7 @@ class Trainer:
             m.reset_state()
 
     def _update_metrics(self, y, out, n, loss, sample_weight):
-        self._loss_tracker.update_state(loss, sample_weight=None if n is None else
-                                        get_backend().xp.full((1,), n, dtype="float32"))
+        self._loss_tracker.update_state(loss, sample_weight=n)  # the batch's mean, n times
         if not self._compiled_metrics:
             return
         probs = out

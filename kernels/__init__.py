@@ -22,6 +22,9 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   `U = winograd_weights(kernel)`: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions
   (`winograd_applies` says when Conv2D uses it), and `winograd_weight_grad(x, dy,
   padding) -> (3, 3, C, F)`, its kernel gradient.
+- `adam_update(p, g, m, v, step_size, beta_1, beta_2, epsilon, v_hat=None, decay=None)`
+  and `sgd_update(p, g, lr, momentum=0.0, v=None, nesterov=False, decay=None)`: an
+  optimizer's step on one parameter (and its slots) in place, one pass.
 - `max_pool(x, pool_size, strides, padding) -> (out, argmax)` and
   `max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx`: max
   pooling that records each window's winner, and the gradient scattered to it.
@@ -46,6 +49,7 @@ from .conv_gemm import conv_forward, conv_input_grad, conv_weight_grad
 from .dropout_mask import dropout_mask
 from .im2col import col2im, conv_output_size, im2col, same_padding
 from .max_pool import max_pool, max_pool_backward
+from .optimizer_update import adam_update, sgd_update
 from .relu_backward import relu_backward
 from .winograd import applies as winograd_applies
 from .winograd import applies_input_grad as winograd_applies_input_grad
@@ -53,11 +57,11 @@ from .winograd import input_grad_padding as winograd_input_grad_padding
 from .winograd import winograd_conv, winograd_weight_grad, winograd_weights
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
-__all__ = ["DEFAULTS", "batch_norm_backward", "batch_norm_forward", "batch_tasks", "bias_relu",
-           "check_errors", "col2im", "conv_forward", "conv_input_grad", "conv_output_size",
-           "conv_weight_grad",
-           "current_implementation", "dropout_mask", "im2col", "implementation",
-           "max_pool", "max_pool_backward", "relu_backward", "relu_bias_grad", "run_tasks",
-           "same_padding", "scratch", "softmax_cross_entropy", "task_slices", "threaded", "winograd_applies",
-           "winograd_applies_input_grad", "winograd_conv", "winograd_input_grad_padding", "winograd_weight_grad",
-           "winograd_weights"]
+__all__ = ["DEFAULTS", "adam_update", "batch_norm_backward", "batch_norm_forward",
+           "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_forward",
+           "conv_input_grad", "conv_output_size", "conv_weight_grad", "current_implementation",
+           "dropout_mask", "im2col", "implementation", "max_pool", "max_pool_backward",
+           "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",
+           "sgd_update", "softmax_cross_entropy", "task_slices", "threaded",
+           "winograd_applies", "winograd_applies_input_grad", "winograd_conv",
+           "winograd_input_grad_padding", "winograd_weight_grad", "winograd_weights"]

@@ -53,7 +53,10 @@ class LazyCpuKernel:
         return self._dispatcher
 
     def __call__(self, *args):
-        return self.dispatcher()(*args)
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            dispatcher = self.dispatcher()
+        return dispatcher(*args)
 
 
 def _njit(fn, opts):

@@ -20,6 +20,8 @@ def no_env_override(monkeypatch):
     ("relu_backward", None, "numba-cpu"),
     ("batch_norm_forward", None, "numba-cpu"),
     ("batch_norm_backward", None, "numba-cpu"),
+    ("adam_update", None, "numba-cpu"),
+    ("sgd_update", None, "numba-cpu"),
 ])
 def test_cpu_defaults_follow_the_bench(kernel, hint, expected):
     assert kernels.current_implementation(kernel, np, hint) == expected

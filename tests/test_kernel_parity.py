@@ -4,6 +4,8 @@ numba-cuda under the simulator, and real CuPy/numba-cuda under the `gpu` marker.
 
 Expected values come from float64 NumPy math written in the test, not from another form.
 Shapes stay small: the simulator runs every GPU thread in Python."""
+import importlib
+
 import numpy as np
 import pytest
 
@@ -234,3 +236,80 @@ def test_winograd_is_the_3x3_convolution_and_its_weight_gradient(form, dtype, h,
         np.testing.assert_allclose(form.host(dw).reshape(-1, 2),
                                    cols.T @ dy.reshape(-1, 2).astype(np.float64),
                                    rtol=tol, atol=tol)
+
+
+def _adam_math(p, g, m, v, v_hat, step_size, b1, b2, eps, decay, steps):
+    """`steps` Adam steps (with v_hat: AMSGrad) in float64, from the definition."""
+    p, g, m, v = (a.astype(np.float64) for a in (p, g, m, v))
+    v_hat = None if v_hat is None else v_hat.astype(np.float64)
+    for _ in range(steps):
+        p = p * (1.0 if decay is None else decay)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        if v_hat is not None:
+            v_hat = np.maximum(v_hat, v)
+        p = p - step_size * m / (np.sqrt(v if v_hat is None else v_hat) + eps)
+    return p, m, v, v_hat
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("decay", [None, 0.999])
+@pytest.mark.parametrize("shape", [(7,), (3, 2, 5), (0, 4)])
+def test_adam_update_is_the_math(form, dtype, amsgrad, decay, shape):
+    rng = np.random.default_rng(len(shape) + amsgrad)
+    p, g, m = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    v, v_hat = (np.abs(rng.standard_normal(shape)).astype(dtype) for _ in range(2))
+    v_hat = v_hat if amsgrad else None
+    want = _adam_math(p, g, m, v, v_hat, 0.01, 0.9, 0.999, 1e-7, decay, steps=2)
+    d = [None if a is None else form.device(a) for a in (p, g, m, v, v_hat)]
+    with form.running():
+        assert kernels.current_implementation("adam_update", d[0]) == form.expected
+        for _ in range(2):
+            assert kernels.adam_update(*d[:4], 0.01, 0.9, 0.999, 1e-7, d[4], decay) is d[0]
+    for got, expected in zip(d, [want[0], None, *want[1:]]):
+        if expected is not None:
+            assert form.is_device_array(got) and got.dtype == dtype
+            np.testing.assert_allclose(form.host(got), expected, **TOL[dtype])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")  # the simulator's threads
+def test_adam_update_nan_and_inf_as_numpy(form):
+    """A NaN or inf gradient and a NaN v_hat go where NumPy's arithmetic takes them."""
+    g = np.array([np.nan, np.inf, 0.0, 1.0], np.float32)
+    v_hat = np.array([0.0, 0.0, np.nan, 0.0], np.float32)
+    want = [np.ones(4, np.float32), g, np.zeros(4, np.float32), np.zeros(4, np.float32),
+            v_hat.copy()]
+    with np.errstate(all="ignore"):
+        importlib.import_module("accelnet.kernels.optimizer_update").reference_adam(
+            *want[:4], 0.01, 0.9, 0.999, 1e-7, want[4])
+    d = [form.device(a) for a in (np.ones(4, np.float32), g, np.zeros(4, np.float32),
+                                  np.zeros(4, np.float32), v_hat)]
+    with form.running(), np.errstate(all="ignore"):
+        kernels.adam_update(*d[:4], 0.01, 0.9, 0.999, 1e-7, d[4])
+    for got, expected in zip(d, want):
+        np.testing.assert_allclose(form.host(got), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+@pytest.mark.parametrize("decay", [None, 0.99])
+def test_sgd_update_is_the_math(form, dtype, momentum, nesterov, decay):
+    rng = np.random.default_rng(int(momentum * 10) + nesterov)
+    p, g, v = (rng.standard_normal((4, 3)).astype(dtype) for _ in range(3))
+    wp, wv = p.astype(np.float64), v.astype(np.float64)
+    for _ in range(2):
+        wp = wp * (1.0 if decay is None else decay)
+        if momentum:
+            wv = momentum * wv - 0.1 * g
+            wp = wp + (momentum * wv - 0.1 * g if nesterov else wv)
+        else:
+            wp = wp - 0.1 * g
+    dp, dg, dv = form.device(p), form.device(g), form.device(v)
+    with form.running():
+        assert kernels.current_implementation("sgd_update", dp) == form.expected
+        for _ in range(2):
+            assert kernels.sgd_update(dp, dg, 0.1, momentum, dv if momentum else None, nesterov,
+                                      decay) is dp
+    np.testing.assert_allclose(form.host(dp), wp, **TOL[dtype])
+    np.testing.assert_allclose(form.host(dv), wv if momentum else v, **TOL[dtype])

@@ -25,6 +25,14 @@ def test_dense_without_bias_on_3d_input():
     check_layer(layer, data(2, 2, 4))
 
 
+@pytest.mark.parametrize("family", ["numba", "reference"])
+def test_dense_fused_bias_relu_on_3d_input(family):
+    """Bias + ReLU (and their backward with the bias gradient) run as one kernel each."""
+    layer = built(layers.Dense(3, activation="relu", bias_initializer="ones"), (2, 4))
+    with kernels.implementation(family):
+        check_layer(layer, data(2, 2, 4))
+
+
 @pytest.mark.parametrize("reg", [regularizers.l1(0.1), regularizers.l2(0.2), regularizers.l1_l2(0.1, 0.3)])
 def test_dense_regularizer_gradients_include_the_penalty(reg):
     layer = built(layers.Dense(3, kernel_regularizer=reg, bias_regularizer=reg,

@@ -200,3 +200,18 @@ def test_precision_recall_rmse_and_percentage_errors_by_hand():
                                rtol=1e-6)
     assert isinstance(metrics.get("precision"), metrics.Precision)
     assert metrics.resolve("Recall", 2, 1).name == "Recall"  # logged under the string given
+
+
+def test_mean_takes_one_number_as_every_samples_weight():
+    """What the trainer's loss tracker does each batch: the batch's mean loss, weighted by
+    the batch size, the same as an array of that weight."""
+    rng = np.random.default_rng(0)
+    scalar, array = an.metrics.Mean(), an.metrics.Mean()
+    for _ in range(50):
+        loss, n = np.asarray(rng.random() * 3, np.float32), int(rng.integers(1, 200))
+        scalar.update_state(loss, sample_weight=n)
+        array.update_state(loss, sample_weight=np.full((1,), n, np.float32))
+    assert scalar.total.numpy() == array.total.numpy() and scalar.count.numpy() == array.count.numpy()
+    m = an.metrics.Mean()
+    m.update_state(np.array([1.0, 2.0, 3.0], np.float32), sample_weight=2.0)
+    assert float(m.result()) == 2.0 and float(m.count.numpy()) == 6.0

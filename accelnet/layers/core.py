@@ -83,18 +83,29 @@ class Dense(ActivationMixin, KernelBiasMixin, Layer):
         self.ensure_built(x)
         self._x = x
         z = x @ self.params["kernel"]
+        self._fused = self.use_bias and self.activation.name == "relu" and not logits
+        if self._fused:  # bias + ReLU in one pass (z is a fresh C-contiguous array)
+            kernels.bias_relu(z.reshape(-1, self.units), self.params["bias"])
+            self._logits, self._out = False, z
+            return z
         if self.use_bias:
             z += self.params["bias"]
         return self.activate(z, logits)
 
     def backward(self, grad):
         xp = get_array_module(grad)
-        dz = self.activation_grad(grad)
+        if self._fused:  # ReLU's backward and the bias gradient in one pass
+            dz2, bias_grad = kernels.relu_bias_grad(grad.reshape(-1, self.units),
+                                                    self._out.reshape(-1, self.units))
+            self.grads["bias"][...] = bias_grad
+            dz = dz2.reshape(grad.shape)
+        else:
+            dz = self.activation_grad(grad)
+            dz2 = dz.reshape(-1, self.units)
+            if self.use_bias:
+                xp.sum(dz2, axis=0, out=self.grads["bias"])
         x2 = self._x.reshape(-1, self._x.shape[-1])
-        dz2 = dz.reshape(-1, self.units)
         xp.matmul(x2.T, dz2, out=self.grads["kernel"])
-        if self.use_bias:
-            xp.sum(dz2, axis=0, out=self.grads["bias"])
         self.add_regularization_grads()
         self._x = None
         if not self.needs_input_grad:
