@@ -134,6 +134,11 @@ class Model(Trainer, Layer):
     def _output_layer_name(self):
         return self._graph["output"].node.layer.name
 
+    @property
+    def uses_worker_threads(self):
+        """Whether any layer (nested models included) runs on accelnet's worker threads."""
+        return any(layer.uses_worker_threads for layer in self.layers)
+
     def _output_activation(self):
         layer = self._graph["output"].node.layer
         if isinstance(layer, Model):

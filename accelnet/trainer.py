@@ -11,6 +11,7 @@ one transfer. Per-batch host reads happen only when a callback asks for per-batc
 Data-parallel training hides behind one interface (`LocalTraining` / `DataParallel`):
 the step calls its hooks and knows nothing about ranks.
 """
+import contextlib
 import math
 
 import numpy
@@ -249,16 +250,27 @@ class Trainer:
 
     def train_on_batch(self, x, y, sample_weight=None):
         """One optimizer step on a device batch; returns the batch loss (incl. penalties)
-        as a 0-d device array (no host sync)."""
+        as a 0-d device array (no host sync). An unbuilt model is built from x's shape."""
+        if not self.built:
+            self.build(self.input_shape or tuple(x.shape[1:]))
         self._prepare_step()
         with interrupts.deferred_sigint(), memory.out_of_memory_errors(self):  # atomic step, OOM named
             return self._train_step(x, y, len(x), len(x), sample_weight)[0]
+
+    def _step_threads(self, x):
+        """BLAS at one thread for a whole step of a model with worker-thread layers
+        (`kernels.worker_step`: OpenBLAS's spinning threads would take the workers' cores)."""
+        return kernels.worker_step(x) if self.uses_worker_threads else contextlib.nullcontext()
 
     def _train_step(self, x, y, local_n, global_n, sample_weight=None, step=0, cb=None):
         """One step on this rank's `local_n` samples of a global batch of `global_n`.
         Returns (loss, output, applied)."""
         if not hasattr(self, "_train_params"):
             self._prepare_step()
+        with self._step_threads(x):
+            return self._train_step_body(x, y, local_n, global_n, sample_weight, step, cb)
+
+    def _train_step_body(self, x, y, local_n, global_n, sample_weight, step, cb):
         out = None
         if local_n:
             out = self.forward(x, training=True, logits=self._fused)
@@ -468,7 +480,8 @@ class Trainer:
             cb.batch("test_begin", "on_test_batch_begin", step, lambda: {})
             xb, yb = x_dev[start:start + batch_size], y_dev[start:start + batch_size]
             swb = None if sw_dev is None else sw_dev[start:start + batch_size]
-            out = self.forward(xb, training=False, logits=self._fused)
+            with self._step_threads(xb):
+                out = self.forward(xb, training=False, logits=self._fused)
             loss, _ = self._compute_loss(yb, out, swb)
             if penalty is not None:
                 loss = loss + penalty
@@ -493,7 +506,9 @@ class Trainer:
         outs = []
         for step, start in enumerate(range(0, len(x_dev), batch_size)):
             cb.batch("predict_begin", "on_predict_batch_begin", step, lambda: {})
-            outs.append(self.forward(x_dev[start:start + batch_size], training=False))
+            xb = x_dev[start:start + batch_size]
+            with self._step_threads(xb):
+                outs.append(self.forward(xb, training=False))
             cb.batch("predict_end", "on_predict_batch_end", step, lambda: {"outputs": outs[-1]})
         cb.on_predict_end({})
         local = (backend.to_numpy(backend.xp.concatenate(outs)) if outs else

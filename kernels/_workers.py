@@ -12,6 +12,7 @@ release the GIL, so the workers run in parallel.
     tasks = task_slices(x, n, bytes_per_sample, workspace_bytes)  # one slice per task (CPU)
     results = run_tasks(x, fn, tasks)       # [fn(chunks) for chunks in tasks], in order
     buffer = scratch(x, "cols", shape, dtype)  # this thread's reusable buffer (None: allocate)
+    with worker_step(x): ...                # a model step: BLAS at one thread throughout
 
 A task is a fixed run of consecutive chunks (at most TASKS per call, fixed by the batch and
 chunk sizes, never by the thread count); results come back in task order whatever thread
@@ -124,6 +125,18 @@ def one_blas_thread():
     does, or without threadpoolctl): for the thin GEMMs of a kernel called directly."""
     controller = None if getattr(_local, "inside", False) else _blas_controller()
     return controller.limit(limits=1) if controller is not None else contextlib.nullcontext()
+
+
+def worker_step(array):
+    """A context for a whole step (forward, backward, update) of a model whose layers use the
+    worker threads: BLAS stays at one thread throughout where `threaded(array)` (else a
+    no-op). After each multithreaded call OpenBLAS's idle threads spin for ~0.1 s (2^28
+    cycles, OPENBLAS_THREAD_TIMEOUT), taking the core a worker needs next (measured on 2
+    cores: mnist_cnn's conv2 backward 35 -> 24 ms and its step 77 -> 55 ms, though its Dense
+    layers' GEMMs run on one thread)."""
+    if not threaded(array):
+        return contextlib.nullcontext()
+    return _blas_controller().limit(limits=1)
 
 
 def _executor(workers):

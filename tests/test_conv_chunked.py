@@ -91,3 +91,36 @@ def test_tasks_cover_the_batch_in_order():
         assert all(a[1] == b[0] for a, b in zip(flat, flat[1:]))
     with kernels.implementation("reference"):  # the whole-batch path: one task
         assert len(kernels.batch_tasks(x, 100, 3000, 10**6)) == 1
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+    return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+
+@pytest.mark.parametrize("convnet", [True, False])
+def test_a_convnet_step_keeps_blas_at_one_thread(monkeypatch, convnet):
+    """A model with worker-thread layers runs its whole step (Dense GEMMs included) with
+    one BLAS thread, so OpenBLAS's spinning threads never take a worker's core; an MLP keeps
+    BLAS's threads."""
+    import accelnet as an
+    monkeypatch.setenv("ACCELNET_NUM_THREADS", "2")
+    seen = []
+
+    class Probe(layers.Dense):
+        def forward(self, x, training=True, logits=False):
+            seen.append(_blas_threads())
+            return super().forward(x, training, logits)
+
+    random.seed(0)
+    body = [layers.Conv2D(2, 3, input_shape=(6, 6, 1)), layers.Flatten()] if convnet else \
+        [layers.Flatten(input_shape=(6, 6, 1))]
+    model = an.Sequential(body + [Probe(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    outside = _blas_threads()
+    x = np.random.default_rng(0).random((8, 6, 6, 1), dtype=np.float32)
+    model.fit(x, np.arange(8) % 3, batch_size=8, epochs=1, verbose=0)
+    model.predict(x)
+    assert model.uses_worker_threads == convnet
+    assert seen and all(n == (1 if convnet else outside) for n in seen), (seen, outside)
+    assert _blas_threads() == outside

@@ -208,3 +208,25 @@ def test_training_skips_the_input_gradient_of_the_first_layer():
     x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
     model.fit(x, np.arange(16) % 3, batch_size=16, epochs=1, verbose=0)
     assert seen == [(model.layers[1].name, True), (model.layers[0].name, False)]
+
+
+def test_train_on_batch_builds_an_unbuilt_model_and_matches_fit():
+    """Keras allows train_on_batch as the first call: the model is built from the batch."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 6), dtype=np.float32), rng.integers(0, 3, 16)
+
+    def model():
+        an.random.seed(1)
+        m = an.Sequential([layers.Dense(4, activation="relu", input_shape=(6,)),
+                           layers.Dense(3, activation="softmax")])
+        m.compile(optimizer=optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+        return m
+
+    first = model()
+    assert not first.built
+    loss = float(first.train_on_batch(x, y))
+    second = model()
+    second.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    assert np.isfinite(loss)
+    for a, b in zip(first.get_weights(), second.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -32,6 +32,8 @@ def snake_case(name):
 class Layer:
     """Base layer: subclasses implement build/forward/backward/compute_output_shape."""
 
+    uses_worker_threads = False  # True: runs kernels on accelnet's worker threads (the CPU)
+
     def __init__(self, name=None, input_shape=None, trainable=True):
         self.name = name or unique_name(snake_case(type(self).__name__))
         self.input_shape = tuple(input_shape) if input_shape is not None else None

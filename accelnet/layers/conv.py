@@ -57,6 +57,8 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
     that window and the columns of every d-th pixel are kept (backward: scattered back).
     """
 
+    uses_worker_threads = True
+
     def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, input_shape=None, name=None,

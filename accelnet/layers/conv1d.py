@@ -21,6 +21,8 @@ class Conv1D(ActivationMixin, KernelBiasMixin, Layer):
     whose weights are views of this layer's. 'causal' padding left-pads d·(K−1) zeros, so
     output[t] sees only input[:t+1]."""
 
+    uses_worker_threads = True
+
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
                  dilation_rate=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",

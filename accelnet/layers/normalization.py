@@ -15,6 +15,8 @@ class BatchNormalization(Layer):
     statistics in float64); the layer keeps x, not the normalized x.
     """
 
+    uses_worker_threads = True
+
     def __init__(self, momentum=0.99, epsilon=1e-3, center=True, scale=True, input_shape=None,
                  name=None):
         super().__init__(name=name, input_shape=input_shape)
