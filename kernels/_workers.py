@@ -35,7 +35,7 @@ import threading
 
 import numpy
 
-from ..backend import _blas_controller
+from ..backend import _blas_controller, get_array_module
 from . import _dispatch
 
 DEFAULT_CHUNK_KB = 8192  # measured on 2 workers (fwd + bwd of the bench's convolutions):
@@ -127,16 +127,64 @@ def one_blas_thread():
     return controller.limit(limits=1) if controller is not None else contextlib.nullcontext()
 
 
+MIN_SPLIT_BYTES = 4 << 20  # below, one call: a task hand-off costs ~40-100 us (measured)
+
+
+def split_batch(array, n, fn, min_bytes=MIN_SPLIT_BYTES):
+    """fn(start, stop) over range(n) in one slice per worker thread where `threaded(array)`
+    and `array` holds at least `min_bytes`, else fn(0, n) on the calling thread. For
+    kernels whose samples are independent (no sums across the batch), so the result does
+    not depend on the split."""
+    workers = num_threads() if threaded(array) and array.nbytes >= min_bytes else 1
+    workers = max(1, min(workers, n))
+    if workers == 1:
+        fn(0, n)
+        return
+    bounds = [n * k // workers for k in range(workers + 1)]
+    run_tasks(array, lambda task: fn(*task), list(zip(bounds, bounds[1:])))
+
+
+@contextlib.contextmanager
 def worker_step(array):
     """A context for a whole step (forward, backward, update) of a model whose layers use the
     worker threads: BLAS stays at one thread throughout where `threaded(array)` (else a
-    no-op). After each multithreaded call OpenBLAS's idle threads spin for ~0.1 s (2^28
-    cycles, OPENBLAS_THREAD_TIMEOUT), taking the core a worker needs next (measured on 2
-    cores: mnist_cnn's conv2 backward 35 -> 24 ms and its step 77 -> 55 ms, though its Dense
-    layers' GEMMs run on one thread)."""
-    if not threaded(array):
-        return contextlib.nullcontext()
-    return _blas_controller().limit(limits=1)
+    no-op), and `gemm` splits large products over the workers instead. After each
+    multithreaded call OpenBLAS's idle threads spin for ~0.1 s (2^28 cycles,
+    OPENBLAS_THREAD_TIMEOUT), taking the core a worker needs next (measured on 2 cores:
+    mnist_cnn's conv2 backward 35 -> 24 ms and its step 77 -> 55 ms)."""
+    if not threaded(array) or getattr(_local, "step", False):
+        yield
+        return
+    _local.step = True
+    try:
+        with _blas_controller().limit(limits=1):
+            yield
+    finally:
+        _local.step = False
+
+
+MIN_SPLIT_FLOPS = 2e7  # smaller products: one call (a hand-off costs ~40-100 us)
+
+
+def gemm(a, b, out=None):
+    """a @ b for 2-D arrays. Inside a `worker_step`, a product of at least MIN_SPLIT_FLOPS
+    runs as two fixed row halves on the worker threads (each output row is the same dot
+    products either way; the split never depends on the thread count); elsewhere one
+    matmul with BLAS's own threading."""
+    m, k = a.shape
+    n = b.shape[1]
+    if (m < 2 or 2.0 * m * n * k < MIN_SPLIT_FLOPS or not getattr(_local, "step", False)
+            or getattr(_local, "inside", False) or not threaded(a)):
+        return get_array_module(a, b).matmul(a, b, out=out)
+    out = numpy.empty((m, n), numpy.result_type(a, b)) if out is None else out
+    half = m // 2
+
+    def part(task):
+        start, stop = task
+        numpy.matmul(a[start:stop], b, out=out[start:stop])
+
+    run_tasks(a, part, [(0, half), (half, m)])
+    return out
 
 
 def _executor(workers):

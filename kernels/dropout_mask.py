@@ -11,7 +11,7 @@ the mask in the input's dtype (no uniform floats, no separate compare and scale 
 import numpy
 
 from ..backend import get_array_module
-from . import _dispatch
+from . import _dispatch, _workers
 from ._cuda import cuda_jit, grid_for, launch
 from ._jit import cpu_jit, prange
 
@@ -51,20 +51,23 @@ def _hash(i, key):
     return h
 
 
-@cpu_jit()
-def _mask_cpu(out, key, threshold, scale):
-    for i in prange(out.size):
-        if _hash(numpy.uint64(i), key) >= threshold:
-            out[i] = scale
+@cpu_jit(nogil=True)
+def _mask_cpu(out, start, key, threshold, scale):
+    """out[j] for the elements start + j of the whole mask."""
+    for j in prange(out.size):
+        if _hash(numpy.uint64(start + j), key) >= threshold:
+            out[j] = scale
         else:
-            out[i] = 0
+            out[j] = 0
 
 
 def numba_cpu(like, shape, key, rate):
-    """Numba CPU form: one pass, 64-bit arithmetic masked to 32 bits."""
+    """Numba CPU form: one pass, 64-bit arithmetic masked to 32 bits (large masks split
+    over the worker threads: each element's value depends on its index only)."""
     out = numpy.empty(int(numpy.prod(shape, dtype=numpy.int64)), dtype=like.dtype)
-    _mask_cpu(out, numpy.uint64(key & M32), numpy.uint64(threshold_for(rate)),
-              like.dtype.type(1.0 / (1.0 - rate)))
+    args = (numpy.uint64(key & M32), numpy.uint64(threshold_for(rate)),
+            like.dtype.type(1.0 / (1.0 - rate)))
+    _workers.split_batch(out, out.size, lambda a, b: _mask_cpu(out[a:b], numpy.uint64(a), *args))
     return out.reshape(shape)
 
 

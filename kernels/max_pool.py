@@ -17,7 +17,7 @@ import numpy
 
 from ..backend import get_array_module
 from ..errors import ShapeError
-from . import _dispatch
+from . import _dispatch, _workers
 from ._cuda import cuda_jit, grid_for, launch
 from ._jit import cpu_jit, prange
 from .im2col import _geometry, reference_col2im, reference_im2col
@@ -129,26 +129,30 @@ def _max_pool_backward_cpu(grad, arg, dx, kh, kw, sh, sw, top, left):
 
 
 def numba_cpu(x, pool_size, strides, padding="valid"):
-    """Numba CPU form: one pass over x, the winner's value and index per output element."""
+    """Numba CPU form: one pass over x, the winner's value and index per output element
+    (large batches split over the worker threads)."""
     kh, kw, sh, sw, oh, ow, pad_h, pad_w = _geometry(x.shape, pool_size, strides, padding,
                                                      "max_pool")
     x = numpy.ascontiguousarray(x)
     shape = (x.shape[0], oh, ow, x.shape[3])
     out = numpy.empty(shape, dtype=x.dtype)
     arg = numpy.empty(shape, dtype=_argmax_dtype(kh, kw))
-    _max_pool_cpu(x, out, arg, kh, kw, sh, sw, pad_h[0], pad_w[0])
+    _workers.split_batch(x, x.shape[0], lambda a, b: _max_pool_cpu(
+        x[a:b], out[a:b], arg[a:b], kh, kw, sh, sw, pad_h[0], pad_w[0]))
     return out, arg
 
 
 def numba_cpu_backward(grad, argmax, x_shape, pool_size, strides, padding="valid"):
-    """Numba CPU form: zero dx, add each window's gradient at its winner (one pass)."""
+    """Numba CPU form: zero dx, add each window's gradient at its winner (one pass; large
+    batches split over the worker threads)."""
     x_shape = tuple(int(v) for v in x_shape)
     g = _geometry(x_shape, pool_size, strides, padding, "max_pool_backward")
     _check_backward(grad, argmax, x_shape, g)
     kh, kw, sh, sw, _, _, pad_h, pad_w = g
     dx = numpy.empty(x_shape, dtype=grad.dtype)
-    _max_pool_backward_cpu(numpy.ascontiguousarray(grad), numpy.ascontiguousarray(argmax), dx,
-                           kh, kw, sh, sw, pad_h[0], pad_w[0])
+    grad, argmax = numpy.ascontiguousarray(grad), numpy.ascontiguousarray(argmax)
+    _workers.split_batch(dx, x_shape[0], lambda a, b: _max_pool_backward_cpu(
+        grad[a:b], argmax[a:b], dx[a:b], kh, kw, sh, sw, pad_h[0], pad_w[0]))
     return dx
 
 

@@ -124,3 +124,26 @@ def test_a_convnet_step_keeps_blas_at_one_thread(monkeypatch, convnet):
     assert model.uses_worker_threads == convnet
     assert seen and all(n == (1 if convnet else outside) for n in seen), (seen, outside)
     assert _blas_threads() == outside
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_gemm_in_a_worker_step_is_matmul_whatever_the_thread_count(monkeypatch, threads):
+    """Inside a worker step a large product runs as two row halves on the workers: the
+    same bits for every thread count (and equal to one matmul to float rounding)."""
+    monkeypatch.setenv("ACCELNET_NUM_THREADS", threads)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((96, 700)).astype(np.float32)
+    b = rng.standard_normal((700, 300)).astype(np.float32)
+    assert 2.0 * 96 * 700 * 300 >= _workers.MIN_SPLIT_FLOPS
+    calls = []
+    real = _workers.run_tasks
+    monkeypatch.setattr(_workers, "run_tasks", lambda *args: calls.append(1) or real(*args))
+    with _workers.worker_step(a):
+        got = kernels.gemm(a, b)
+        got_t = kernels.gemm(a.T, b[:96])  # a transposed (F-ordered) operand
+        halves = np.concatenate([a[:48] @ b, a[48:] @ b])  # one BLAS thread here too
+    assert calls == [1, 1]
+    np.testing.assert_array_equal(got, halves)
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(got_t, a.T.astype(np.float64) @ b[:96], rtol=1e-4, atol=1e-3)
+    assert kernels.gemm(a, b) is not None and calls == [1, 1]  # outside a step: one matmul

@@ -313,3 +313,18 @@ def test_sgd_update_is_the_math(form, dtype, momentum, nesterov, decay):
                                       decay) is dp
     np.testing.assert_allclose(form.host(dp), wp, **TOL[dtype])
     np.testing.assert_allclose(form.host(dv), wv if momentum else v, **TOL[dtype])
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_a_large_dropout_mask_split_over_worker_threads_is_the_same_mask(monkeypatch, threads):
+    """Above MIN_SPLIT_BYTES the Numba CPU form splits the mask over the worker threads:
+    each element depends on its index only, so every split gives the reference's bits."""
+    import importlib
+    from accelnet.kernels import _workers
+    dm = importlib.import_module("accelnet.kernels.dropout_mask")
+    monkeypatch.setenv("ACCELNET_NUM_THREADS", threads)
+    like = np.zeros(1, np.float32)
+    shape = (33, 12, 12, 256)
+    got = dm.numba_cpu(like, shape, 0xDEADBEEF, 0.3)
+    assert got.nbytes >= _workers.MIN_SPLIT_BYTES
+    np.testing.assert_array_equal(got, dm.reference(like, shape, 0xDEADBEEF, 0.3))

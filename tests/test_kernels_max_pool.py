@@ -106,3 +106,33 @@ def test_public_entry_points_dispatch():
     dx = kernels.max_pool_backward(np.ones_like(out), arg, x.shape, (2, 2), (2, 2))
     assert dx.sum() == out.size
     assert kernels.current_implementation("max_pool", np) == "numba-cpu"
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_a_large_batch_split_over_worker_threads_gives_the_same_bits(monkeypatch, threads):
+    """Above MIN_SPLIT_BYTES the Numba form splits the batch over the worker threads; the
+    samples are independent, so any split gives the reference's bits."""
+    from accelnet.kernels import _workers
+    monkeypatch.setenv("ACCELNET_NUM_THREADS", threads)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((37, 24, 24, 64)).astype(np.float32)
+    assert x.nbytes >= _workers.MIN_SPLIT_BYTES
+    want, want_arg = mp.reference(x, (2, 2), (2, 2), "same")
+    got, arg = mp.numba_cpu(x, (2, 2), (2, 2), "same")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(arg, want_arg)
+    grad = rng.standard_normal(want.shape).astype(np.float32)
+    np.testing.assert_array_equal(
+        mp.numba_cpu_backward(grad, arg, x.shape, (2, 2), (2, 2), "same"),
+        mp.reference_backward(grad, want_arg, x.shape, (2, 2), (2, 2), "same"))
+
+
+def test_split_batch_covers_the_batch_once():
+    from accelnet.kernels import _workers
+    seen = []
+    big = np.zeros(_workers.MIN_SPLIT_BYTES // 4 + 1, np.float32)
+    _workers.split_batch(big, 7, lambda a, b: seen.append((a, b)))
+    assert sorted(i for a, b in seen for i in range(a, b)) == list(range(7))
+    seen.clear()
+    _workers.split_batch(np.zeros(4, np.float32), 7, lambda a, b: seen.append((a, b)))
+    assert seen == [(0, 7)]

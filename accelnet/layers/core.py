@@ -82,7 +82,8 @@ class Dense(ActivationMixin, KernelBiasMixin, Layer):
     def forward(self, x, training=True, logits=False):
         self.ensure_built(x)
         self._x = x
-        z = x @ self.params["kernel"]
+        x2 = x.reshape(-1, x.shape[-1])
+        z = kernels.gemm(x2, self.params["kernel"]).reshape(x.shape[:-1] + (self.units,))
         self._fused = self.use_bias and self.activation.name == "relu" and not logits
         if self._fused:  # bias + ReLU in one pass (z is a fresh C-contiguous array)
             kernels.bias_relu(z.reshape(-1, self.units), self.params["bias"])
@@ -98,19 +99,20 @@ class Dense(ActivationMixin, KernelBiasMixin, Layer):
             dz2, bias_grad = kernels.relu_bias_grad(grad.reshape(-1, self.units),
                                                     self._out.reshape(-1, self.units))
             self.grads["bias"][...] = bias_grad
-            dz = dz2.reshape(grad.shape)
         else:
             dz = self.activation_grad(grad)
             dz2 = dz.reshape(-1, self.units)
             if self.use_bias:
                 xp.sum(dz2, axis=0, out=self.grads["bias"])
-        x2 = self._x.reshape(-1, self._x.shape[-1])
-        xp.matmul(x2.T, dz2, out=self.grads["kernel"])
+        x_shape = self._x.shape
+        x2 = self._x.reshape(-1, x_shape[-1])
+        kernels.gemm(x2.T, dz2, out=self.grads["kernel"])
         self.add_regularization_grads()
         self._x = None
         if not self.needs_input_grad:
             return None
-        return dz @ self.params["kernel"].T
+        dx = kernels.gemm(dz2, self.params["kernel"].T)
+        return dx.reshape(x_shape[:-1] + (dx.shape[1],))
 
     def get_config(self):
         config = super().get_config()
