@@ -25,11 +25,15 @@ def _machine(results, path, load_key):
             f"{m['git_commit'][:7]}.")
 
 
-def _defaults(kernel):
+def _defaults(kernel, measured=None):
+    """(CPU default, GPU default) of a kernel: the form the bench recorded for this case
+    (`measured`, where the JSON has it), else the table's CPU default."""
     from accelnet.kernels import _dispatch
     cpu = _dispatch.DEFAULTS[kernel]["cpu"]
-    if cpu == "numba" and (kernel, "cpu") in _dispatch.SHAPE_RULES:
-        cpu = "numba (shape rule)"
+    if measured is not None:
+        cpu = "reference" if measured == "reference" else "numba"
+    if (kernel, "cpu") in _dispatch.SHAPE_RULES:
+        cpu += " (shape rule)"
     return cpu, _dispatch.DEFAULTS[kernel]["gpu"]
 
 
@@ -42,7 +46,7 @@ def kernels_block(results, path):
         if "error" in row:
             lines.append(f"| {row['kernel']} | {row['case']} | error: {row['error'][:60]} | | | | |")
             continue
-        cpu, gpu = _defaults(row["kernel"])
+        cpu, gpu = _defaults(row["kernel"], row.get("default"))
         lines.append(f"| {row['kernel']} | {row['case']} | {row['reference']['median_s'] * 1e3:.3g} "
                      f"| {row['numba']['median_s'] * 1e3:.3g} | {row['speedup']:.2f}× | {cpu} | {gpu} |")
     return "\n".join(lines)
