@@ -741,8 +741,151 @@ def _dy_cuda(dy, dm, th, tw, total):
 numba_float64 = None  # bound to numba.float64 when the CUDA input kernel is compiled
 
 
-def numba_cuda(x, u, padding="valid", out=None, bias=None, relu=False):
+@cuda_jit
+def _input_cuda_g(x, v, bt, top, left, th, tw, mt, total):
+    n, h, w, c = x.shape
+    a = bt.shape[0]
+    for e in range(cuda.grid(1), total, cuda.gridsize(1)):  # one (tile, channel) per thread
+        ch = e % c
+        t = e // c
+        j = t % tw
+        i = (t // tw) % th
+        b = t // (tw * th)
+        d = cuda.local.array((8, 8), numba_float64)
+        s = cuda.local.array((8, 8), numba_float64)
+        for p in range(a):
+            y = mt * i - top + p
+            for q in range(a):
+                z = mt * j - left + q
+                d[p, q] = x[b, y, z, ch] if 0 <= y < h and 0 <= z < w else 0
+        for p in range(a):
+            for q in range(a):
+                acc = 0.0
+                for k in range(a):
+                    acc += bt[p, k] * d[k, q]
+                s[p, q] = acc
+        for p in range(a):
+            for q in range(a):
+                acc = 0.0
+                for k in range(a):
+                    acc += s[p, k] * bt[q, k]
+                v[p * a + q, t, ch] = acc
+
+
+@cuda_jit
+def _output_cuda_g(m, out, at, bias, use_bias, relu, th, tw, total):
+    n, oh, ow, f = out.shape
+    mt, a = at.shape
+    for e in range(cuda.grid(1), total, cuda.gridsize(1)):  # one (tile, filter) per thread
+        k = e % f
+        t = e // f
+        j = t % tw
+        i = (t // tw) % th
+        b = t // (tw * th)
+        s = cuda.local.array((8, 8), numba_float64)
+        for r in range(mt):
+            for q in range(a):
+                acc = 0.0
+                for p in range(a):
+                    acc += at[r, p] * m[p * a + q, t, k]
+                s[r, q] = acc
+        for r in range(mt):
+            y = mt * i + r
+            for c2 in range(mt):
+                z = mt * j + c2
+                if y < oh and z < ow:
+                    val = bias[k] if use_bias else 0.0
+                    for q in range(a):
+                        val += s[r, q] * at[c2, q]
+                    if relu and val < 0:
+                        val = 0
+                    out[b, y, z, k] = val
+
+
+@cuda_jit
+def _dy_cuda_g(dy, dm, at, th, tw, total):
+    n, oh, ow, f = dy.shape
+    mt, a = at.shape
+    for e in range(cuda.grid(1), total, cuda.gridsize(1)):  # one (tile, filter) per thread
+        k = e % f
+        t = e // f
+        j = t % tw
+        i = (t // tw) % th
+        b = t // (tw * th)
+        s = cuda.local.array((8, 8), numba_float64)
+        for p in range(a):
+            for c2 in range(mt):
+                z = mt * j + c2
+                acc = 0.0
+                for r in range(mt):
+                    y = mt * i + r
+                    if y < oh and z < ow:
+                        acc += at[r, p] * dy[b, y, z, k]
+                s[p, c2] = acc
+        for p in range(a):
+            for q in range(a):
+                acc = 0.0
+                for c2 in range(mt):
+                    acc += s[p, c2] * at[c2, q]
+                dm[p * a + q, t, k] = acc
+
+
+def _bind_float64():
+    global numba_float64
+    if numba_float64 is None:
+        import numba
+        numba_float64 = numba.float64
+
+
+def _cuda_v(x, mt, r, top, left, th, tw):
+    xp = get_array_module(x)
+    a = mt + r - 1
+    t, c = x.shape[0] * th * tw, x.shape[3]
+    v = xp.empty((a * a, t, c), x.dtype)
+    bt = xp.asarray(transforms(mt, r)[2], dtype=numpy.float64)
+    blocks, threads = grid_for(t * c)
+    launch(_input_cuda_g, blocks, threads, x, v, bt, top, left, th, tw, mt, t * c)
+    return v
+
+
+def _cuda_g(x, u, padding, out, bias, relu, r):
+    _bind_float64()
+    mt = tile_of(u, r)
+    top, left, oh, ow, th, tw = _geometry(x.shape, padding, mt, r)
+    want = _check(x, u, out, oh, ow)
+    xp = get_array_module(x)
+    x = xp.ascontiguousarray(x)
+    t, f = x.shape[0] * th * tw, u.shape[2]
+    v = _cuda_v(x, mt, r, top, left, th, tw)
+    m = xp.matmul(v, xp.ascontiguousarray(u, dtype=x.dtype))
+    out = xp.empty(want, x.dtype) if out is None else out
+    b = xp.zeros(f, x.dtype) if bias is None else xp.ascontiguousarray(bias, dtype=x.dtype)
+    at = xp.asarray(transforms(mt, r)[0], dtype=numpy.float64)
+    blocks, threads = grid_for(t * f)
+    launch(_output_cuda_g, blocks, threads, m, out, at, b, bias is not None, bool(relu), th,
+           tw, t * f)
+    return out
+
+
+def _cuda_weight_grad_g(x, dy, padding, mt, r):
+    _bind_float64()
+    top, left, oh, ow, th, tw = _geometry(x.shape, padding, mt, r)
+    xp = get_array_module(x)
+    dy = xp.ascontiguousarray(_check_dy(x, dy, oh, ow), dtype=x.dtype)
+    x = xp.ascontiguousarray(x)
+    a, t, f = mt + r - 1, x.shape[0] * th * tw, dy.shape[3]
+    v = _cuda_v(x, mt, r, top, left, th, tw)
+    dm = xp.empty((a * a, t, f), x.dtype)
+    at = xp.asarray(transforms(mt, r)[0], dtype=numpy.float64)
+    blocks, threads = grid_for(t * f)
+    launch(_dy_cuda_g, blocks, threads, dy, dm, at, th, tw, t * f)
+    return _weights_from_transformed(xp.matmul(dm.transpose(0, 2, 1), v), x.dtype, mt, r)
+
+
+def numba_cuda(x, u, padding="valid", out=None, bias=None, relu=False, r=3):
     """Numba CUDA form: one thread per (tile, channel) / (tile, filter); CuPy's matmul."""
+    if r != 3 or tile_of(u, r) != 2:
+        return _cuda_g(x, u, padding, out, bias, relu, r)
     global numba_float64
     if numba_float64 is None:
         import numba
@@ -763,8 +906,10 @@ def numba_cuda(x, u, padding="valid", out=None, bias=None, relu=False):
     return out
 
 
-def numba_cuda_weight_grad(x, dy, padding="valid"):
+def numba_cuda_weight_grad(x, dy, padding="valid", m=2, r=3):
     """Numba CUDA form: both transforms one thread per (tile, channel/filter); CuPy's GEMMs."""
+    if (m, r) != (2, 3):
+        return _cuda_weight_grad_g(x, dy, padding, m, r)
     global numba_float64
     if numba_float64 is None:
         import numba

@@ -62,7 +62,7 @@ def test_shape_errors(name):
     with pytest.raises(ShapeError, match="winograd_conv"):
         FORMS[name](np.zeros((1, 4, 4, 2), np.float32), np.zeros((16, 3, 1), np.float32))
     with pytest.raises(ShapeError, match="winograd_weights"):
-        wg.winograd_weights(np.zeros((5, 5, 1, 1), np.float32))
+        wg.winograd_weights(np.zeros((4, 4, 1, 1), np.float32))
 
 
 def test_applies_only_to_3x3_stride_1_with_enough_channels(monkeypatch):
