@@ -1,7 +1,14 @@
-"""Winograd F(2x2, 3x3): a 3x3 stride-1 convolution with 2.25x fewer multiplications.
+"""Winograd F(m x m, r x r): an r x r stride-1 convolution with fewer multiplications.
 
-    U = winograd_weights(kernel)                       (16, C, F) from a (3, 3, C, F) kernel
-    winograd_conv(x, U, padding, out=None, bias=None, relu=False) -> (N, OH, OW, F)
+    U = winograd_weights(kernel, m=2)          (n*n, C, F) from an (r, r, C, F) kernel
+    winograd_conv(x, U, padding, out=None, bias=None, relu=False, r=3) -> (N, OH, OW, F)
+    winograd_weight_grad(x, dy, padding, m=2, r=3) -> (r, r, C, F)
+
+n = m + r - 1. F(2x2, 3x3) (described below) has hand-written transforms; the others
+(F(4x4, 3x3): 2.25 multiplies per output instead of 4; F(2x2, 5x5): 9 instead of 25) take
+Toom-Cook matrices (`transforms`) in generic kernels of the same structure. Measured float32
+error (max |err| / max |y|, N(0, 1) data, vs float64 direct): F(2, 3) 2.6e-7, F(4, 3)
+4.8e-6, F(2, 5) 2.5e-6. `tile` is Conv2D's rule for which m to use per kernel and pass.
 
 The output is cut into 2x2 tiles; each tile reads a 4x4 patch d of the (zero-padded) input,
 transformed to V = B^T d B (16 values per channel); for each of the 16 positions the
@@ -106,19 +113,41 @@ MIN_CHANNELS = 16  # below, the 16 GEMMs are too thin (measured per 2-image chun
 # at 3, 8.8x slower at 1)
 
 
+# The tile m of F(m x m, r x r) that Conv2D uses per kernel size and pass, None for im2col +
+# GEMM (measured per image, one thread, float32, batch 8; ms, F(2,3) / F(4,3) / im2col):
+#   3x3 mnist conv2 26x26x32->64 'valid': fwd .100/.113/.176, dx .113/.153/.167,
+#       dW .156/.215/.203; CIFAR 32x32x32->32 'same': fwd .110/.139/.203, dx .108/.136/
+#       .183, dW .133/.196/.273; 16x16x32->64: fwd .056/.055/.080, dx .053/.056/.075,
+#       dW .091/.130/.092; 16x16x64->64: fwd .081/.080/.154, dx .079/.077/.142,
+#       dW .135/.200/.176. F(4, 3) cuts the GEMMs ~2x but its 6x6 transforms cost as much,
+#       so it ties at best: 3x3 stays on F(2, 3).
+#   5x5 seed004 conv2 14x14x32->64 'same' (F(2,5) / im2col): fwd .121/.170, dx .128/.154,
+#       dW .322/.189: F(2, 5) for the forward and the 'same' input gradient only.
+TILES = {(3, 3): {"forward": 2, "input_grad": 2, "weight_grad": 2},
+         (5, 5): {"forward": 2, "input_grad": 2, "weight_grad": None}}
+
+
+def tile(x, kernel_size, strides, padding="valid", kind="forward"):
+    """m of the Winograd F(m x m, r x r) a Conv2D pass on x takes, or None for im2col + GEMM:
+    r x r in TILES, stride 1, at least MIN_CHANNELS channels in x (for kind="input_grad" x
+    is dz, whose channels are the filters), on the chunked CPU path, and for the input
+    gradient 'same' padding only (measured per 2-image chunk, 3x3: 0.75-0.81x of dz @ W^T +
+    col2im for 'same'; 0.98x for 'valid', whose 'full' padding adds a ring of tiles)."""
+    by_kind = TILES.get(tuple(kernel_size))
+    if (by_kind is None or tuple(strides) != (1, 1) or x.shape[-1] < MIN_CHANNELS
+            or (kind == "input_grad" and padding != "same") or not _workers.threaded(x)):
+        return None
+    return by_kind[kind]
+
+
 def applies(x, kernel_size, strides):
-    """Whether a Conv2D call on x takes the Winograd path: 3x3, stride 1, at least
-    MIN_CHANNELS input channels, on the chunked CPU path (the bench's measured rule)."""
-    return (tuple(kernel_size) == (3, 3) and tuple(strides) == (1, 1)
-            and x.shape[-1] >= MIN_CHANNELS and _workers.threaded(x))
+    """Whether a Conv2D forward on x takes the Winograd path (`tile` is not None)."""
+    return tile(x, kernel_size, strides) is not None
 
 
 def applies_input_grad(dz, kernel_size, strides, padding):
-    """Whether the input gradient of that convolution takes the Winograd path: as `applies`
-    (dz's channels are the filters), for 'same' padding only (measured per 2-image chunk:
-    0.75-0.81x of dz @ W^T + col2im for 'same'; 0.98x for 'valid', whose 'full' padding
-    adds a ring of tiles)."""
-    return padding == "same" and applies(dz, kernel_size, strides)
+    """Whether the input gradient of that convolution takes the Winograd path."""
+    return tile(dz, kernel_size, strides, padding, "input_grad") is not None
 
 
 def _geometry(x_shape, padding, m=2, r=3):
