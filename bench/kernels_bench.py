@@ -71,6 +71,10 @@ def cases(quick):
                                      ("cifar conv2", (same_batch, 32, 32, 32), 32, "same")]:
         out.append(("winograd_conv", f"{label} x{shape} 3x3->{f} {padding}",
                     lambda rng, s=shape, f=f, p=padding: _winograd_args(rng, s, f, p)))
+    for label, shape, f, r, m in [("cifar conv3", (same_batch, 16, 16, 64), 64, 3, 4),
+                                  ("seed004 conv2", (same_batch, 14, 14, 32), 64, 5, 2)]:
+        out.append(("winograd_conv", f"{label} x{shape} {r}x{r}->{f} same F({m},{r})",
+                    lambda rng, s=shape, f=f, r=r, m=m: _winograd_args(rng, s, f, "same", r, m)))
     for label, shape, filters, padding in [("mnist_cnn conv2", (same_batch, 26, 26, 32), 64, "valid"),
                                            ("cifar conv2", (same_batch, 32, 32, 32), 32, "same")]:
         out.append(("winograd_weight_grad", f"{label} x{shape} 3x3->{filters} {padding}",
@@ -126,10 +130,10 @@ def _input_grad_args(rng, shape, k, filters, padding):
     return (dz, _normal(rng, (k * k * shape[3], filters), 0.1), shape, (k, k), 1, padding), {}
 
 
-def _winograd_args(rng, shape, filters, padding):
+def _winograd_args(rng, shape, filters, padding, r=3, m=2):
     wg = importlib.import_module("accelnet.kernels.winograd")
-    u = wg.winograd_weights(_normal(rng, (3, 3, shape[3], filters), 0.1))
-    return (_normal(rng, shape), u, padding), {}
+    u = wg.winograd_weights(_normal(rng, (r, r, shape[3], filters), 0.1), m=m)
+    return (_normal(rng, shape), u, padding), ({} if r == 3 else {"r": r})
 
 
 def _pool_backward_args(rng, shape, padding):

@@ -18,10 +18,11 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   as im2col + GEMM, each pass in one call (on the CPU one GIL-free Numba call per task).
 - `bias_relu(z, bias) -> z` (in place) and `relu_bias_grad(dy, y, out=None) -> (dz,
   bias_grad)`: a layer's bias + ReLU and their backward, one pass each.
-- `winograd_conv(x, U, padding, out=None, bias=None, relu=False)` with
-  `U = winograd_weights(kernel)`: Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions
-  (`winograd_applies` says when Conv2D uses it), and `winograd_weight_grad(x, dy,
-  padding) -> (3, 3, C, F)`, its kernel gradient.
+- `winograd_conv(x, U, padding, out=None, bias=None, relu=False, r=3)` with
+  `U = winograd_weights(kernel, m=2)`: Winograd F(m x m, r x r) for r x r stride-1
+  convolutions (F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5); `winograd_tile` says when Conv2D
+  uses which), and `winograd_weight_grad(x, dy, padding, m=2, r=3) -> (r, r, C, F)`, its
+  kernel gradient.
 - `adam_update(p, g, m, v, step_size, beta_1, beta_2, epsilon, v_hat=None, decay=None)`
   and `sgd_update(p, g, lr, momentum=0.0, v=None, nesterov=False, decay=None)`: an
   optimizer's step on one parameter (and its slots) in place, one pass.
@@ -55,6 +56,7 @@ from .relu_backward import relu_backward
 from .winograd import applies as winograd_applies
 from .winograd import applies_input_grad as winograd_applies_input_grad
 from .winograd import input_grad_padding as winograd_input_grad_padding
+from .winograd import tile as winograd_tile
 from .winograd import winograd_conv, winograd_weight_grad, winograd_weights
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
@@ -65,5 +67,5 @@ __all__ = ["DEFAULTS", "adam_update", "batch_norm_backward", "batch_norm_forward
            "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",
            "sgd_update", "softmax_cross_entropy", "task_slices", "threaded",
            "winograd_applies", "winograd_applies_input_grad", "winograd_conv",
-           "winograd_input_grad_padding", "winograd_weight_grad", "winograd_weights",
+           "winograd_input_grad_padding", "winograd_tile", "winograd_weight_grad", "winograd_weights",
            "worker_step"]

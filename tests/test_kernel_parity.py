@@ -238,6 +238,42 @@ def test_winograd_is_the_3x3_convolution_and_its_weight_gradient(form, dtype, h,
                                    rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,r", [(4, 3), (2, 5)])
+@pytest.mark.parametrize("h,w,padding", [(7, 9, "valid"), (5, 6, "same"), (2, 3, "full")])
+def test_winograd_6x6_tiles_are_the_convolution_and_its_weight_gradient(form, dtype, m, r, h,
+                                                                         w, padding):
+    """F(4x4, 3x3) and F(2x2, 5x5): winograd_conv (+ bias, ReLU) = the direct r x r
+    convolution, winograd_weight_grad = P^T dy, in float64 math (partial edge tiles)."""
+    rng = np.random.default_rng(h * 10 + w + r)
+    x = rng.standard_normal((2, h, w, 3)).astype(dtype)
+    kernel = rng.standard_normal((r, r, 3, 2)).astype(dtype)
+    bias = rng.standard_normal(2).astype(dtype)
+    pad = {"valid": ((0, 0), (0, 0)), "full": ((r - 1, r - 1), (r - 1, r - 1)),
+           "same": (kernels.same_padding(h, r, 1), kernels.same_padding(w, r, 1))}[padding]
+    if h + sum(pad[0]) < r or w + sum(pad[1]) < r:
+        pytest.skip("input smaller than the kernel")
+    cols, z = _conv_math(x, kernel, (1, 1), pad)
+    oh, ow = h + sum(pad[0]) - r + 1, w + sum(pad[1]) - r + 1
+    want = np.maximum(z + bias, 0).reshape(2, oh, ow, 2)
+    dy = rng.standard_normal(want.shape).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    with form.running():
+        u = kernels.winograd_weights(form.device(kernel), m=m)
+        assert u.shape == ((m + r - 1) ** 2, 3, 2)
+        got = kernels.winograd_conv(form.device(x), u, padding, bias=form.device(bias), relu=True,
+                                    r=r)
+        if padding != "full":
+            dw = kernels.winograd_weight_grad(form.device(x), form.device(dy), padding, m=m, r=r)
+    assert form.is_device_array(got) and got.dtype == dtype
+    np.testing.assert_allclose(form.host(got), want, rtol=tol, atol=tol)
+    if padding != "full":
+        assert form.is_device_array(dw) and dw.shape == kernel.shape and dw.dtype == dtype
+        np.testing.assert_allclose(form.host(dw).reshape(-1, 2),
+                                   cols.T @ dy.reshape(-1, 2).astype(np.float64),
+                                   rtol=tol, atol=tol)
+
+
 def _adam_math(p, g, m, v, v_hat, step_size, b1, b2, eps, decay, steps):
     """`steps` Adam steps (with v_hat: AMSGrad) in float64, from the definition."""
     p, g, m, v = (a.astype(np.float64) for a in (p, g, m, v))

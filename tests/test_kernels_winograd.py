@@ -62,7 +62,7 @@ def test_shape_errors(name):
     with pytest.raises(ShapeError, match="winograd_conv"):
         FORMS[name](np.zeros((1, 4, 4, 2), np.float32), np.zeros((16, 3, 1), np.float32))
     with pytest.raises(ShapeError, match="winograd_weights"):
-        wg.winograd_weights(np.zeros((5, 5, 1, 1), np.float32))
+        wg.winograd_weights(np.zeros((4, 4, 1, 1), np.float32))
 
 
 def test_applies_only_to_3x3_stride_1_with_enough_channels(monkeypatch):
@@ -71,7 +71,9 @@ def test_applies_only_to_3x3_stride_1_with_enough_channels(monkeypatch):
     wide, narrow = np.zeros((1, 8, 8, 16), np.float32), np.zeros((1, 8, 8, 3), np.float32)
     assert kernels.winograd_applies(wide, (3, 3), (1, 1))
     assert not kernels.winograd_applies(narrow, (3, 3), (1, 1))
-    assert not kernels.winograd_applies(wide, (5, 5), (1, 1))
+    assert not kernels.winograd_applies(wide, (7, 7), (1, 1))
+    assert kernels.winograd_tile(wide, (5, 5), (1, 1), "same", "forward") == 2
+    assert kernels.winograd_tile(wide, (5, 5), (1, 1), "same", "weight_grad") is None
     assert not kernels.winograd_applies(wide, (3, 3), (2, 2))
     with kernels.implementation("reference"):  # the whole-batch path is im2col + GEMM
         assert not kernels.winograd_applies(wide, (3, 3), (1, 1))
@@ -90,8 +92,7 @@ def test_conv2d_winograd_path_matches_im2col(monkeypatch, padding, activation):
     layer.params["bias"][...] = rng.standard_normal(5)
     assert kernels.winograd_applies(x, layer.kernel_size, layer.strides)
     got = layer.forward(x).copy()
-    monkeypatch.setattr(wg, "applies", lambda *a: False)
-    monkeypatch.setattr(kernels, "winograd_applies", lambda *a: False)
+    monkeypatch.setattr(kernels, "winograd_tile", lambda *a: None)
     want = layer.forward(x)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
@@ -122,8 +123,7 @@ def test_conv2d_winograd_backward_matches_im2col(monkeypatch, padding):
     results = []
     for use in (True, False):
         if not use:
-            monkeypatch.setattr(kernels, "winograd_applies", lambda *a: False)
-            monkeypatch.setattr(kernels, "winograd_applies_input_grad", lambda *a: False)
+            monkeypatch.setattr(kernels, "winograd_tile", lambda *a: None)
         layer.forward(x)
         results.append([layer.backward(grad.copy())] + [g.copy() for g in layer.grads.values()])
     for got, want in zip(*results):
@@ -141,4 +141,49 @@ def test_conv2d_winograd_gradients_match_finite_differences(monkeypatch):
     assert kernels.winograd_applies(x, (3, 3), (1, 1))
     assert kernels.winograd_applies_input_grad(x, (3, 3), (1, 1), "same")  # 16 filters
     assert not kernels.winograd_applies_input_grad(x, (3, 3), (1, 1), "valid")
+    check_layer(layer, x)
+
+
+def _conv2d_paths(monkeypatch, layer, x, grad, tiles):
+    """(output, dx, kernel and bias gradients) of layer on x with winograd_tile -> tiles."""
+    real = wg.tile
+    monkeypatch.setattr(kernels, "winograd_tile", lambda x, ks, st, padding="valid",
+                        kind="forward": tiles.get(kind) if real(x, ks, st, padding, kind)
+                        is not None or tiles.get(kind) is None else None)
+    out = layer.forward(x).copy()
+    return [out, layer.backward(grad.copy())] + [g.copy() for g in layer.grads.values()]
+
+
+@pytest.mark.parametrize("kernel_size,m", [(3, 4), (5, 2)])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_conv2d_6x6_tile_paths_match_im2col(monkeypatch, kernel_size, m, padding):
+    """Conv2D through F(4x4, 3x3) / F(2x2, 5x5) (forward with fused bias + ReLU, input
+    gradient where 'same', weight gradient) = the im2col + GEMM path in float32."""
+    monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
+    monkeypatch.setenv("ACCELNET_CHUNK_KB", "64")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 9, 10, 16)).astype(np.float32)
+    random.seed(6)
+    layer = layers.Conv2D(16, kernel_size, padding=padding, activation="relu")
+    layer.build(x.shape[1:])
+    layer.params["bias"][...] = rng.standard_normal(16) * 0.1
+    grad = rng.standard_normal((5,) + layer.compute_output_shape(x.shape[1:])).astype(np.float32)
+    assert wg.tile(x, layer.kernel_size, layer.strides, padding) is not None
+    got = _conv2d_paths(monkeypatch, layer, x, grad,
+                        {"forward": m, "input_grad": m, "weight_grad": m})
+    want = _conv2d_paths(monkeypatch, layer, x, grad, {})
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=2e-5 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("kernel_size,m", [(3, 4), (5, 2)])
+def test_conv2d_6x6_tile_gradients_match_finite_differences(monkeypatch, kernel_size, m):
+    monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
+    monkeypatch.setattr(kernels, "winograd_tile", lambda *a, **k: m)
+    random.seed(4)
+    layer = layers.Conv2D(16, kernel_size, padding="same", activation="relu")
+    layer.build((5, 6, 16))
+    layer.params["bias"][...] = np.linspace(-0.2, 0.2, 16)
+    layer = to_float64(layer)
+    x = np.random.default_rng(6).standard_normal((2, 5, 6, 16))
     check_layer(layer, x)

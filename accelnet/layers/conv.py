@@ -4,9 +4,10 @@ The batch is processed in slices, so memory does not grow with the batch size. O
 each slice is a task of a few MiB (ACCELNET_CHUNK_KB) for accelnet's worker threads, with
 one-thread BLAS (`kernels.run_tasks`); each pass over a slice is one GIL-free kernel call
 that blocks it for cache: `kernels.conv_forward` / `conv_weight_grad` / `conv_input_grad`
-(im2col + GEMM), or, for 3x3 stride-1 kernels with >= 16 input channels
-(`kernels.winograd_applies`), Winograd F(2x2, 3x3) for the forward, the weight gradient
-and, with 'same' padding, the input gradient. Weight and bias gradients are per-task
+(im2col + GEMM), or, for 3x3 / 5x5 stride-1 kernels with >= 16 input channels,
+Winograd F(m x m, r x r) where `kernels.winograd_tile` says it was measured faster (3x3:
+F(2x2, 3x3) for the forward, the weight gradient and, with 'same' padding, the input
+gradient; 5x5: F(2x2, 5x5) for the forward and the 'same' input gradient). Weight and bias gradients are per-task
 partial sums added in task order (deterministic, whatever the thread count). Elsewhere
 (GPU, ACCELNET_KERNELS=reference) a slice's column matrix fills `WORKSPACE_BYTES` (env
 ACCELNET_CONV_WORKSPACE_MB, default 128). Dilated kernels take their columns' taps in
@@ -145,16 +146,18 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         bias = self.params["bias"] if self.use_bias else None
         fused = self._fuse_relu(logits)  # bias + ReLU in the convolution's last pass
         z = xp.empty((n,) + self.out_hw + (f,), dtype=x.dtype)
-        winograd = not self._dilated() and kernels.winograd_applies(x, self.kernel_size,
-                                                                     self.strides)
-        u = kernels.winograd_weights(self.params["kernel"]) if winograd else None
+        tile = None if self._dilated() else kernels.winograd_tile(
+            x, self.kernel_size, self.strides, self.padding, "forward")
+        winograd = tile is not None
+        u = kernels.winograd_weights(self.params["kernel"], m=tile) if winograd else None
+        r = self.kernel_size[0]
         epilogue = dict(bias=bias if fused else None, relu=fused)
 
         def work(chunks):
             for start, stop in chunks:
                 xc, zc = x[start:stop], z[start:stop]
-                if winograd:  # 3x3 stride 1: Winograd F(2x2, 3x3)
-                    kernels.winograd_conv(xc, u, self.padding, out=zc, **epilogue)
+                if winograd:  # 3x3 / 5x5 stride 1: Winograd F(m x m, r x r)
+                    kernels.winograd_conv(xc, u, self.padding, out=zc, r=r, **epilogue)
                 elif self._dilated():
                     zc2 = zc.reshape(-1, f)
                     xp.matmul(self._columns(xc), w2, out=zc2)
@@ -179,13 +182,17 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         dz = grad if fused else self.activation_grad(grad)
         w2 = self.params["kernel"].reshape(-1, f)
         dx = xp.empty_like(x) if self.needs_input_grad else None
-        winograd = dx is not None and not self._dilated() and kernels.winograd_applies_input_grad(
+        r = self.kernel_size[0]
+        tile_dx = None if dx is None or self._dilated() else kernels.winograd_tile(
             dz.reshape(x.shape[:1] + self.out_hw + (f,)), self.kernel_size, self.strides,
-            self.padding)
-        u_t = kernels.winograd_weights(self.params["kernel"], transpose=True) if winograd else None
+            self.padding, "input_grad")
+        winograd = tile_dx is not None
+        u_t = (kernels.winograd_weights(self.params["kernel"], transpose=True, m=tile_dx)
+               if winograd else None)
         dx_padding = kernels.winograd_input_grad_padding(self.padding)
-        winograd_dw = not self._dilated() and kernels.winograd_applies(x, self.kernel_size,
-                                                                        self.strides)
+        tile_dw = None if self._dilated() else kernels.winograd_tile(
+            x, self.kernel_size, self.strides, self.padding, "weight_grad")
+        winograd_dw = tile_dw is not None
 
         def work(chunks):
             """One task: its slices' weight (and bias) gradients summed in slice order."""
@@ -201,13 +208,14 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
                 if self._dilated():
                     part = xp.matmul(self._columns(xc).T, dzc)
                 elif winograd_dw:
-                    part = kernels.winograd_weight_grad(xc, dzc, self.padding).reshape(-1, f)
+                    part = kernels.winograd_weight_grad(xc, dzc, self.padding, m=tile_dw,
+                                                        r=r).reshape(-1, f)
                 else:
                     part = kernels.conv_weight_grad(xc, dzc, *self._conv_args())
                 kernel_sum = part if kernel_sum is None else kernel_sum + part
-                if winograd:  # dx: the rotated kernel over dz, Winograd F(2x2, 3x3)
+                if winograd:  # dx: the rotated kernel over dz, Winograd F(m x m, r x r)
                     kernels.winograd_conv(dzc.reshape((stop - start,) + self.out_hw + (f,)),
-                                          u_t, dx_padding, out=dx[start:stop])
+                                          u_t, dx_padding, out=dx[start:stop], r=r)
                 elif dx is not None and self._dilated():
                     dx[start:stop] = self._image(xp.matmul(dzc, w2.T), xc.shape)
                 elif dx is not None:
