@@ -130,17 +130,20 @@ def test_conv2d_winograd_backward_matches_im2col(monkeypatch, padding):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
-def test_conv2d_winograd_gradients_match_finite_differences(monkeypatch):
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_conv2d_winograd_gradients_match_finite_differences(monkeypatch, padding):
+    """Forward, weight gradient and input gradient ('full' padding for 'valid') through
+    Winograd F(2x2, 3x3), in float64 against finite differences."""
     monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
     random.seed(4)
-    layer = layers.Conv2D(16, 3, padding="same", activation="relu")  # 16: Winograd dx too
+    layer = layers.Conv2D(16, 3, padding=padding, activation="relu")  # 16: Winograd dx too
     layer.build((4, 5, 16))
     layer.params["bias"][...] = np.linspace(-0.2, 0.2, 16)
     layer = to_float64(layer)
     x = np.random.default_rng(6).standard_normal((2, 4, 5, 16))
     assert kernels.winograd_applies(x, (3, 3), (1, 1))
-    assert kernels.winograd_applies_input_grad(x, (3, 3), (1, 1), "same")  # 16 filters
-    assert not kernels.winograd_applies_input_grad(x, (3, 3), (1, 1), "valid")
+    assert kernels.winograd_applies_input_grad(x, (3, 3), (1, 1), padding)  # 16 filters
+    assert not kernels.winograd_applies_input_grad(x, (5, 5), (1, 1), "valid")
     check_layer(layer, x)
 
 
