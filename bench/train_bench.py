@@ -16,7 +16,9 @@ from .memory import MIB
 from .workloads import BATCH, EPOCH, Unavailable
 
 # (workload, peer, device): (target, stretch) for accelnet time / peer time
-TARGETS = {("mlp", "torch", "cpu"): (0.9, 0.75), ("cnn", "torch", "cpu"): (1.0, 0.8),
+# (target, stretch) per (workload, peer, device); the CPU ones are issue 13's (same-run epoch
+# ratios: mnist_cnn <= 0.5x, the other ConvNets and the MLP <= 0.8x PyTorch-CPU)
+TARGETS = {("mlp", "torch", "cpu"): (0.8, 0.75), ("cnn", "torch", "cpu"): (0.5, None),
            ("seed004_cnn", "torch", "cpu"): (0.8, None), ("cifar_cnn", "torch", "cpu"): (0.8, None),
            ("mlp", "torch", "gpu"): (1.0, None)}
 GPU_OVER_CPU = 20.0     # accelnet GPU at batch 1024 must be this many times its CPU backend
