@@ -43,14 +43,13 @@ def _dz2(dz, rows, who):
 
 # ---------------------------------------------------------------- reference (NumPy/CuPy)
 
-def reference_forward(x, w2, kernel_size, stride=1, padding="valid", out=None, bias=None,
-                      relu=False):
-    """Pure NumPy/CuPy form: im2col of the whole input, one GEMM, bias, ReLU."""
+def _columns_forward(to_cols, x, w2, kernel_size, stride, padding, out, bias, relu):
+    """im2col of the whole input by `to_cols`, one GEMM, bias, ReLU (NumPy or CuPy)."""
     g = _geometry(x.shape, kernel_size, stride, padding, "conv_forward")
     _w2_check(w2, g, x.shape[3], "conv_forward")
     xp = get_array_module(x)
     shape = (x.shape[0], g[4], g[5], w2.shape[1])
-    z = _im2col.reference_im2col(x, kernel_size, stride, padding) @ w2
+    z = to_cols(x, kernel_size, stride, padding) @ w2
     if bias is not None:
         z += bias
     if relu:
@@ -61,19 +60,35 @@ def reference_forward(x, w2, kernel_size, stride=1, padding="valid", out=None, b
     return out
 
 
-def reference_weight_grad(x, dz, kernel_size, stride=1, padding="valid"):
-    """Pure NumPy/CuPy form: im2col(x)^T @ dz."""
+def _columns_weight_grad(to_cols, x, dz, kernel_size, stride, padding):
     g = _geometry(x.shape, kernel_size, stride, padding, "conv_weight_grad")
     dz = _dz2(dz, x.shape[0] * g[4] * g[5], "conv_weight_grad")
-    return _im2col.reference_im2col(x, kernel_size, stride, padding).T @ dz
+    return to_cols(x, kernel_size, stride, padding).T @ dz
+
+
+def _columns_input_grad(to_image, dz, w2, x_shape, kernel_size, stride, padding, out):
+    g = _geometry(x_shape, kernel_size, stride, padding, "conv_input_grad")
+    _w2_check(w2, g, x_shape[3], "conv_input_grad")
+    dz = _dz2(dz, x_shape[0] * g[4] * g[5], "conv_input_grad")
+    return to_image(dz @ w2.T, x_shape, kernel_size, stride, padding, out)
+
+
+def reference_forward(x, w2, kernel_size, stride=1, padding="valid", out=None, bias=None,
+                      relu=False):
+    """Pure NumPy/CuPy form: im2col of the whole input, one GEMM, bias, ReLU."""
+    return _columns_forward(_im2col.reference_im2col, x, w2, kernel_size, stride, padding, out,
+                            bias, relu)
+
+
+def reference_weight_grad(x, dz, kernel_size, stride=1, padding="valid"):
+    """Pure NumPy/CuPy form: im2col(x)^T @ dz."""
+    return _columns_weight_grad(_im2col.reference_im2col, x, dz, kernel_size, stride, padding)
 
 
 def reference_input_grad(dz, w2, x_shape, kernel_size, stride=1, padding="valid", out=None):
     """Pure NumPy/CuPy form: col2im(dz @ w2^T)."""
-    g = _geometry(x_shape, kernel_size, stride, padding, "conv_input_grad")
-    _w2_check(w2, g, x_shape[3], "conv_input_grad")
-    dz = _dz2(dz, x_shape[0] * g[4] * g[5], "conv_input_grad")
-    return _im2col.reference_col2im(dz @ w2.T, x_shape, kernel_size, stride, padding, out)
+    return _columns_input_grad(_im2col.reference_col2im, dz, w2, x_shape, kernel_size, stride,
+                               padding, out)
 
 
 # ---------------------------------------------------------------- Numba CPU
@@ -188,34 +203,19 @@ def numba_cpu_input_grad(dz, w2, x_shape, kernel_size, stride=1, padding="valid"
 def numba_cuda_forward(x, w2, kernel_size, stride=1, padding="valid", out=None, bias=None,
                        relu=False):
     """Numba CUDA form: the numba-cuda im2col kernel, CuPy's GEMM, bias + ReLU."""
-    g = _geometry(x.shape, kernel_size, stride, padding, "conv_forward")
-    _w2_check(w2, g, x.shape[3], "conv_forward")
-    xp = get_array_module(x)
-    shape = (x.shape[0], g[4], g[5], w2.shape[1])
-    z = _im2col.numba_cuda_im2col(x, kernel_size, stride, padding) @ w2
-    if bias is not None:
-        z += bias
-    if relu:
-        xp.maximum(z, 0, out=z)
-    if out is None:
-        return z.reshape(shape)
-    out[...] = z.reshape(shape)
-    return out
+    return _columns_forward(_im2col.numba_cuda_im2col, x, w2, kernel_size, stride, padding, out,
+                            bias, relu)
 
 
 def numba_cuda_weight_grad(x, dz, kernel_size, stride=1, padding="valid"):
     """Numba CUDA form: the numba-cuda im2col kernel, then CuPy's GEMM."""
-    g = _geometry(x.shape, kernel_size, stride, padding, "conv_weight_grad")
-    dz = _dz2(dz, x.shape[0] * g[4] * g[5], "conv_weight_grad")
-    return _im2col.numba_cuda_im2col(x, kernel_size, stride, padding).T @ dz
+    return _columns_weight_grad(_im2col.numba_cuda_im2col, x, dz, kernel_size, stride, padding)
 
 
 def numba_cuda_input_grad(dz, w2, x_shape, kernel_size, stride=1, padding="valid", out=None):
     """Numba CUDA form: CuPy's GEMM, then the numba-cuda col2im kernel."""
-    g = _geometry(x_shape, kernel_size, stride, padding, "conv_input_grad")
-    _w2_check(w2, g, x_shape[3], "conv_input_grad")
-    dz = _dz2(dz, x_shape[0] * g[4] * g[5], "conv_input_grad")
-    return _im2col.numba_cuda_col2im(dz @ w2.T, x_shape, kernel_size, stride, padding, out)
+    return _columns_input_grad(_im2col.numba_cuda_col2im, dz, w2, x_shape, kernel_size, stride,
+                               padding, out)
 
 
 # ---------------------------------------------------------------- public
