@@ -100,9 +100,42 @@ class Backend:
         return f"<accelnet backend {self.name!r}>"
 
 
+MALLOC_ENV = "ACCELNET_TUNE_MALLOC"
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+_malloc_tuned = []
+
+
+def tune_host_malloc():
+    """glibc only, once per process: serve arrays up to 32 MiB from the heap and trim it only
+    past 256 MiB free, so each training step reuses the pages of the last one's activations
+    instead of faulting fresh ones in (measured, 2 cores: seed 004's step 4,500 -> 25 page
+    faults, 59.6 -> 50.8 ms; mnist_cnn 1,550 -> 2-67). The process keeps up to 256 MiB of
+    freed memory. Off with ACCELNET_TUNE_MALLOC=0, or when any MALLOC_* variable is set.
+    Returns whether it tuned."""
+    if _malloc_tuned:
+        return _malloc_tuned[0]
+    tuned = False
+    wanted = os.environ.get(MALLOC_ENV, "1").strip() != "0"
+    user_set = any(k.startswith("MALLOC_") or k.startswith("GLIBC_TUNABLES") for k in os.environ)
+    if wanted and not user_set and platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        try:
+            import ctypes
+            libc = ctypes.CDLL("libc.so.6")
+            tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(
+                libc.mallopt(_M_TRIM_THRESHOLD, 256 << 20))
+        except (OSError, AttributeError):
+            tuned = False
+    _malloc_tuned.append(tuned)
+    return tuned
+
+
 class CpuBackend(Backend):
     name = "cpu"
     xp = numpy
+
+    def __init__(self):
+        super().__init__()
+        tune_host_malloc()
 
     def describe(self):
         import numba
