@@ -168,9 +168,9 @@ MIN_SPLIT_FLOPS = 2e7  # smaller products: one call (a hand-off costs ~40-100 us
 
 def gemm(a, b, out=None):
     """a @ b for 2-D arrays. Inside a `worker_step`, a product of at least MIN_SPLIT_FLOPS
-    runs as two fixed row halves, one on the calling thread and one on a worker (each output
-    row is the same dot products either way; the split never depends on the thread count);
-    elsewhere one matmul with BLAS's own threading."""
+    runs as two fixed row halves on the worker threads (each output row is the same dot
+    products either way; the split never depends on the thread count); elsewhere one
+    matmul with BLAS's own threading."""
     m, k = a.shape
     n = b.shape[1]
     if (m < 2 or 2.0 * m * n * k < MIN_SPLIT_FLOPS or not getattr(_local, "step", False)
@@ -178,14 +178,12 @@ def gemm(a, b, out=None):
         return get_array_module(a, b).matmul(a, b, out=out)
     out = numpy.empty((m, n), numpy.result_type(a, b)) if out is None else out
     half = m // 2
-    if num_threads() < 2:
-        numpy.matmul(a, b, out=out)
-        return out
-    # the second half on one worker, the first on this thread: one hand-off, not two
-    future = _executor(num_threads()).submit(_in_worker, lambda _: numpy.matmul(
-        a[half:], b, out=out[half:]), None)
-    numpy.matmul(a[:half], b, out=out[:half])
-    future.result()
+
+    def part(task):
+        start, stop = task
+        numpy.matmul(a[start:stop], b, out=out[start:stop])
+
+    run_tasks(a, part, [(0, half), (half, m)])
     return out
 
 
