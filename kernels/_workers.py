@@ -3,30 +3,32 @@
 A convolution over a whole batch streams its im2col columns (tens of MB) through memory
 and leaves the parallelism to OpenBLAS, whose threads split each tall-skinny GEMM into
 barrier-synchronised blocks (and spin against any other load on the cores). Instead the
-CPU path cuts the batch into chunks of a few MiB (columns + GEMM + bias/ReLU of one chunk
-are done while still in cache) and hands the chunks to a small pool of worker threads while BLAS
-is pinned to one thread (threadpoolctl). NumPy's GEMMs and the `nogil` Numba kernels
-release the GIL, so the workers run in parallel.
+CPU path cuts the batch into slices of a few MiB and hands them to a small pool of worker
+threads while BLAS is pinned to one thread (threadpoolctl). Each pass over a slice is one
+`nogil` Numba call that blocks it for cache and calls BLAS inside, so the workers run in
+parallel: with a dozen GIL-holding Python calls per chunk instead, two workers ran slower
+than one (measured).
 
     tasks = batch_tasks(x, n, bytes_per_sample, workspace_bytes)  # [[(start, stop), ...], ...]
     tasks = task_slices(x, n, bytes_per_sample, workspace_bytes)  # one slice per task (CPU)
     results = run_tasks(x, fn, tasks)       # [fn(chunks) for chunks in tasks], in order
+    split_batch(x, n, fn)                   # fn(start, stop) per worker, independent samples
     buffer = scratch(x, "cols", shape, dtype)  # this thread's reusable buffer (None: allocate)
     with worker_step(x): ...                # a model step: BLAS at one thread throughout
+    gemm(a, b)                              # inside a step: two row halves on the workers
 
 A task is a fixed run of consecutive chunks (at most TASKS per call, fixed by the batch and
 chunk sizes, never by the thread count); results come back in task order whatever thread
-ran them, and each chunk writes only its own slice of the outputs, so partial sums
-accumulated in chunk order within a task and added in task order are deterministic and
-independent of the number of threads. Per-chunk temporaries live in per-thread scratch
-buffers: allocating them afresh costs a page fault per 4 KiB (measured: twice the time of
-the GEMM that fills them). On the GPU, with `ACCELNET_KERNELS=reference`, when
-threadpoolctl cannot limit BLAS, or with ACCELNET_NUM_THREADS=0, chunks are workspace-sized
-and run in order on the calling thread (the whole-batch path).
+ran them, and each task writes only its own slice of the outputs, so partial sums added in
+task order are deterministic and independent of the number of threads. Per-task
+temporaries live in per-thread scratch buffers: allocating them afresh costs a page fault
+per 4 KiB (measured: twice the time of the GEMM that fills them). On the GPU, with
+`ACCELNET_KERNELS=reference`, when threadpoolctl cannot limit BLAS, or with
+ACCELNET_NUM_THREADS=0, slices are workspace-sized and run in order on the calling thread.
 
 Settings (read at every call): ACCELNET_NUM_THREADS (workers; default: the cores this
-process may use; 1 = the chunks on the calling thread, BLAS still at one thread;
-0 = off) and ACCELNET_CHUNK_KB (the per-chunk working-set target, default 8192 KiB).
+process may use; 1 = the slices on the calling thread, BLAS still at one thread;
+0 = off) and ACCELNET_CHUNK_KB (the per-slice working-set target, default 8192 KiB).
 """
 import concurrent.futures
 import contextlib
