@@ -4,7 +4,7 @@
     winograd_conv(x, U, padding, out=None, bias=None, relu=False, r=3) -> (N, OH, OW, F)
     winograd_weight_grad(x, dy, padding, m=2, r=3) -> (r, r, C, F)
 
-n = m + r - 1. F(2x2, 3x3) (described below) has hand-written transforms; the others
+n = m + r - 1. On the CPU F(2x2, 3x3) (described below) has hand-written transforms; the others
 (F(4x4, 3x3): 2.25 multiplies per output instead of 4; F(2x2, 5x5): 9 instead of 25) take
 Toom-Cook matrices (`transforms`) in generic kernels of the same structure. Measured float32
 error (max |err| / max |y|, N(0, 1) data, vs float64 direct): F(2, 3) 2.6e-7, F(4, 3)
@@ -16,8 +16,9 @@ channels are contracted with U = G g G^T by one GEMM (T tiles x C) @ (C x F); th
 transform A^T M A gives the 2x2 outputs (plus bias and ReLU when asked, in the same pass).
 'same' padding is TensorFlow's (the odd pixel after). Results match the direct convolution
 to float rounding (the transforms add and subtract; measured max relative error ~1e-6 in
-float32). The Conv2D layer uses it for 3x3 stride-1 kernels on the chunked CPU path
-(`applies`), forward and input gradient; elsewhere im2col + GEMM is the general fallback.
+float32). The Conv2D layer uses it per `tile` (`TILES`) on the threaded CPU path; elsewhere
+im2col + GEMM is the general fallback. The CUDA forms use the generic transform kernels for
+every tile (none has been measured on a device, and the GPU default is the reference).
 Padding 'full' (2 on every side) gives the input gradient of a 'valid' convolution.
 """
 
@@ -689,100 +690,6 @@ def _cpu_weight_grad_g(x, dy, padding, mt, r):
 # ---------------------------------------------------------------- Numba CUDA
 
 @cuda_jit
-def _input_cuda(x, v, top, left, th, tw, total):
-    n, h, w, c = x.shape
-    for e in range(cuda.grid(1), total, cuda.gridsize(1)):  # one (tile, channel) per thread
-        ch = e % c
-        t = e // c
-        j = t % tw
-        i = (t // tw) % th
-        b = t // (tw * th)
-        d = cuda.local.array((4, 4), numba_float64)
-        for p in range(4):
-            y = 2 * i - top + p
-            for q in range(4):
-                z = 2 * j - left + q
-                d[p, q] = x[b, y, z, ch] if 0 <= y < h and 0 <= z < w else 0
-        for q in range(4):
-            d0, d1, d2, d3 = d[0, q], d[1, q], d[2, q], d[3, q]
-            d[0, q] = d0 - d2
-            d[1, q] = d1 + d2
-            d[2, q] = d2 - d1
-            d[3, q] = d1 - d3
-        for p in range(4):
-            e0, e1, e2, e3 = d[p, 0], d[p, 1], d[p, 2], d[p, 3]
-            v[4 * p + 0, t, ch] = e0 - e2
-            v[4 * p + 1, t, ch] = e1 + e2
-            v[4 * p + 2, t, ch] = e2 - e1
-            v[4 * p + 3, t, ch] = e1 - e3
-
-
-@cuda_jit
-def _output_cuda(m, out, bias, use_bias, relu, th, tw, total):
-    n, oh, ow, f = out.shape
-    for e in range(cuda.grid(1), total, cuda.gridsize(1)):  # one (tile, filter) per thread
-        k = e % f
-        t = e // f
-        j = t % tw
-        i = (t // tw) % th
-        b = t // (tw * th)
-        for r in range(2):
-            y = 2 * i + r
-            if y < oh:
-                if r == 0:  # row r of A^T M, for the 4 columns
-                    s0 = m[0, t, k] + m[4, t, k] + m[8, t, k]
-                    s1 = m[1, t, k] + m[5, t, k] + m[9, t, k]
-                    s2 = m[2, t, k] + m[6, t, k] + m[10, t, k]
-                    s3 = m[3, t, k] + m[7, t, k] + m[11, t, k]
-                else:
-                    s0 = m[4, t, k] - m[8, t, k] - m[12, t, k]
-                    s1 = m[5, t, k] - m[9, t, k] - m[13, t, k]
-                    s2 = m[6, t, k] - m[10, t, k] - m[14, t, k]
-                    s3 = m[7, t, k] - m[11, t, k] - m[15, t, k]
-                for c2 in range(2):
-                    z = 2 * j + c2
-                    if z < ow:
-                        val = s0 + s1 + s2 if c2 == 0 else s1 - s2 - s3
-                        if use_bias:
-                            val += bias[k]
-                        if relu and val < 0:
-                            val = 0
-                        out[b, y, z, k] = val
-
-
-@cuda_jit
-def _dy_cuda(dy, dm, th, tw, total):
-    n, oh, ow, f = dy.shape
-    for e in range(cuda.grid(1), total, cuda.gridsize(1)):  # one (tile, filter) per thread
-        k = e % f
-        t = e // f
-        j = t % tw
-        i = (t // tw) % th
-        b = t // (tw * th)
-        y1ok, x1ok = 2 * i + 1 < oh, 2 * j + 1 < ow
-        y00 = dy[b, 2 * i, 2 * j, k]
-        y01 = dy[b, 2 * i, 2 * j + 1, k] if x1ok else 0
-        y10 = dy[b, 2 * i + 1, 2 * j, k] if y1ok else 0
-        y11 = dy[b, 2 * i + 1, 2 * j + 1, k] if y1ok and x1ok else 0
-        for p in range(4):
-            if p == 0:
-                u0, u1 = y00, y01
-            elif p == 1:
-                u0, u1 = y00 + y10, y01 + y11
-            elif p == 2:
-                u0, u1 = y00 - y10, y01 - y11
-            else:
-                u0, u1 = -y10, -y11
-            dm[4 * p + 0, t, k] = u0
-            dm[4 * p + 1, t, k] = u0 + u1
-            dm[4 * p + 2, t, k] = u0 - u1
-            dm[4 * p + 3, t, k] = -u1
-
-
-numba_float64 = None  # bound to numba.float64 when the CUDA input kernel is compiled
-
-
-@cuda_jit
 def _input_cuda_g(x, v, bt, top, left, th, tw, mt, total):
     n, h, w, c = x.shape
     a = bt.shape[0]
@@ -871,6 +778,9 @@ def _dy_cuda_g(dy, dm, at, th, tw, total):
                 dm[p * a + q, t, k] = acc
 
 
+numba_float64 = None  # bound to numba.float64 before the CUDA kernels compile
+
+
 def _bind_float64():
     global numba_float64
     if numba_float64 is None:
@@ -924,49 +834,15 @@ def _cuda_weight_grad_g(x, dy, padding, mt, r):
 
 
 def numba_cuda(x, u, padding="valid", out=None, bias=None, relu=False, r=3):
-    """Numba CUDA form: one thread per (tile, channel) / (tile, filter); CuPy's matmul."""
-    if r != 3 or tile_of(u, r) != 2:
-        return _cuda_g(x, u, padding, out, bias, relu, r)
-    global numba_float64
-    if numba_float64 is None:
-        import numba
-        numba_float64 = numba.float64
-    top, left, oh, ow, th, tw = _geometry(x.shape, padding)
-    want = _check(x, u, out, oh, ow)
-    xp = get_array_module(x)
-    x = xp.ascontiguousarray(x)
-    t, c, f = x.shape[0] * th * tw, x.shape[3], u.shape[2]
-    v = xp.empty((16, t, c), x.dtype)
-    blocks, threads = grid_for(t * c)
-    launch(_input_cuda, blocks, threads, x, v, top, left, th, tw, t * c)
-    m = xp.matmul(v, xp.ascontiguousarray(u, dtype=x.dtype))
-    out = xp.empty(want, x.dtype) if out is None else out
-    b = xp.zeros(f, x.dtype) if bias is None else xp.ascontiguousarray(bias, dtype=x.dtype)
-    blocks, threads = grid_for(t * f)
-    launch(_output_cuda, blocks, threads, m, out, b, bias is not None, bool(relu), th, tw, t * f)
-    return out
+    """Numba CUDA form, any tile: one thread per (tile, channel) / (tile, filter) for the
+    transforms; CuPy's matmul."""
+    return _cuda_g(x, u, padding, out, bias, relu, r)
 
 
 def numba_cuda_weight_grad(x, dy, padding="valid", m=2, r=3):
-    """Numba CUDA form: both transforms one thread per (tile, channel/filter); CuPy's GEMMs."""
-    if (m, r) != (2, 3):
-        return _cuda_weight_grad_g(x, dy, padding, m, r)
-    global numba_float64
-    if numba_float64 is None:
-        import numba
-        numba_float64 = numba.float64
-    top, left, oh, ow, th, tw = _geometry(x.shape, padding)
-    xp = get_array_module(x)
-    dy = xp.ascontiguousarray(_check_dy(x, dy, oh, ow), dtype=x.dtype)
-    x = xp.ascontiguousarray(x)
-    t, c, f = x.shape[0] * th * tw, x.shape[3], dy.shape[3]
-    v = xp.empty((16, t, c), x.dtype)
-    blocks, threads = grid_for(t * c)
-    launch(_input_cuda, blocks, threads, x, v, top, left, th, tw, t * c)
-    dm = xp.empty((16, t, f), x.dtype)
-    blocks, threads = grid_for(t * f)
-    launch(_dy_cuda, blocks, threads, dy, dm, th, tw, t * f)
-    return _weights_from_transformed(xp.matmul(dm.transpose(0, 2, 1), v), x.dtype)
+    """Numba CUDA form, any tile: both transforms one thread per (tile, channel/filter);
+    CuPy's GEMMs."""
+    return _cuda_weight_grad_g(x, dy, padding, m, r)
 
 
 # ---------------------------------------------------------------- public
