@@ -4,22 +4,22 @@
     winograd_conv(x, U, padding, out=None, bias=None, relu=False, r=3) -> (N, OH, OW, F)
     winograd_weight_grad(x, dy, padding, m=2, r=3) -> (r, r, C, F)
 
-n = m + r - 1. On the CPU F(2x2, 3x3) (described below) has hand-written transforms; the others
-(F(4x4, 3x3): 2.25 multiplies per output instead of 4; F(2x2, 5x5): 9 instead of 25) take
-Toom-Cook matrices (`transforms`) in generic kernels of the same structure. Measured float32
-error (max |err| / max |y|, N(0, 1) data, vs float64 direct): F(2, 3) 2.6e-7, F(4, 3)
-4.8e-6, F(2, 5) 2.5e-6. `tile` is Conv2D's rule for which m to use per kernel and pass.
+n = m + r - 1. F(2x2, 3x3) is described below; F(4x4, 3x3) takes 2.25 multiplies per output
+instead of 9, F(2x2, 5x5) 9 instead of 25, with Toom-Cook matrices (`transforms`). On the
+CPU each tile's transforms are straight-line code generated from those matrices
+(`winograd_codegen` writes `_winograd_tiles.py`). Measured float32 error (max |err| / max
+|y|, N(0, 1) data, vs float64 direct): F(2, 3) 2.6e-7, F(4, 3) 4.8e-6, F(2, 5) 2.5e-6.
+`tile` is Conv2D's rule for which m to use per kernel and pass (`TILES`).
 
-The output is cut into 2x2 tiles; each tile reads a 4x4 patch d of the (zero-padded) input,
-transformed to V = B^T d B (16 values per channel); for each of the 16 positions the
-channels are contracted with U = G g G^T by one GEMM (T tiles x C) @ (C x F); the output
-transform A^T M A gives the 2x2 outputs (plus bias and ReLU when asked, in the same pass).
-'same' padding is TensorFlow's (the odd pixel after). Results match the direct convolution
-to float rounding (the transforms add and subtract; measured max relative error ~1e-6 in
-float32). The Conv2D layer uses it per `tile` (`TILES`) on the threaded CPU path; elsewhere
-im2col + GEMM is the general fallback. The CUDA forms use the generic transform kernels for
+F(2x2, 3x3): the output is cut into 2x2 tiles; each tile reads a 4x4 patch d of the
+(zero-padded) input, transformed to V = B^T d B (16 values per channel); for each of the 16
+positions the channels are contracted with U = G g G^T by one GEMM (T tiles x C) @ (C x F);
+the output transform A^T M A gives the 2x2 outputs (plus bias and ReLU when asked, in the
+same pass). Larger tiles work alike with n x n patches. 'same' padding is TensorFlow's (the
+odd pixel after). The Conv2D layer uses it per `tile` on the threaded CPU path; elsewhere
+im2col + GEMM is the general fallback. The CUDA forms use generic transform kernels for
 every tile (none has been measured on a device, and the GPU default is the reference).
-Padding 'full' (2 on every side) gives the input gradient of a 'valid' convolution.
+Padding 'full' (r - 1 on every side) gives the input gradient of a 'valid' convolution.
 """
 
 import functools
@@ -109,23 +109,22 @@ def tile_of(u, r=3):
     return n - r + 1
 
 
-MIN_CHANNELS = 16  # below, the 16 GEMMs are too thin (measured per 2-image chunk, one
-# thread: 0.61-0.76x of im2col + GEMM + bias/ReLU at 32-64 channels, 0.82x at 16, 0.94x
-# at 3, 8.8x slower at 1)
+MIN_CHANNELS = 16  # below, the GEMMs are too thin (measured with F(2, 3)'s earlier kernels
+# per 2-image chunk, one thread: 0.61-0.76x of im2col + GEMM + bias/ReLU at 32-64 channels,
+# 0.82x at 16, 0.94x at 3, 8.8x slower at 1)
 
 
 # The tile m of F(m x m, r x r) that Conv2D uses per kernel size and pass, None for im2col +
-# GEMM (measured per image, one thread, float32, batch 8; ms, F(2,3) / F(4,3) / im2col):
-#   3x3 mnist conv2 26x26x32->64 'valid': fwd .100/.113/.176, dx .113/.153/.167,
-#       dW .156/.215/.203; CIFAR 32x32x32->32 'same': fwd .110/.139/.203, dx .108/.136/
-#       .183, dW .133/.196/.273; 16x16x32->64: fwd .056/.055/.080, dx .053/.056/.075,
-#       dW .091/.130/.092; 16x16x64->64: fwd .081/.080/.154, dx .079/.077/.142,
-#       dW .135/.200/.176. F(4, 3) cuts the GEMMs ~2x but its 6x6 transforms cost as much,
-#       so it ties at best: 3x3 stays on F(2, 3).
-#   5x5 seed004 conv2 14x14x32->64 'same' (F(2,5) / im2col): fwd .121/.170, dx .128/.154,
-#       dW .322/.189: F(2, 5) for the forward and the 'same' input gradient only.
-TILES = {(3, 3): {"forward": 2, "input_grad": 2, "input_grad_valid": 2, "weight_grad": 2},
-         (5, 5): {"forward": 2, "input_grad": 2, "input_grad_valid": None, "weight_grad": None}}
+# GEMM. Measured with the generated kernels per image, one thread, float32, batch 8, ms
+# (forward / weight gradient / input gradient):
+#   3x3, F(4, 3) | F(2, 3) | im2col: mnist conv2 26x26x32->64 'valid' .067/.098/.095 |
+#       .098/.128/.114 | .183/.217/.170; CIFAR 32x32x32->32 'same' .073/.086/.074 |
+#       .109/.133/.112 | .209/.287/.180; 16x16x32->64 .033/.047/.035 | .044/.061/.048 |
+#       .084/.099/.076; 16x16x64->64 .057/.076/.057 | .079/.103/.080 | .159/.188/.154.
+#   5x5, F(2, 5) | im2col: seed004 conv2 14x14x32->64 'same' .080/.110/.082 |
+#       .183/.206/.166; 'valid' .041/.064/.081 | .096/.108/.092.
+TILES = {(3, 3): {"forward": 4, "input_grad": 4, "input_grad_valid": 4, "weight_grad": 4},
+         (5, 5): {"forward": 2, "input_grad": 2, "input_grad_valid": 2, "weight_grad": 2}}
 
 
 def tile(x, kernel_size, strides, padding="valid", kind="forward"):
@@ -133,8 +132,7 @@ def tile(x, kernel_size, strides, padding="valid", kind="forward"):
     r x r in TILES, stride 1, at least MIN_CHANNELS channels in x (for kind="input_grad" x
     is dz, whose channels are the filters), on the chunked CPU path. The input gradient of a
     'valid' convolution ('full' padding, a ring of extra tiles) has its own entry,
-    "input_grad_valid": measured per image at mnist_cnn's conv2, one thread, F(2, 3) 0.113 ms
-    against 0.167 for dz @ W^T + col2im (since the transforms became one GIL-free call)."""
+    "input_grad_valid"."""
     by_kind = TILES.get(tuple(kernel_size))
     if (by_kind is None or tuple(strides) != (1, 1) or x.shape[-1] < MIN_CHANNELS
             or not _workers.threaded(x)):
@@ -290,140 +288,17 @@ def reference_weight_grad(x, dy, padding="valid", m=2, r=3):
 
 
 # ---------------------------------------------------------------- Numba CPU
+# Straight-line kernels per tile, generated from `transforms` into `_winograd_tiles` by
+# `winograd_codegen` (looping over the matrices instead, F(4x4, 3x3)'s transforms cost as
+# much as the GEMMs they save). Tiles without generated kernels take the reference form.
 
-@cpu_jit(nogil=True, inline="always")
-def _input_block(x, v, b0, b1, top, left, th, tw):
-    """V = B^T d B for the tiles of images b0..b1-1, into v[:, :tiles, :]."""
-    n, h, w, c = x.shape
-    d = numpy.empty((4, 4, c), dtype=x.dtype)
-    for b in range(b0, b1):
-        for i in range(th):
-            for j in range(tw):
-                t = ((b - b0) * th + i) * tw + j
-                for p in range(4):
-                    y = 2 * i - top + p
-                    for q in range(4):
-                        z = 2 * j - left + q
-                        if 0 <= y < h and 0 <= z < w:
-                            for ch in range(c):
-                                d[p, q, ch] = x[b, y, z, ch]
-                        else:
-                            for ch in range(c):
-                                d[p, q, ch] = 0
-                for q in range(4):  # rows: B^T d  (in place, column q)
-                    for ch in range(c):
-                        d0, d1, d2, d3 = d[0, q, ch], d[1, q, ch], d[2, q, ch], d[3, q, ch]
-                        d[0, q, ch] = d0 - d2
-                        d[1, q, ch] = d1 + d2
-                        d[2, q, ch] = d2 - d1
-                        d[3, q, ch] = d1 - d3
-                for p in range(4):  # columns: (B^T d) B
-                    for ch in range(c):
-                        e0, e1, e2, e3 = d[p, 0, ch], d[p, 1, ch], d[p, 2, ch], d[p, 3, ch]
-                        v[4 * p + 0, t, ch] = e0 - e2
-                        v[4 * p + 1, t, ch] = e1 + e2
-                        v[4 * p + 2, t, ch] = e2 - e1
-                        v[4 * p + 3, t, ch] = e1 - e3
-
-
-@cpu_jit(nogil=True, inline="always")
-def _output_block(m, out, b0, b1, bias, use_bias, relu, th, tw):
-    """out[b0:b1] = A^T M A (+ bias, ReLU) from m[:, :tiles, :]."""
-    n, oh, ow, f = out.shape
-    s = numpy.empty((2, 4, f), dtype=out.dtype)
-    for b in range(b0, b1):
-        for i in range(th):
-            for j in range(tw):
-                t = ((b - b0) * th + i) * tw + j
-                for q in range(4):  # A^T m: rows
-                    for k in range(f):
-                        m0, m1 = m[q, t, k], m[4 + q, t, k]
-                        m2, m3 = m[8 + q, t, k], m[12 + q, t, k]
-                        s[0, q, k] = m0 + m1 + m2
-                        s[1, q, k] = m1 - m2 - m3
-                for r in range(2):
-                    y = 2 * i + r
-                    if y >= oh:
-                        continue
-                    for e in range(2):
-                        z = 2 * j + e
-                        if z >= ow:
-                            continue
-                        for k in range(f):
-                            if e == 0:
-                                val = s[r, 0, k] + s[r, 1, k] + s[r, 2, k]
-                            else:
-                                val = s[r, 1, k] - s[r, 2, k] - s[r, 3, k]
-                            if use_bias:
-                                val += bias[k]
-                            if relu and val < 0:
-                                val = 0
-                            out[b, y, z, k] = val
-
-
-@cpu_jit(nogil=True)
-def _winograd_cpu(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v, m):
-    """The whole convolution in one call without the GIL: per block of `per_block` images,
-    input transform, 16 GEMMs (BLAS through np.dot), output transform, while in cache."""
-    n = x.shape[0]
-    for b0 in range(0, n, per_block):
-        b1 = min(b0 + per_block, n)
-        tiles = (b1 - b0) * th * tw
-        _input_block(x, v, b0, b1, top, left, th, tw)
-        for k in range(16):
-            numpy.dot(v[k, :tiles], u[k], m[k, :tiles])
-        _output_block(m, out, b0, b1, bias, use_bias, relu, th, tw)
-
-
-@cpu_jit(nogil=True, inline="always")
-def _dy_block(dy, dm, b0, b1, th, tw):
-    """dM = A dY A^T (4x4 from each 2x2 output-gradient tile, zero outside the output) for
-    the tiles of images b0..b1-1, into dm[:, :tiles, :]. One pass per row p of A writes 4
-    of the 16 planes: 16 concurrent write streams whose distance is a multiple of 4 KiB
-    thrash the L1 sets (measured 30x slower)."""
-    n, oh, ow, f = dy.shape
-    zero = dy.dtype.type(0)
-    for p in range(4):  # row p of A (y0, y1): y0, y0 + y1, y0 - y1, -y1
-        w0 = 0 if p == 3 else 1
-        w1 = 0 if p == 0 else (1 if p == 1 else -1)
-        for b in range(b0, b1):
-            for i in range(th):
-                y1ok = 2 * i + 1 < oh
-                for j in range(tw):
-                    t = ((b - b0) * th + i) * tw + j
-                    x1ok = 2 * j + 1 < ow
-                    for k in range(f):
-                        y00 = dy[b, 2 * i, 2 * j, k]
-                        y01 = dy[b, 2 * i, 2 * j + 1, k] if x1ok else zero
-                        y10 = dy[b, 2 * i + 1, 2 * j, k] if y1ok else zero
-                        y11 = dy[b, 2 * i + 1, 2 * j + 1, k] if y1ok and x1ok else zero
-                        u0 = w0 * y00 + w1 * y10 if p != 3 else -y10
-                        u1 = w0 * y01 + w1 * y11 if p != 3 else -y11
-                        dm[4 * p + 0, t, k] = u0
-                        dm[4 * p + 1, t, k] = u0 + u1
-                        dm[4 * p + 2, t, k] = u0 - u1
-                        dm[4 * p + 3, t, k] = -u1
-
-
-@cpu_jit(nogil=True)
-def _weight_grad_cpu(x, dy, du_t, part, top, left, th, tw, per_block, v, dm):
-    """du_t[k] (F, C) = sum over tiles of dM[k]^T V[k], block by block in order."""
-    n = x.shape[0]
-    for b0 in range(0, n, per_block):
-        b1 = min(b0 + per_block, n)
-        tiles = (b1 - b0) * th * tw
-        _input_block(x, v, b0, b1, top, left, th, tw)
-        _dy_block(dy, dm, b0, b1, th, tw)
-        for k in range(16):
-            if b0 == 0:
-                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
-            else:
-                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
-                du_t[k] += part
-
-
-BLOCK_TILES = 128  # tiles per GEMM block: at least this many rows (measured: fewer make the
-# 16 GEMMs thin), else one image per block so V and M stay in L2
+# Tiles per block of images (the blocks' transformed data stay in L2). Measured per image,
+# one thread, float32, batch 8, ms, blocks of 32 / 72 / 144 / 288 tiles: F(4, 3) forward at
+# mnist conv2 .069/.063/.075/.072, CIFAR 32x32x32->32 .066/.068/.073/.075; weight gradient
+# .104/.088/.095/.090 and .087/.080/.083/.093; F(2, 5) at seed 004's conv2 forward
+# .064/.065/.079/.084, weight gradient .116/.102/.108/.115. Larger blocks also sum more
+# tiles in float32 per GEMM (weight-gradient error 3.4e-6 at 32 tiles, 7.8e-6 at 288).
+BLOCK_TILES = {"forward": 32, "weight_grad": 72}
 
 
 def _buffer(x, name, shape):
@@ -431,260 +306,69 @@ def _buffer(x, name, shape):
     return numpy.empty(shape, x.dtype) if buf is None else buf
 
 
-def numba_cpu(x, u, padding="valid", out=None, bias=None, relu=False, r=3):
-    """Numba CPU form: one GIL-free call; per block of images the input transform, 16
-    GEMMs and the output transform (+ bias, ReLU) run while the block is in cache.
-    F(2, 3) has hand-written transforms; other tiles take the generic kernels."""
-    if r != 3 or tile_of(u, r) != 2:
-        return _cpu_g(x, u, padding, out, bias, relu, r)
-    top, left, oh, ow, th, tw = _geometry(x.shape, padding)
-    want = _check(x, u, out, oh, ow)
-    x = numpy.ascontiguousarray(x)
-    c, f = x.shape[3], u.shape[2]
-    per_block = max(1, min(x.shape[0], -(-BLOCK_TILES // (th * tw))))
-    tiles = per_block * th * tw
-    v, m = _buffer(x, "winograd_v", (16, tiles, c)), _buffer(x, "winograd_m", (16, tiles, f))
-    out = numpy.empty(want, x.dtype) if out is None else out
-    b = numpy.zeros(f, x.dtype) if bias is None else numpy.ascontiguousarray(bias, dtype=x.dtype)
-    with _workers.one_blas_thread():
-        _winograd_cpu(x, numpy.ascontiguousarray(u, dtype=x.dtype), out, b, bias is not None,
-                      bool(relu), top, left, th, tw, per_block, v, m)
-    return out
-
-
-def numba_cpu_weight_grad(x, dy, padding="valid", m=2, r=3):
-    """Numba CPU form: one GIL-free call; per block of images both transforms and the 16
-    GEMMs, summed in block order; then G^T dU G."""
-    if (m, r) != (2, 3):
-        return _cpu_weight_grad_g(x, dy, padding, m, r)
-    top, left, oh, ow, th, tw = _geometry(x.shape, padding)
-    dy = numpy.ascontiguousarray(_check_dy(x, dy, oh, ow), dtype=x.dtype)
-    x = numpy.ascontiguousarray(x)
-    c, f = x.shape[3], dy.shape[3]
-    per_block = max(1, min(x.shape[0], -(-BLOCK_TILES // (th * tw))))
-    tiles = per_block * th * tw
-    v, dm = _buffer(x, "winograd_v", (16, tiles, c)), _buffer(x, "winograd_dm", (16, tiles, f))
-    part = _buffer(x, "winograd_part", (f, c))
-    du_t = numpy.empty((16, f, c), x.dtype)
-    with _workers.one_blas_thread():
-        _weight_grad_cpu(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
-    return _weights_from_transformed(du_t, x.dtype)
-
-
-# ---------------------------------------------------------------- Numba CPU, any F(m, r)
-# The same loop structure for the other tiles (F(4x4, 3x3), F(2x2, 5x5): 6x6 input tiles),
-# with the transforms as small matrices (zeros skipped) and every inner loop running over
-# channels/filters, one plane of v/m/dm written per loop (see _dy_block on L1 sets).
-
-@cpu_jit(nogil=True, inline="always")
-def _input_block_g(x, v, bt, b0, b1, top, left, th, tw, mt):
-    """V = B^T d B (n x n) for the tiles (stride mt) of images b0..b1-1, into v."""
-    n_, h, w, c = x.shape
-    a = bt.shape[0]
-    d = numpy.empty((a, a, c), dtype=x.dtype)
-    s = numpy.zeros((a, a, c), dtype=x.dtype)
-    acc = numpy.empty(c, dtype=x.dtype)
-    for b in range(b0, b1):
-        for i in range(th):
-            for j in range(tw):
-                t = ((b - b0) * th + i) * tw + j
-                for p in range(a):
-                    y = mt * i - top + p
-                    for q in range(a):
-                        z = mt * j - left + q
-                        if 0 <= y < h and 0 <= z < w:
-                            for ch in range(c):
-                                d[p, q, ch] = x[b, y, z, ch]
-                        else:
-                            for ch in range(c):
-                                d[p, q, ch] = 0
-                for p in range(a):  # s = B^T d
-                    for q in range(a):
-                        for ch in range(c):
-                            acc[ch] = 0
-                        for k in range(a):
-                            coef = bt[p, k]
-                            if coef != 0:
-                                for ch in range(c):
-                                    acc[ch] += coef * d[k, q, ch]
-                        for ch in range(c):
-                            s[p, q, ch] = acc[ch]
-                for p in range(a):  # v = s B
-                    for q in range(a):
-                        for ch in range(c):
-                            acc[ch] = 0
-                        for k in range(a):
-                            coef = bt[q, k]
-                            if coef != 0:
-                                for ch in range(c):
-                                    acc[ch] += coef * s[p, k, ch]
-                        for ch in range(c):
-                            v[p * a + q, t, ch] = acc[ch]
-
-
-@cpu_jit(nogil=True, inline="always")
-def _output_block_g(m, out, at, b0, b1, bias, use_bias, relu, th, tw):
-    """out[b0:b1] = A^T M A (mt x mt per tile, + bias, ReLU) from m."""
-    n_, oh, ow, f = out.shape
-    mt, a = at.shape
-    s = numpy.empty((mt, a, f), dtype=out.dtype)
-    acc = numpy.empty(f, dtype=out.dtype)
-    for b in range(b0, b1):
-        for i in range(th):
-            for j in range(tw):
-                t = ((b - b0) * th + i) * tw + j
-                for r in range(mt):  # s = A^T m
-                    for q in range(a):
-                        for k in range(f):
-                            acc[k] = 0
-                        for p in range(a):
-                            coef = at[r, p]
-                            if coef != 0:
-                                for k in range(f):
-                                    acc[k] += coef * m[p * a + q, t, k]
-                        for k in range(f):
-                            s[r, q, k] = acc[k]
-                for r in range(mt):
-                    y = mt * i + r
-                    if y >= oh:
-                        continue
-                    for e in range(mt):
-                        z = mt * j + e
-                        if z >= ow:
-                            continue
-                        for k in range(f):
-                            acc[k] = bias[k] if use_bias else 0
-                        for q in range(a):
-                            coef = at[e, q]
-                            if coef != 0:
-                                for k in range(f):
-                                    acc[k] += coef * s[r, q, k]
-                        for k in range(f):
-                            val = acc[k]
-                            if relu and val < 0:
-                                val = 0
-                            out[b, y, z, k] = val
-
-
-@cpu_jit(nogil=True, inline="always")
-def _dy_block_g(dy, dm, at, b0, b1, th, tw):
-    """dM = A dY A^T (n x n from each mt x mt output-gradient tile, zero outside)."""
-    n_, oh, ow, f = dy.shape
-    mt, a = at.shape
-    s = numpy.empty((a, mt, f), dtype=dy.dtype)
-    acc = numpy.empty(f, dtype=dy.dtype)
-    for b in range(b0, b1):
-        for i in range(th):
-            for j in range(tw):
-                t = ((b - b0) * th + i) * tw + j
-                for p in range(a):  # s[p, e] = sum_r A^T[r, p] dy[r, e]
-                    for e in range(mt):
-                        for k in range(f):
-                            acc[k] = 0
-                        z = mt * j + e
-                        if z < ow:
-                            for r in range(mt):
-                                y = mt * i + r
-                                coef = at[r, p]
-                                if coef != 0 and y < oh:
-                                    for k in range(f):
-                                        acc[k] += coef * dy[b, y, z, k]
-                        for k in range(f):
-                            s[p, e, k] = acc[k]
-                for p in range(a):  # dm[p, q] = sum_e s[p, e] A^T[e, q]
-                    for q in range(a):
-                        for k in range(f):
-                            acc[k] = 0
-                        for e in range(mt):
-                            coef = at[e, q]
-                            if coef != 0:
-                                for k in range(f):
-                                    acc[k] += coef * s[p, e, k]
-                        for k in range(f):
-                            dm[p * a + q, t, k] = acc[k]
-
-
-@cpu_jit(nogil=True)
-def _winograd_cpu_g(x, u, out, bias, use_bias, relu, bt, at, top, left, th, tw, per_block,
-                    v, m):
-    """As _winograd_cpu for any tile: per block, input transform, n*n GEMMs, output."""
-    n = x.shape[0]
-    mt, a = at.shape
-    for b0 in range(0, n, per_block):
-        b1 = min(b0 + per_block, n)
-        tiles = (b1 - b0) * th * tw
-        _input_block_g(x, v, bt, b0, b1, top, left, th, tw, mt)
-        for k in range(a * a):
-            numpy.dot(v[k, :tiles], u[k], m[k, :tiles])
-        _output_block_g(m, out, at, b0, b1, bias, use_bias, relu, th, tw)
-
-
-@cpu_jit(nogil=True)
-def _weight_grad_cpu_g(x, dy, du_t, part, bt, at, top, left, th, tw, per_block, v, dm):
-    """du_t[k] (F, C) = sum over tiles of dM[k]^T V[k], block by block in order."""
-    n = x.shape[0]
-    mt, a = at.shape
-    for b0 in range(0, n, per_block):
-        b1 = min(b0 + per_block, n)
-        tiles = (b1 - b0) * th * tw
-        _input_block_g(x, v, bt, b0, b1, top, left, th, tw, mt)
-        _dy_block_g(dy, dm, at, b0, b1, th, tw)
-        for k in range(a * a):
-            if b0 == 0:
-                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
-            else:
-                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
-                du_t[k] += part
-
-
-BLOCK_TILES_G = 32  # tiles per GEMM block for the 6x6 tiles (each 2.25-4x the F(2, 3) data)
-
-
 def _plane_rows(tiles, width, itemsize):
     """Rows per plane of a (planes, rows, width) buffer: at least `tiles`, padded so that the
-    plane distance is not a multiple of 4 KiB (planes read/written together share L1 sets)."""
+    plane distance is not a multiple of 4 KiB (planes read/written together share L1 sets;
+    measured 30x slower without)."""
     rows = tiles
     while (rows * width * itemsize) % 4096 == 0:
         rows += 1
     return rows
 
 
-def _cpu_g(x, u, padding, out, bias, relu, r):
+def _blocking(x, th, tw, kind):
+    per_block = max(1, min(x.shape[0], -(-BLOCK_TILES[kind] // (th * tw))))
+    return per_block, per_block * th * tw
+
+
+def _generated(mt, r):
+    """(forward, weight gradient) generated kernels of F(mt, r), or None."""
+    from ._winograd_tiles import KERNELS
+    return KERNELS.get((mt, r))
+
+
+def numba_cpu(x, u, padding="valid", out=None, bias=None, relu=False, r=3):
+    """Numba CPU form: one GIL-free call; per block of images the input transform, n*n
+    GEMMs and the output transform (+ bias, ReLU) run while the block is in cache."""
     mt = tile_of(u, r)
+    kernel = _generated(mt, r)
+    if kernel is None or x.dtype not in (numpy.float32, numpy.float64):
+        return reference(x, u, padding, out, bias, relu, r)
     a = mt + r - 1
     top, left, oh, ow, th, tw = _geometry(x.shape, padding, mt, r)
     want = _check(x, u, out, oh, ow)
     x = numpy.ascontiguousarray(x)
     c, f = x.shape[3], u.shape[2]
-    per_block = max(1, min(x.shape[0], -(-BLOCK_TILES_G // (th * tw))))
-    tiles = per_block * th * tw
+    per_block, tiles = _blocking(x, th, tw, "forward")
     v = _buffer(x, "winograd_v", (a * a, _plane_rows(tiles, c, x.itemsize), c))
     m = _buffer(x, "winograd_m", (a * a, _plane_rows(tiles, f, x.itemsize), f))
     out = numpy.empty(want, x.dtype) if out is None else out
     b = numpy.zeros(f, x.dtype) if bias is None else numpy.ascontiguousarray(bias, dtype=x.dtype)
-    at, _, bt = (numpy.asarray(t, x.dtype) for t in transforms(mt, r))
     with _workers.one_blas_thread():
-        _winograd_cpu_g(x, numpy.ascontiguousarray(u, dtype=x.dtype), out, b, bias is not None,
-                        bool(relu), bt, at, top, left, th, tw, per_block, v, m)
+        kernel[0](x, numpy.ascontiguousarray(u, dtype=x.dtype), out, b, bias is not None,
+                  bool(relu), top, left, th, tw, per_block, v, m)
     return out
 
 
-def _cpu_weight_grad_g(x, dy, padding, mt, r):
-    a = mt + r - 1
-    top, left, oh, ow, th, tw = _geometry(x.shape, padding, mt, r)
+def numba_cpu_weight_grad(x, dy, padding="valid", m=2, r=3):
+    """Numba CPU form: one GIL-free call; per block of images both transforms and the n*n
+    GEMMs, summed in block order; then G^T dU G."""
+    kernel = _generated(m, r)
+    if kernel is None or x.dtype not in (numpy.float32, numpy.float64):
+        return reference_weight_grad(x, dy, padding, m, r)
+    a = m + r - 1
+    top, left, oh, ow, th, tw = _geometry(x.shape, padding, m, r)
     dy = numpy.ascontiguousarray(_check_dy(x, dy, oh, ow), dtype=x.dtype)
     x = numpy.ascontiguousarray(x)
     c, f = x.shape[3], dy.shape[3]
-    per_block = max(1, min(x.shape[0], -(-BLOCK_TILES_G // (th * tw))))
-    tiles = per_block * th * tw
+    per_block, tiles = _blocking(x, th, tw, "weight_grad")
     v = _buffer(x, "winograd_v", (a * a, _plane_rows(tiles, c, x.itemsize), c))
     dm = _buffer(x, "winograd_dm", (a * a, _plane_rows(tiles, f, x.itemsize), f))
     part = _buffer(x, "winograd_part", (f, c))
     du_t = numpy.empty((a * a, f, c), x.dtype)
-    at, _, bt = (numpy.asarray(t, x.dtype) for t in transforms(mt, r))
     with _workers.one_blas_thread():
-        _weight_grad_cpu_g(x, dy, du_t, part, bt, at, top, left, th, tw, per_block, v, dm)
-    return _weights_from_transformed(du_t, x.dtype, mt, r)
+        kernel[1](x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
+    return _weights_from_transformed(du_t, x.dtype, m, r)
 
 
 # ---------------------------------------------------------------- Numba CUDA
