@@ -1680,3 +1680,790 @@ def _weight_grad_cpu_2_5(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
 
 
 KERNELS[(2, 5)] = (_winograd_cpu_2_5, _weight_grad_cpu_2_5)
+
+
+@cpu_jit(nogil=True, inline="always")
+def _input_block_3_5(x, v, b0, b1, top, left, th, tw):
+    """V = B^T d B (7x7) for the tiles of images b0..b1-1, into v[:, :tiles, :]:
+    per column q, s = B^T d (read from x, or for a border tile from a zero-padded
+    copy); per row p, v = s B."""
+    n_, h, w, c = x.shape
+    zero = x.dtype.type(0)
+    k2_0 = x.dtype.type(2.0)
+    k3_0 = x.dtype.type(3.0)
+    k4_0 = x.dtype.type(4.0)
+    k5_0 = x.dtype.type(5.0)
+    k7_0 = x.dtype.type(7.0)
+    k8_0 = x.dtype.type(8.0)
+    k9_0 = x.dtype.type(9.0)
+    k10_0 = x.dtype.type(10.0)
+    k12_0 = x.dtype.type(12.0)
+    k32_0 = x.dtype.type(32.0)
+    k128_0 = x.dtype.type(128.0)
+    k160_0 = x.dtype.type(160.0)
+    d = numpy.zeros((7, 7, c), dtype=x.dtype)
+    s = numpy.empty((7, 7, c), dtype=x.dtype)
+    for b in range(b0, b1):
+        for i in range(th):
+            y0 = 3 * i - top
+            for j in range(tw):
+                z0 = 3 * j - left
+                t = ((b - b0) * th + i) * tw + j
+                if y0 >= 0 and z0 >= 0 and y0 + 7 <= h and z0 + 7 <= w:
+                    for ch in range(c):
+                        d0 = x[b, y0 + 0, z0 + 0, ch]
+                        d1 = x[b, y0 + 1, z0 + 0, ch]
+                        d2 = x[b, y0 + 2, z0 + 0, ch]
+                        d3 = x[b, y0 + 3, z0 + 0, ch]
+                        d4 = x[b, y0 + 4, z0 + 0, ch]
+                        d5 = x[b, y0 + 5, z0 + 0, ch]
+                        d6 = x[b, y0 + 6, z0 + 0, ch]
+                        s[0, 0, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 0, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 0, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 0, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 0, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 0, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 0, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = x[b, y0 + 0, z0 + 1, ch]
+                        d1 = x[b, y0 + 1, z0 + 1, ch]
+                        d2 = x[b, y0 + 2, z0 + 1, ch]
+                        d3 = x[b, y0 + 3, z0 + 1, ch]
+                        d4 = x[b, y0 + 4, z0 + 1, ch]
+                        d5 = x[b, y0 + 5, z0 + 1, ch]
+                        d6 = x[b, y0 + 6, z0 + 1, ch]
+                        s[0, 1, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 1, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 1, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 1, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 1, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 1, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 1, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = x[b, y0 + 0, z0 + 2, ch]
+                        d1 = x[b, y0 + 1, z0 + 2, ch]
+                        d2 = x[b, y0 + 2, z0 + 2, ch]
+                        d3 = x[b, y0 + 3, z0 + 2, ch]
+                        d4 = x[b, y0 + 4, z0 + 2, ch]
+                        d5 = x[b, y0 + 5, z0 + 2, ch]
+                        d6 = x[b, y0 + 6, z0 + 2, ch]
+                        s[0, 2, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 2, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 2, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 2, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 2, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 2, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 2, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = x[b, y0 + 0, z0 + 3, ch]
+                        d1 = x[b, y0 + 1, z0 + 3, ch]
+                        d2 = x[b, y0 + 2, z0 + 3, ch]
+                        d3 = x[b, y0 + 3, z0 + 3, ch]
+                        d4 = x[b, y0 + 4, z0 + 3, ch]
+                        d5 = x[b, y0 + 5, z0 + 3, ch]
+                        d6 = x[b, y0 + 6, z0 + 3, ch]
+                        s[0, 3, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 3, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 3, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 3, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 3, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 3, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 3, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = x[b, y0 + 0, z0 + 4, ch]
+                        d1 = x[b, y0 + 1, z0 + 4, ch]
+                        d2 = x[b, y0 + 2, z0 + 4, ch]
+                        d3 = x[b, y0 + 3, z0 + 4, ch]
+                        d4 = x[b, y0 + 4, z0 + 4, ch]
+                        d5 = x[b, y0 + 5, z0 + 4, ch]
+                        d6 = x[b, y0 + 6, z0 + 4, ch]
+                        s[0, 4, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 4, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 4, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 4, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 4, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 4, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 4, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = x[b, y0 + 0, z0 + 5, ch]
+                        d1 = x[b, y0 + 1, z0 + 5, ch]
+                        d2 = x[b, y0 + 2, z0 + 5, ch]
+                        d3 = x[b, y0 + 3, z0 + 5, ch]
+                        d4 = x[b, y0 + 4, z0 + 5, ch]
+                        d5 = x[b, y0 + 5, z0 + 5, ch]
+                        d6 = x[b, y0 + 6, z0 + 5, ch]
+                        s[0, 5, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 5, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 5, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 5, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 5, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 5, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 5, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = x[b, y0 + 0, z0 + 6, ch]
+                        d1 = x[b, y0 + 1, z0 + 6, ch]
+                        d2 = x[b, y0 + 2, z0 + 6, ch]
+                        d3 = x[b, y0 + 3, z0 + 6, ch]
+                        d4 = x[b, y0 + 4, z0 + 6, ch]
+                        d5 = x[b, y0 + 5, z0 + 6, ch]
+                        d6 = x[b, y0 + 6, z0 + 6, ch]
+                        s[0, 6, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 6, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 6, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 6, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 6, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 6, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 6, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                else:  # a border tile: gather it with zero padding first
+                    for p in range(7):
+                        y = y0 + p
+                        for q in range(7):
+                            z = z0 + q
+                            if 0 <= y < h and 0 <= z < w:
+                                for ch in range(c):
+                                    d[p, q, ch] = x[b, y, z, ch]
+                            else:
+                                for ch in range(c):
+                                    d[p, q, ch] = zero
+                    for ch in range(c):
+                        d0 = d[0, 0, ch]
+                        d1 = d[1, 0, ch]
+                        d2 = d[2, 0, ch]
+                        d3 = d[3, 0, ch]
+                        d4 = d[4, 0, ch]
+                        d5 = d[5, 0, ch]
+                        d6 = d[6, 0, ch]
+                        s[0, 0, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 0, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 0, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 0, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 0, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 0, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 0, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = d[0, 1, ch]
+                        d1 = d[1, 1, ch]
+                        d2 = d[2, 1, ch]
+                        d3 = d[3, 1, ch]
+                        d4 = d[4, 1, ch]
+                        d5 = d[5, 1, ch]
+                        d6 = d[6, 1, ch]
+                        s[0, 1, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 1, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 1, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 1, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 1, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 1, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 1, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = d[0, 2, ch]
+                        d1 = d[1, 2, ch]
+                        d2 = d[2, 2, ch]
+                        d3 = d[3, 2, ch]
+                        d4 = d[4, 2, ch]
+                        d5 = d[5, 2, ch]
+                        d6 = d[6, 2, ch]
+                        s[0, 2, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 2, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 2, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 2, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 2, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 2, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 2, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = d[0, 3, ch]
+                        d1 = d[1, 3, ch]
+                        d2 = d[2, 3, ch]
+                        d3 = d[3, 3, ch]
+                        d4 = d[4, 3, ch]
+                        d5 = d[5, 3, ch]
+                        d6 = d[6, 3, ch]
+                        s[0, 3, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 3, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 3, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 3, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 3, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 3, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 3, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = d[0, 4, ch]
+                        d1 = d[1, 4, ch]
+                        d2 = d[2, 4, ch]
+                        d3 = d[3, 4, ch]
+                        d4 = d[4, 4, ch]
+                        d5 = d[5, 4, ch]
+                        d6 = d[6, 4, ch]
+                        s[0, 4, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 4, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 4, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 4, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 4, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 4, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 4, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = d[0, 5, ch]
+                        d1 = d[1, 5, ch]
+                        d2 = d[2, 5, ch]
+                        d3 = d[3, 5, ch]
+                        d4 = d[4, 5, ch]
+                        d5 = d[5, 5, ch]
+                        d6 = d[6, 5, ch]
+                        s[0, 5, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 5, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 5, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 5, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 5, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 5, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 5, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                    for ch in range(c):
+                        d0 = d[0, 6, ch]
+                        d1 = d[1, 6, ch]
+                        d2 = d[2, 6, ch]
+                        d3 = d[3, 6, ch]
+                        d4 = d[4, 6, ch]
+                        d5 = d[5, 6, ch]
+                        d6 = d[6, 6, ch]
+                        s[0, 6, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
+                        s[1, 6, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
+                        s[2, 6, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
+                        s[3, 6, ch] = k2_0 * d1 - k3_0 * d2 - k4_0 * d3 + k3_0 * d4 + k2_0 * d5
+                        s[4, 6, ch] = k2_0 * d1 - k5_0 * d2 + k5_0 * d4 - k2_0 * d5
+                        s[5, 6, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
+                        s[6, 6, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
+                for ch in range(c):
+                    s0 = s[0, 0, ch]
+                    s1 = s[0, 1, ch]
+                    s2 = s[0, 2, ch]
+                    s3 = s[0, 3, ch]
+                    s4 = s[0, 4, ch]
+                    s5 = s[0, 5, ch]
+                    s6 = s[0, 6, ch]
+                    v[0, t, ch] = k4_0 * s0 - k8_0 * s1 - k5_0 * s2 + k10_0 * s3 + s4 - k2_0 * s5
+                    v[1, t, ch] = -k4_0 * s1 + k4_0 * s2 + k9_0 * s3 - s4 - k2_0 * s5
+                    v[2, t, ch] = -k4_0 * s1 + k12_0 * s2 - k7_0 * s3 - k3_0 * s4 + k2_0 * s5
+                    v[3, t, ch] = k2_0 * s1 - k3_0 * s2 - k4_0 * s3 + k3_0 * s4 + k2_0 * s5
+                    v[4, t, ch] = k2_0 * s1 - k5_0 * s2 + k5_0 * s4 - k2_0 * s5
+                    v[5, t, ch] = k128_0 * s1 - k160_0 * s3 + k32_0 * s5
+                    v[6, t, ch] = -k4_0 * s1 + k8_0 * s2 + k5_0 * s3 - k10_0 * s4 - s5 + k2_0 * s6
+                for ch in range(c):
+                    s0 = s[1, 0, ch]
+                    s1 = s[1, 1, ch]
+                    s2 = s[1, 2, ch]
+                    s3 = s[1, 3, ch]
+                    s4 = s[1, 4, ch]
+                    s5 = s[1, 5, ch]
+                    s6 = s[1, 6, ch]
+                    v[7, t, ch] = k4_0 * s0 - k8_0 * s1 - k5_0 * s2 + k10_0 * s3 + s4 - k2_0 * s5
+                    v[8, t, ch] = -k4_0 * s1 + k4_0 * s2 + k9_0 * s3 - s4 - k2_0 * s5
+                    v[9, t, ch] = -k4_0 * s1 + k12_0 * s2 - k7_0 * s3 - k3_0 * s4 + k2_0 * s5
+                    v[10, t, ch] = k2_0 * s1 - k3_0 * s2 - k4_0 * s3 + k3_0 * s4 + k2_0 * s5
+                    v[11, t, ch] = k2_0 * s1 - k5_0 * s2 + k5_0 * s4 - k2_0 * s5
+                    v[12, t, ch] = k128_0 * s1 - k160_0 * s3 + k32_0 * s5
+                    v[13, t, ch] = -k4_0 * s1 + k8_0 * s2 + k5_0 * s3 - k10_0 * s4 - s5 + k2_0 * s6
+                for ch in range(c):
+                    s0 = s[2, 0, ch]
+                    s1 = s[2, 1, ch]
+                    s2 = s[2, 2, ch]
+                    s3 = s[2, 3, ch]
+                    s4 = s[2, 4, ch]
+                    s5 = s[2, 5, ch]
+                    s6 = s[2, 6, ch]
+                    v[14, t, ch] = k4_0 * s0 - k8_0 * s1 - k5_0 * s2 + k10_0 * s3 + s4 - k2_0 * s5
+                    v[15, t, ch] = -k4_0 * s1 + k4_0 * s2 + k9_0 * s3 - s4 - k2_0 * s5
+                    v[16, t, ch] = -k4_0 * s1 + k12_0 * s2 - k7_0 * s3 - k3_0 * s4 + k2_0 * s5
+                    v[17, t, ch] = k2_0 * s1 - k3_0 * s2 - k4_0 * s3 + k3_0 * s4 + k2_0 * s5
+                    v[18, t, ch] = k2_0 * s1 - k5_0 * s2 + k5_0 * s4 - k2_0 * s5
+                    v[19, t, ch] = k128_0 * s1 - k160_0 * s3 + k32_0 * s5
+                    v[20, t, ch] = -k4_0 * s1 + k8_0 * s2 + k5_0 * s3 - k10_0 * s4 - s5 + k2_0 * s6
+                for ch in range(c):
+                    s0 = s[3, 0, ch]
+                    s1 = s[3, 1, ch]
+                    s2 = s[3, 2, ch]
+                    s3 = s[3, 3, ch]
+                    s4 = s[3, 4, ch]
+                    s5 = s[3, 5, ch]
+                    s6 = s[3, 6, ch]
+                    v[21, t, ch] = k4_0 * s0 - k8_0 * s1 - k5_0 * s2 + k10_0 * s3 + s4 - k2_0 * s5
+                    v[22, t, ch] = -k4_0 * s1 + k4_0 * s2 + k9_0 * s3 - s4 - k2_0 * s5
+                    v[23, t, ch] = -k4_0 * s1 + k12_0 * s2 - k7_0 * s3 - k3_0 * s4 + k2_0 * s5
+                    v[24, t, ch] = k2_0 * s1 - k3_0 * s2 - k4_0 * s3 + k3_0 * s4 + k2_0 * s5
+                    v[25, t, ch] = k2_0 * s1 - k5_0 * s2 + k5_0 * s4 - k2_0 * s5
+                    v[26, t, ch] = k128_0 * s1 - k160_0 * s3 + k32_0 * s5
+                    v[27, t, ch] = -k4_0 * s1 + k8_0 * s2 + k5_0 * s3 - k10_0 * s4 - s5 + k2_0 * s6
+                for ch in range(c):
+                    s0 = s[4, 0, ch]
+                    s1 = s[4, 1, ch]
+                    s2 = s[4, 2, ch]
+                    s3 = s[4, 3, ch]
+                    s4 = s[4, 4, ch]
+                    s5 = s[4, 5, ch]
+                    s6 = s[4, 6, ch]
+                    v[28, t, ch] = k4_0 * s0 - k8_0 * s1 - k5_0 * s2 + k10_0 * s3 + s4 - k2_0 * s5
+                    v[29, t, ch] = -k4_0 * s1 + k4_0 * s2 + k9_0 * s3 - s4 - k2_0 * s5
+                    v[30, t, ch] = -k4_0 * s1 + k12_0 * s2 - k7_0 * s3 - k3_0 * s4 + k2_0 * s5
+                    v[31, t, ch] = k2_0 * s1 - k3_0 * s2 - k4_0 * s3 + k3_0 * s4 + k2_0 * s5
+                    v[32, t, ch] = k2_0 * s1 - k5_0 * s2 + k5_0 * s4 - k2_0 * s5
+                    v[33, t, ch] = k128_0 * s1 - k160_0 * s3 + k32_0 * s5
+                    v[34, t, ch] = -k4_0 * s1 + k8_0 * s2 + k5_0 * s3 - k10_0 * s4 - s5 + k2_0 * s6
+                for ch in range(c):
+                    s0 = s[5, 0, ch]
+                    s1 = s[5, 1, ch]
+                    s2 = s[5, 2, ch]
+                    s3 = s[5, 3, ch]
+                    s4 = s[5, 4, ch]
+                    s5 = s[5, 5, ch]
+                    s6 = s[5, 6, ch]
+                    v[35, t, ch] = k4_0 * s0 - k8_0 * s1 - k5_0 * s2 + k10_0 * s3 + s4 - k2_0 * s5
+                    v[36, t, ch] = -k4_0 * s1 + k4_0 * s2 + k9_0 * s3 - s4 - k2_0 * s5
+                    v[37, t, ch] = -k4_0 * s1 + k12_0 * s2 - k7_0 * s3 - k3_0 * s4 + k2_0 * s5
+                    v[38, t, ch] = k2_0 * s1 - k3_0 * s2 - k4_0 * s3 + k3_0 * s4 + k2_0 * s5
+                    v[39, t, ch] = k2_0 * s1 - k5_0 * s2 + k5_0 * s4 - k2_0 * s5
+                    v[40, t, ch] = k128_0 * s1 - k160_0 * s3 + k32_0 * s5
+                    v[41, t, ch] = -k4_0 * s1 + k8_0 * s2 + k5_0 * s3 - k10_0 * s4 - s5 + k2_0 * s6
+                for ch in range(c):
+                    s0 = s[6, 0, ch]
+                    s1 = s[6, 1, ch]
+                    s2 = s[6, 2, ch]
+                    s3 = s[6, 3, ch]
+                    s4 = s[6, 4, ch]
+                    s5 = s[6, 5, ch]
+                    s6 = s[6, 6, ch]
+                    v[42, t, ch] = k4_0 * s0 - k8_0 * s1 - k5_0 * s2 + k10_0 * s3 + s4 - k2_0 * s5
+                    v[43, t, ch] = -k4_0 * s1 + k4_0 * s2 + k9_0 * s3 - s4 - k2_0 * s5
+                    v[44, t, ch] = -k4_0 * s1 + k12_0 * s2 - k7_0 * s3 - k3_0 * s4 + k2_0 * s5
+                    v[45, t, ch] = k2_0 * s1 - k3_0 * s2 - k4_0 * s3 + k3_0 * s4 + k2_0 * s5
+                    v[46, t, ch] = k2_0 * s1 - k5_0 * s2 + k5_0 * s4 - k2_0 * s5
+                    v[47, t, ch] = k128_0 * s1 - k160_0 * s3 + k32_0 * s5
+                    v[48, t, ch] = -k4_0 * s1 + k8_0 * s2 + k5_0 * s3 - k10_0 * s4 - s5 + k2_0 * s6
+
+
+@cpu_jit(nogil=True, inline="always")
+def _output_block_3_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
+    """out[b0:b1] = A^T M A (3x3 per tile, + bias, ReLU) from mm[:, :tiles, :]:
+    per column q, s = A^T M; per output row i, s A, the bias and ReLU."""
+    n_, oh, ow, f = out.shape
+    zero = out.dtype.type(0)
+    k0_25 = out.dtype.type(0.25)
+    k0_5 = out.dtype.type(0.5)
+    k2_0 = out.dtype.type(2.0)
+    k4_0 = out.dtype.type(4.0)
+    s = numpy.empty((3, 7, f), dtype=out.dtype)
+    b_ = bias if use_bias else numpy.zeros(f, dtype=out.dtype)
+    for b in range(b0, b1):
+        for i in range(th):
+            y0 = 3 * i
+            for j in range(tw):
+                z0 = 3 * j
+                t = ((b - b0) * th + i) * tw + j
+                for k in range(f):
+                    m0 = mm[0, t, k]
+                    m1 = mm[7, t, k]
+                    m2 = mm[14, t, k]
+                    m3 = mm[21, t, k]
+                    m4 = mm[28, t, k]
+                    m5 = mm[35, t, k]
+                    m6 = mm[42, t, k]
+                    s[0, 0, k] = m0 + m1 + m2 + m3 + m4 + m5
+                    s[1, 0, k] = m1 - m2 + k2_0 * m3 - k2_0 * m4 + k0_5 * m5
+                    s[2, 0, k] = m1 + m2 + k4_0 * m3 + k4_0 * m4 + k0_25 * m5 + m6
+                for k in range(f):
+                    m0 = mm[1, t, k]
+                    m1 = mm[8, t, k]
+                    m2 = mm[15, t, k]
+                    m3 = mm[22, t, k]
+                    m4 = mm[29, t, k]
+                    m5 = mm[36, t, k]
+                    m6 = mm[43, t, k]
+                    s[0, 1, k] = m0 + m1 + m2 + m3 + m4 + m5
+                    s[1, 1, k] = m1 - m2 + k2_0 * m3 - k2_0 * m4 + k0_5 * m5
+                    s[2, 1, k] = m1 + m2 + k4_0 * m3 + k4_0 * m4 + k0_25 * m5 + m6
+                for k in range(f):
+                    m0 = mm[2, t, k]
+                    m1 = mm[9, t, k]
+                    m2 = mm[16, t, k]
+                    m3 = mm[23, t, k]
+                    m4 = mm[30, t, k]
+                    m5 = mm[37, t, k]
+                    m6 = mm[44, t, k]
+                    s[0, 2, k] = m0 + m1 + m2 + m3 + m4 + m5
+                    s[1, 2, k] = m1 - m2 + k2_0 * m3 - k2_0 * m4 + k0_5 * m5
+                    s[2, 2, k] = m1 + m2 + k4_0 * m3 + k4_0 * m4 + k0_25 * m5 + m6
+                for k in range(f):
+                    m0 = mm[3, t, k]
+                    m1 = mm[10, t, k]
+                    m2 = mm[17, t, k]
+                    m3 = mm[24, t, k]
+                    m4 = mm[31, t, k]
+                    m5 = mm[38, t, k]
+                    m6 = mm[45, t, k]
+                    s[0, 3, k] = m0 + m1 + m2 + m3 + m4 + m5
+                    s[1, 3, k] = m1 - m2 + k2_0 * m3 - k2_0 * m4 + k0_5 * m5
+                    s[2, 3, k] = m1 + m2 + k4_0 * m3 + k4_0 * m4 + k0_25 * m5 + m6
+                for k in range(f):
+                    m0 = mm[4, t, k]
+                    m1 = mm[11, t, k]
+                    m2 = mm[18, t, k]
+                    m3 = mm[25, t, k]
+                    m4 = mm[32, t, k]
+                    m5 = mm[39, t, k]
+                    m6 = mm[46, t, k]
+                    s[0, 4, k] = m0 + m1 + m2 + m3 + m4 + m5
+                    s[1, 4, k] = m1 - m2 + k2_0 * m3 - k2_0 * m4 + k0_5 * m5
+                    s[2, 4, k] = m1 + m2 + k4_0 * m3 + k4_0 * m4 + k0_25 * m5 + m6
+                for k in range(f):
+                    m0 = mm[5, t, k]
+                    m1 = mm[12, t, k]
+                    m2 = mm[19, t, k]
+                    m3 = mm[26, t, k]
+                    m4 = mm[33, t, k]
+                    m5 = mm[40, t, k]
+                    m6 = mm[47, t, k]
+                    s[0, 5, k] = m0 + m1 + m2 + m3 + m4 + m5
+                    s[1, 5, k] = m1 - m2 + k2_0 * m3 - k2_0 * m4 + k0_5 * m5
+                    s[2, 5, k] = m1 + m2 + k4_0 * m3 + k4_0 * m4 + k0_25 * m5 + m6
+                for k in range(f):
+                    m0 = mm[6, t, k]
+                    m1 = mm[13, t, k]
+                    m2 = mm[20, t, k]
+                    m3 = mm[27, t, k]
+                    m4 = mm[34, t, k]
+                    m5 = mm[41, t, k]
+                    m6 = mm[48, t, k]
+                    s[0, 6, k] = m0 + m1 + m2 + m3 + m4 + m5
+                    s[1, 6, k] = m1 - m2 + k2_0 * m3 - k2_0 * m4 + k0_5 * m5
+                    s[2, 6, k] = m1 + m2 + k4_0 * m3 + k4_0 * m4 + k0_25 * m5 + m6
+                full = y0 + 3 <= oh and z0 + 3 <= ow
+                if full:
+                    for k in range(f):
+                        s0 = s[0, 0, k]
+                        s1 = s[0, 1, k]
+                        s2 = s[0, 2, k]
+                        s3 = s[0, 3, k]
+                        s4 = s[0, 4, k]
+                        s5 = s[0, 5, k]
+                        s6 = s[0, 6, k]
+                        bk = b_[k]
+                        o0 = s0 + s1 + s2 + s3 + s4 + s5 + bk
+                        o1 = s1 - s2 + k2_0 * s3 - k2_0 * s4 + k0_5 * s5 + bk
+                        o2 = s1 + s2 + k4_0 * s3 + k4_0 * s4 + k0_25 * s5 + s6 + bk
+                        if relu:
+                            o0 = zero if o0 < zero else o0
+                            o1 = zero if o1 < zero else o1
+                            o2 = zero if o2 < zero else o2
+                        out[b, y0 + 0, z0 + 0, k] = o0
+                        out[b, y0 + 0, z0 + 1, k] = o1
+                        out[b, y0 + 0, z0 + 2, k] = o2
+                else:
+                    for k in range(f):
+                        s0 = s[0, 0, k]
+                        s1 = s[0, 1, k]
+                        s2 = s[0, 2, k]
+                        s3 = s[0, 3, k]
+                        s4 = s[0, 4, k]
+                        s5 = s[0, 5, k]
+                        s6 = s[0, 6, k]
+                        bk = b_[k]
+                        o0 = s0 + s1 + s2 + s3 + s4 + s5 + bk
+                        o1 = s1 - s2 + k2_0 * s3 - k2_0 * s4 + k0_5 * s5 + bk
+                        o2 = s1 + s2 + k4_0 * s3 + k4_0 * s4 + k0_25 * s5 + s6 + bk
+                        if relu:
+                            o0 = zero if o0 < zero else o0
+                            o1 = zero if o1 < zero else o1
+                            o2 = zero if o2 < zero else o2
+                        if y0 + 0 < oh:
+                            if z0 + 0 < ow:
+                                out[b, y0 + 0, z0 + 0, k] = o0
+                            if z0 + 1 < ow:
+                                out[b, y0 + 0, z0 + 1, k] = o1
+                            if z0 + 2 < ow:
+                                out[b, y0 + 0, z0 + 2, k] = o2
+                if full:
+                    for k in range(f):
+                        s0 = s[1, 0, k]
+                        s1 = s[1, 1, k]
+                        s2 = s[1, 2, k]
+                        s3 = s[1, 3, k]
+                        s4 = s[1, 4, k]
+                        s5 = s[1, 5, k]
+                        s6 = s[1, 6, k]
+                        bk = b_[k]
+                        o0 = s0 + s1 + s2 + s3 + s4 + s5 + bk
+                        o1 = s1 - s2 + k2_0 * s3 - k2_0 * s4 + k0_5 * s5 + bk
+                        o2 = s1 + s2 + k4_0 * s3 + k4_0 * s4 + k0_25 * s5 + s6 + bk
+                        if relu:
+                            o0 = zero if o0 < zero else o0
+                            o1 = zero if o1 < zero else o1
+                            o2 = zero if o2 < zero else o2
+                        out[b, y0 + 1, z0 + 0, k] = o0
+                        out[b, y0 + 1, z0 + 1, k] = o1
+                        out[b, y0 + 1, z0 + 2, k] = o2
+                else:
+                    for k in range(f):
+                        s0 = s[1, 0, k]
+                        s1 = s[1, 1, k]
+                        s2 = s[1, 2, k]
+                        s3 = s[1, 3, k]
+                        s4 = s[1, 4, k]
+                        s5 = s[1, 5, k]
+                        s6 = s[1, 6, k]
+                        bk = b_[k]
+                        o0 = s0 + s1 + s2 + s3 + s4 + s5 + bk
+                        o1 = s1 - s2 + k2_0 * s3 - k2_0 * s4 + k0_5 * s5 + bk
+                        o2 = s1 + s2 + k4_0 * s3 + k4_0 * s4 + k0_25 * s5 + s6 + bk
+                        if relu:
+                            o0 = zero if o0 < zero else o0
+                            o1 = zero if o1 < zero else o1
+                            o2 = zero if o2 < zero else o2
+                        if y0 + 1 < oh:
+                            if z0 + 0 < ow:
+                                out[b, y0 + 1, z0 + 0, k] = o0
+                            if z0 + 1 < ow:
+                                out[b, y0 + 1, z0 + 1, k] = o1
+                            if z0 + 2 < ow:
+                                out[b, y0 + 1, z0 + 2, k] = o2
+                if full:
+                    for k in range(f):
+                        s0 = s[2, 0, k]
+                        s1 = s[2, 1, k]
+                        s2 = s[2, 2, k]
+                        s3 = s[2, 3, k]
+                        s4 = s[2, 4, k]
+                        s5 = s[2, 5, k]
+                        s6 = s[2, 6, k]
+                        bk = b_[k]
+                        o0 = s0 + s1 + s2 + s3 + s4 + s5 + bk
+                        o1 = s1 - s2 + k2_0 * s3 - k2_0 * s4 + k0_5 * s5 + bk
+                        o2 = s1 + s2 + k4_0 * s3 + k4_0 * s4 + k0_25 * s5 + s6 + bk
+                        if relu:
+                            o0 = zero if o0 < zero else o0
+                            o1 = zero if o1 < zero else o1
+                            o2 = zero if o2 < zero else o2
+                        out[b, y0 + 2, z0 + 0, k] = o0
+                        out[b, y0 + 2, z0 + 1, k] = o1
+                        out[b, y0 + 2, z0 + 2, k] = o2
+                else:
+                    for k in range(f):
+                        s0 = s[2, 0, k]
+                        s1 = s[2, 1, k]
+                        s2 = s[2, 2, k]
+                        s3 = s[2, 3, k]
+                        s4 = s[2, 4, k]
+                        s5 = s[2, 5, k]
+                        s6 = s[2, 6, k]
+                        bk = b_[k]
+                        o0 = s0 + s1 + s2 + s3 + s4 + s5 + bk
+                        o1 = s1 - s2 + k2_0 * s3 - k2_0 * s4 + k0_5 * s5 + bk
+                        o2 = s1 + s2 + k4_0 * s3 + k4_0 * s4 + k0_25 * s5 + s6 + bk
+                        if relu:
+                            o0 = zero if o0 < zero else o0
+                            o1 = zero if o1 < zero else o1
+                            o2 = zero if o2 < zero else o2
+                        if y0 + 2 < oh:
+                            if z0 + 0 < ow:
+                                out[b, y0 + 2, z0 + 0, k] = o0
+                            if z0 + 1 < ow:
+                                out[b, y0 + 2, z0 + 1, k] = o1
+                            if z0 + 2 < ow:
+                                out[b, y0 + 2, z0 + 2, k] = o2
+
+
+@cpu_jit(nogil=True, inline="always")
+def _dy_block_3_5(dy, dm, b0, b1, th, tw):
+    """dM = A dY A^T (7x7 from each 3x3 output-gradient tile, zero outside the
+    output) for the tiles of images b0..b1-1, into dm[:, :tiles, :]: per column e,
+    s = A dY; per row p, s A^T."""
+    n_, oh, ow, f = dy.shape
+    zero = dy.dtype.type(0)
+    k0_25 = dy.dtype.type(0.25)
+    k0_5 = dy.dtype.type(0.5)
+    k2_0 = dy.dtype.type(2.0)
+    k4_0 = dy.dtype.type(4.0)
+    s = numpy.empty((7, 3, f), dtype=dy.dtype)
+    for b in range(b0, b1):
+        for i in range(th):
+            y0 = 3 * i
+            for j in range(tw):
+                z0 = 3 * j
+                t = ((b - b0) * th + i) * tw + j
+                if y0 + 3 <= oh and z0 + 3 <= ow:
+                    for k in range(f):
+                        g0 = dy[b, y0 + 0, z0 + 0, k]
+                        g1 = dy[b, y0 + 1, z0 + 0, k]
+                        g2 = dy[b, y0 + 2, z0 + 0, k]
+                        s[0, 0, k] = g0
+                        s[1, 0, k] = g0 + g1 + g2
+                        s[2, 0, k] = g0 - g1 + g2
+                        s[3, 0, k] = g0 + k2_0 * g1 + k4_0 * g2
+                        s[4, 0, k] = g0 - k2_0 * g1 + k4_0 * g2
+                        s[5, 0, k] = g0 + k0_5 * g1 + k0_25 * g2
+                        s[6, 0, k] = g2
+                    for k in range(f):
+                        g0 = dy[b, y0 + 0, z0 + 1, k]
+                        g1 = dy[b, y0 + 1, z0 + 1, k]
+                        g2 = dy[b, y0 + 2, z0 + 1, k]
+                        s[0, 1, k] = g0
+                        s[1, 1, k] = g0 + g1 + g2
+                        s[2, 1, k] = g0 - g1 + g2
+                        s[3, 1, k] = g0 + k2_0 * g1 + k4_0 * g2
+                        s[4, 1, k] = g0 - k2_0 * g1 + k4_0 * g2
+                        s[5, 1, k] = g0 + k0_5 * g1 + k0_25 * g2
+                        s[6, 1, k] = g2
+                    for k in range(f):
+                        g0 = dy[b, y0 + 0, z0 + 2, k]
+                        g1 = dy[b, y0 + 1, z0 + 2, k]
+                        g2 = dy[b, y0 + 2, z0 + 2, k]
+                        s[0, 2, k] = g0
+                        s[1, 2, k] = g0 + g1 + g2
+                        s[2, 2, k] = g0 - g1 + g2
+                        s[3, 2, k] = g0 + k2_0 * g1 + k4_0 * g2
+                        s[4, 2, k] = g0 - k2_0 * g1 + k4_0 * g2
+                        s[5, 2, k] = g0 + k0_5 * g1 + k0_25 * g2
+                        s[6, 2, k] = g2
+                else:  # a tile cut by the output's edge: zero outside
+                    for k in range(f):
+                        g0 = dy[b, y0 + 0, z0 + 0, k] if y0 + 0 < oh and z0 + 0 < ow else zero
+                        g1 = dy[b, y0 + 1, z0 + 0, k] if y0 + 1 < oh and z0 + 0 < ow else zero
+                        g2 = dy[b, y0 + 2, z0 + 0, k] if y0 + 2 < oh and z0 + 0 < ow else zero
+                        s[0, 0, k] = g0
+                        s[1, 0, k] = g0 + g1 + g2
+                        s[2, 0, k] = g0 - g1 + g2
+                        s[3, 0, k] = g0 + k2_0 * g1 + k4_0 * g2
+                        s[4, 0, k] = g0 - k2_0 * g1 + k4_0 * g2
+                        s[5, 0, k] = g0 + k0_5 * g1 + k0_25 * g2
+                        s[6, 0, k] = g2
+                    for k in range(f):
+                        g0 = dy[b, y0 + 0, z0 + 1, k] if y0 + 0 < oh and z0 + 1 < ow else zero
+                        g1 = dy[b, y0 + 1, z0 + 1, k] if y0 + 1 < oh and z0 + 1 < ow else zero
+                        g2 = dy[b, y0 + 2, z0 + 1, k] if y0 + 2 < oh and z0 + 1 < ow else zero
+                        s[0, 1, k] = g0
+                        s[1, 1, k] = g0 + g1 + g2
+                        s[2, 1, k] = g0 - g1 + g2
+                        s[3, 1, k] = g0 + k2_0 * g1 + k4_0 * g2
+                        s[4, 1, k] = g0 - k2_0 * g1 + k4_0 * g2
+                        s[5, 1, k] = g0 + k0_5 * g1 + k0_25 * g2
+                        s[6, 1, k] = g2
+                    for k in range(f):
+                        g0 = dy[b, y0 + 0, z0 + 2, k] if y0 + 0 < oh and z0 + 2 < ow else zero
+                        g1 = dy[b, y0 + 1, z0 + 2, k] if y0 + 1 < oh and z0 + 2 < ow else zero
+                        g2 = dy[b, y0 + 2, z0 + 2, k] if y0 + 2 < oh and z0 + 2 < ow else zero
+                        s[0, 2, k] = g0
+                        s[1, 2, k] = g0 + g1 + g2
+                        s[2, 2, k] = g0 - g1 + g2
+                        s[3, 2, k] = g0 + k2_0 * g1 + k4_0 * g2
+                        s[4, 2, k] = g0 - k2_0 * g1 + k4_0 * g2
+                        s[5, 2, k] = g0 + k0_5 * g1 + k0_25 * g2
+                        s[6, 2, k] = g2
+                for k in range(f):
+                    s0 = s[0, 0, k]
+                    s1 = s[0, 1, k]
+                    s2 = s[0, 2, k]
+                    dm[0, t, k] = s0
+                    dm[1, t, k] = s0 + s1 + s2
+                    dm[2, t, k] = s0 - s1 + s2
+                    dm[3, t, k] = s0 + k2_0 * s1 + k4_0 * s2
+                    dm[4, t, k] = s0 - k2_0 * s1 + k4_0 * s2
+                    dm[5, t, k] = s0 + k0_5 * s1 + k0_25 * s2
+                    dm[6, t, k] = s2
+                for k in range(f):
+                    s0 = s[1, 0, k]
+                    s1 = s[1, 1, k]
+                    s2 = s[1, 2, k]
+                    dm[7, t, k] = s0
+                    dm[8, t, k] = s0 + s1 + s2
+                    dm[9, t, k] = s0 - s1 + s2
+                    dm[10, t, k] = s0 + k2_0 * s1 + k4_0 * s2
+                    dm[11, t, k] = s0 - k2_0 * s1 + k4_0 * s2
+                    dm[12, t, k] = s0 + k0_5 * s1 + k0_25 * s2
+                    dm[13, t, k] = s2
+                for k in range(f):
+                    s0 = s[2, 0, k]
+                    s1 = s[2, 1, k]
+                    s2 = s[2, 2, k]
+                    dm[14, t, k] = s0
+                    dm[15, t, k] = s0 + s1 + s2
+                    dm[16, t, k] = s0 - s1 + s2
+                    dm[17, t, k] = s0 + k2_0 * s1 + k4_0 * s2
+                    dm[18, t, k] = s0 - k2_0 * s1 + k4_0 * s2
+                    dm[19, t, k] = s0 + k0_5 * s1 + k0_25 * s2
+                    dm[20, t, k] = s2
+                for k in range(f):
+                    s0 = s[3, 0, k]
+                    s1 = s[3, 1, k]
+                    s2 = s[3, 2, k]
+                    dm[21, t, k] = s0
+                    dm[22, t, k] = s0 + s1 + s2
+                    dm[23, t, k] = s0 - s1 + s2
+                    dm[24, t, k] = s0 + k2_0 * s1 + k4_0 * s2
+                    dm[25, t, k] = s0 - k2_0 * s1 + k4_0 * s2
+                    dm[26, t, k] = s0 + k0_5 * s1 + k0_25 * s2
+                    dm[27, t, k] = s2
+                for k in range(f):
+                    s0 = s[4, 0, k]
+                    s1 = s[4, 1, k]
+                    s2 = s[4, 2, k]
+                    dm[28, t, k] = s0
+                    dm[29, t, k] = s0 + s1 + s2
+                    dm[30, t, k] = s0 - s1 + s2
+                    dm[31, t, k] = s0 + k2_0 * s1 + k4_0 * s2
+                    dm[32, t, k] = s0 - k2_0 * s1 + k4_0 * s2
+                    dm[33, t, k] = s0 + k0_5 * s1 + k0_25 * s2
+                    dm[34, t, k] = s2
+                for k in range(f):
+                    s0 = s[5, 0, k]
+                    s1 = s[5, 1, k]
+                    s2 = s[5, 2, k]
+                    dm[35, t, k] = s0
+                    dm[36, t, k] = s0 + s1 + s2
+                    dm[37, t, k] = s0 - s1 + s2
+                    dm[38, t, k] = s0 + k2_0 * s1 + k4_0 * s2
+                    dm[39, t, k] = s0 - k2_0 * s1 + k4_0 * s2
+                    dm[40, t, k] = s0 + k0_5 * s1 + k0_25 * s2
+                    dm[41, t, k] = s2
+                for k in range(f):
+                    s0 = s[6, 0, k]
+                    s1 = s[6, 1, k]
+                    s2 = s[6, 2, k]
+                    dm[42, t, k] = s0
+                    dm[43, t, k] = s0 + s1 + s2
+                    dm[44, t, k] = s0 - s1 + s2
+                    dm[45, t, k] = s0 + k2_0 * s1 + k4_0 * s2
+                    dm[46, t, k] = s0 - k2_0 * s1 + k4_0 * s2
+                    dm[47, t, k] = s0 + k0_5 * s1 + k0_25 * s2
+                    dm[48, t, k] = s2
+
+
+@cpu_jit(nogil=True)
+def _winograd_cpu_3_5(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v,
+                   mm):
+    """F(3x3, 5x5) forward: per block of images, input transform, 49 GEMMs,
+    output transform (+ bias, ReLU)."""
+    n = x.shape[0]
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_3_5(x, v, b0, b1, top, left, th, tw)
+        for k in range(49):
+            numpy.dot(v[k, :tiles], u[k], mm[k, :tiles])
+        _output_block_3_5(mm, out, b0, b1, bias, use_bias, relu, th, tw)
+
+
+@cpu_jit(nogil=True)
+def _weight_grad_cpu_3_5(x, dy, du_t, part, top, left, th, tw, per_block, v, dm):
+    """F(3x3, 5x5) weight gradient: du_t[k] (F, C) = sum over tiles of
+    dM[k]^T V[k], block by block in order."""
+    n = x.shape[0]
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_3_5(x, v, b0, b1, top, left, th, tw)
+        _dy_block_3_5(dy, dm, b0, b1, th, tw)
+        for k in range(49):
+            if b0 == 0:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
+            else:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
+                du_t[k] += part
+
+
+KERNELS[(3, 5)] = (_winograd_cpu_3_5, _weight_grad_cpu_3_5)

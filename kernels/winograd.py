@@ -5,10 +5,12 @@
     winograd_weight_grad(x, dy, padding, m=2, r=3) -> (r, r, C, F)
 
 n = m + r - 1. F(2x2, 3x3) is described below; F(4x4, 3x3) takes 2.25 multiplies per output
-instead of 9, F(2x2, 5x5) 9 instead of 25, with Toom-Cook matrices (`transforms`). On the
+instead of 9, F(3x3, 5x5) 5.4 and F(2x2, 5x5) 9 instead of 25, with Toom-Cook matrices
+(`transforms`). On the
 CPU each tile's transforms are straight-line code generated from those matrices
 (`winograd_codegen` writes `_winograd_tiles.py`). Measured float32 error (max |err| / max
-|y|, N(0, 1) data, vs float64 direct): F(2, 3) 2.6e-7, F(4, 3) 4.8e-6, F(2, 5) 2.5e-6.
+|y|, N(0, 1) data, vs float64 direct): F(2, 3) 2.6e-7, F(4, 3) 4.8e-6, F(2, 5) 2.5e-6,
+F(3, 5) 4.3e-6.
 `tile` is Conv2D's rule for which m to use per kernel and pass (`TILES`).
 
 F(2x2, 3x3): the output is cut into 2x2 tiles; each tile reads a 4x4 patch d of the
@@ -121,10 +123,12 @@ MIN_CHANNELS = 16  # below, the GEMMs are too thin (measured with F(2, 3)'s earl
 #       .098/.128/.114 | .183/.217/.170; CIFAR 32x32x32->32 'same' .073/.086/.074 |
 #       .109/.133/.112 | .209/.287/.180; 16x16x32->64 .033/.047/.035 | .044/.061/.048 |
 #       .084/.099/.076; 16x16x64->64 .057/.076/.057 | .079/.103/.080 | .159/.188/.154.
-#   5x5, F(2, 5) | im2col: seed004 conv2 14x14x32->64 'same' .080/.110/.082 |
-#       .183/.206/.166; 'valid' .041/.064/.081 | .096/.108/.092.
+#   5x5, F(3, 5) | F(2, 5) | im2col: seed004 conv2 14x14x32->64 'same' .064/.096/.066 |
+#       .079/.110/.081 | .183/.206/.166; 28x28x32->32 'same' .146/.184/.152 | .179/.216/
+#       .180; 14x14 'valid' .043/.066/.066 | .039/.067/.084 | .096/.108/.092. F(4, 5) ties
+#       F(3, 5) (.061/.099/.064), F(6, 3) loses to F(4, 3) (.071/.103/.107 at mnist conv2).
 TILES = {(3, 3): {"forward": 4, "input_grad": 4, "input_grad_valid": 4, "weight_grad": 4},
-         (5, 5): {"forward": 2, "input_grad": 2, "input_grad_valid": 2, "weight_grad": 2}}
+         (5, 5): {"forward": 3, "input_grad": 3, "input_grad_valid": 3, "weight_grad": 3}}
 
 
 def tile(x, kernel_size, strides, padding="valid", kind="forward"):

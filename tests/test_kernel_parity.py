@@ -206,11 +206,11 @@ def test_conv_gemm_passes_are_the_convolution_and_its_gradients(form, dtype, ker
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (2, 5)])
+@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (2, 5), (3, 5)])
 @pytest.mark.parametrize("h,w,padding", [(6, 6, "valid"), (7, 9, "valid"), (5, 6, "same"),
                                          (2, 3, "full")])
 def test_winograd_is_the_convolution_and_its_weight_gradient(form, dtype, m, r, h, w, padding):
-    """F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5): winograd_conv (+ bias, ReLU) = the direct
+    """F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5) and F(3x3, 5x5): winograd_conv (+ bias, ReLU) = the direct
     r x r convolution, winograd_weight_grad = P^T dy, in float64 math (partial edge tiles;
     padding 'full': the input gradient of a 'valid' forward)."""
     rng = np.random.default_rng(h * 10 + w + r)

@@ -73,8 +73,8 @@ def test_applies_only_to_3x3_stride_1_with_enough_channels(monkeypatch):
     assert kernels.winograd_applies(wide, (3, 3), (1, 1))
     assert not kernels.winograd_applies(narrow, (3, 3), (1, 1))
     assert not kernels.winograd_applies(wide, (7, 7), (1, 1))
-    assert kernels.winograd_tile(wide, (5, 5), (1, 1), "same", "forward") == 2
-    assert kernels.winograd_tile(wide, (5, 5), (1, 1), "same", "weight_grad") == 2
+    assert kernels.winograd_tile(wide, (5, 5), (1, 1), "same", "forward") == 3
+    assert kernels.winograd_tile(wide, (5, 5), (1, 1), "same", "weight_grad") == 3
     assert kernels.winograd_tile(wide, (3, 3), (1, 1), "valid", "input_grad") == 4
     assert not kernels.winograd_applies(wide, (3, 3), (2, 2))
     with kernels.implementation("reference"):  # the whole-batch path is im2col + GEMM
@@ -145,7 +145,7 @@ def test_conv2d_winograd_gradients_match_finite_differences(monkeypatch, padding
     x = np.random.default_rng(6).standard_normal((2, 4, 5, 16))
     assert kernels.winograd_applies(x, (3, 3), (1, 1))
     assert kernels.winograd_applies_input_grad(x, (3, 3), (1, 1), padding)  # 16 filters
-    assert kernels.winograd_applies_input_grad(x, (5, 5), (1, 1), "valid")  # F(2x2, 5x5)
+    assert kernels.winograd_applies_input_grad(x, (5, 5), (1, 1), "valid")  # F(3x3, 5x5)
     check_layer(layer, x)
 
 
@@ -159,7 +159,7 @@ def _conv2d_paths(monkeypatch, layer, x, grad, tiles):
     return [out, layer.backward(grad.copy())] + [g.copy() for g in layer.grads.values()]
 
 
-@pytest.mark.parametrize("kernel_size,m", [(3, 4), (5, 2)])
+@pytest.mark.parametrize("kernel_size,m", [(3, 4), (5, 2), (5, 3)])
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_conv2d_6x6_tile_paths_match_im2col(monkeypatch, kernel_size, m, padding):
     """Conv2D through F(4x4, 3x3) / F(2x2, 5x5) (forward with fused bias + ReLU, input
@@ -181,7 +181,7 @@ def test_conv2d_6x6_tile_paths_match_im2col(monkeypatch, kernel_size, m, padding
         np.testing.assert_allclose(g, w, rtol=0, atol=2e-5 * np.abs(w).max())
 
 
-@pytest.mark.parametrize("kernel_size,m", [(3, 4), (5, 2)])
+@pytest.mark.parametrize("kernel_size,m", [(3, 4), (5, 2), (5, 3)])
 def test_conv2d_6x6_tile_gradients_match_finite_differences(monkeypatch, kernel_size, m):
     monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
     monkeypatch.setattr(kernels, "winograd_tile", lambda *a, **k: m)
