@@ -67,18 +67,17 @@ def cases(quick):
     for label, rows, f in [("mnist_cnn conv2", batch * 576, 64), ("cifar conv1", batch * 1024, 32)]:
         out.append(("relu_bias_grad", f"{label} ({rows}, {f})", lambda rng, r=rows, f=f:
                     ((_normal(rng, (r, f)), _normal(rng, (r, f))), {})))
-    for label, shape, f, padding in [("mnist_cnn conv2", (same_batch, 26, 26, 32), 64, "valid"),
-                                     ("cifar conv2", (same_batch, 32, 32, 32), 32, "same")]:
-        out.append(("winograd_conv", f"{label} x{shape} 3x3->{f} {padding}",
-                    lambda rng, s=shape, f=f, p=padding: _winograd_args(rng, s, f, p)))
-    for label, shape, f, r, m in [("cifar conv3", (same_batch, 16, 16, 64), 64, 3, 4),
-                                  ("seed004 conv2", (same_batch, 14, 14, 32), 64, 5, 2)]:
-        out.append(("winograd_conv", f"{label} x{shape} {r}x{r}->{f} same F({m},{r})",
-                    lambda rng, s=shape, f=f, r=r, m=m: _winograd_args(rng, s, f, "same", r, m)))
-    for label, shape, filters, padding in [("mnist_cnn conv2", (same_batch, 26, 26, 32), 64, "valid"),
-                                           ("cifar conv2", (same_batch, 32, 32, 32), 32, "same")]:
-        out.append(("winograd_weight_grad", f"{label} x{shape} 3x3->{filters} {padding}",
-                    lambda rng, s=shape, f=filters, p=padding: _weight_grad_args(rng, s, 3, f, p)))
+    # Winograd at Conv2D's default tile per kernel size (winograd.TILES)
+    for label, shape, f, r, padding in [("mnist_cnn conv2", (same_batch, 26, 26, 32), 64, 3, "valid"),
+                                        ("cifar conv2", (same_batch, 32, 32, 32), 32, 3, "same"),
+                                        ("cifar conv3", (same_batch, 16, 16, 64), 64, 3, "same"),
+                                        ("seed004 conv2", (same_batch, 14, 14, 32), 64, 5, "same")]:
+        m = _default_tile(r)
+        label = f"{label} x{shape} {r}x{r}->{f} {padding} F({m},{r})"
+        out.append(("winograd_conv", label, lambda rng, s=shape, f=f, r=r, m=m, p=padding:
+                    _winograd_args(rng, s, f, p, r, m)))
+        out.append(("winograd_weight_grad", label, lambda rng, s=shape, f=f, r=r, m=m, p=padding:
+                    _weight_grad_args(rng, s, r, f, p, tile=m)))
     for label, shape, k, filters, padding in [
             ("mnist_cnn conv1", (batch, 28, 28, 1), 3, 32, "valid"),
             ("seed004 conv2", (batch, 14, 14, 32), 5, 64, "same"),
@@ -118,11 +117,16 @@ def _output_shape(shape, k, padding):
     return (n, h - k + 1, w - k + 1) if padding == "valid" else (n, h, w)
 
 
-def _weight_grad_args(rng, shape, k, filters, padding, im2col=False):
+def _weight_grad_args(rng, shape, k, filters, padding, im2col=False, tile=2):
     dy = _normal(rng, _output_shape(shape, k, padding) + (filters,))
     if im2col:
         return (_normal(rng, shape), dy, (k, k), 1, padding), {}
-    return (_normal(rng, shape), dy, padding), {}
+    return (_normal(rng, shape), dy, padding), {"m": tile, "r": k}
+
+
+def _default_tile(r):
+    """The Winograd tile m Conv2D takes for an r x r kernel's forward."""
+    return importlib.import_module("accelnet.kernels.winograd").TILES[(r, r)]["forward"]
 
 
 def _input_grad_args(rng, shape, k, filters, padding):
@@ -133,7 +137,7 @@ def _input_grad_args(rng, shape, k, filters, padding):
 def _winograd_args(rng, shape, filters, padding, r=3, m=2):
     wg = importlib.import_module("accelnet.kernels.winograd")
     u = wg.winograd_weights(_normal(rng, (r, r, shape[3], filters), 0.1), m=m)
-    return (_normal(rng, shape), u, padding), ({} if r == 3 else {"r": r})
+    return (_normal(rng, shape), u, padding), {"r": r}
 
 
 def _pool_backward_args(rng, shape, padding):

@@ -20,8 +20,8 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   bias_grad)`: a layer's bias + ReLU and their backward, one pass each.
 - `winograd_conv(x, U, padding, out=None, bias=None, relu=False, r=3)` with
   `U = winograd_weights(kernel, m=2)`: Winograd F(m x m, r x r) for r x r stride-1
-  convolutions (F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5); `winograd_tile` says when Conv2D
-  uses which), and `winograd_weight_grad(x, dy, padding, m=2, r=3) -> (r, r, C, F)`, its
+  convolutions (F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5), F(3x3, 5x5) have generated CPU
+  kernels; `winograd_tile` says when Conv2D uses which), and `winograd_weight_grad(x, dy, padding, m=2, r=3) -> (r, r, C, F)`, its
   kernel gradient.
 - `adam_update(p, g, m, v, step_size, beta_1, beta_2, epsilon, v_hat=None, decay=None)`
   and `sgd_update(p, g, lr, momentum=0.0, v=None, nesterov=False, decay=None)`: an

@@ -33,16 +33,16 @@ def _input_block_2_3(x, v, b0, b1, top, left, th, tw):
                 t = ((b - b0) * th + i) * tw + j
                 if y0 >= 0 and z0 >= 0 and y0 + 4 <= h and z0 + 4 <= w:
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 0, ch]
-                        d1 = x[b, y0 + 1, z0 + 0, ch]
-                        d2 = x[b, y0 + 2, z0 + 0, ch]
-                        d3 = x[b, y0 + 3, z0 + 0, ch]
+                        d0 = x[b, y0, z0, ch]
+                        d1 = x[b, y0 + 1, z0, ch]
+                        d2 = x[b, y0 + 2, z0, ch]
+                        d3 = x[b, y0 + 3, z0, ch]
                         s[0, 0, ch] = d0 - d2
                         s[1, 0, ch] = d1 + d2
                         s[2, 0, ch] = -d1 + d2
                         s[3, 0, ch] = d1 - d3
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 1, ch]
+                        d0 = x[b, y0, z0 + 1, ch]
                         d1 = x[b, y0 + 1, z0 + 1, ch]
                         d2 = x[b, y0 + 2, z0 + 1, ch]
                         d3 = x[b, y0 + 3, z0 + 1, ch]
@@ -51,7 +51,7 @@ def _input_block_2_3(x, v, b0, b1, top, left, th, tw):
                         s[2, 1, ch] = -d1 + d2
                         s[3, 1, ch] = d1 - d3
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 2, ch]
+                        d0 = x[b, y0, z0 + 2, ch]
                         d1 = x[b, y0 + 1, z0 + 2, ch]
                         d2 = x[b, y0 + 2, z0 + 2, ch]
                         d3 = x[b, y0 + 3, z0 + 2, ch]
@@ -60,7 +60,7 @@ def _input_block_2_3(x, v, b0, b1, top, left, th, tw):
                         s[2, 2, ch] = -d1 + d2
                         s[3, 2, ch] = d1 - d3
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 3, ch]
+                        d0 = x[b, y0, z0 + 3, ch]
                         d1 = x[b, y0 + 1, z0 + 3, ch]
                         d2 = x[b, y0 + 2, z0 + 3, ch]
                         d3 = x[b, y0 + 3, z0 + 3, ch]
@@ -208,8 +208,8 @@ def _output_block_2_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                         if relu:
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
-                        out[b, y0 + 0, z0 + 0, k] = o0
-                        out[b, y0 + 0, z0 + 1, k] = o1
+                        out[b, y0, z0, k] = o0
+                        out[b, y0, z0 + 1, k] = o1
                 else:
                     for k in range(f):
                         s0 = s[0, 0, k]
@@ -222,11 +222,11 @@ def _output_block_2_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                         if relu:
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
-                        if y0 + 0 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 0, z0 + 0, k] = o0
+                        if y0 < oh:
+                            if z0 < ow:
+                                out[b, y0, z0, k] = o0
                             if z0 + 1 < ow:
-                                out[b, y0 + 0, z0 + 1, k] = o1
+                                out[b, y0, z0 + 1, k] = o1
                 if full:
                     for k in range(f):
                         s0 = s[1, 0, k]
@@ -239,7 +239,7 @@ def _output_block_2_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                         if relu:
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
-                        out[b, y0 + 1, z0 + 0, k] = o0
+                        out[b, y0 + 1, z0, k] = o0
                         out[b, y0 + 1, z0 + 1, k] = o1
                 else:
                     for k in range(f):
@@ -254,8 +254,8 @@ def _output_block_2_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
                         if y0 + 1 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 1, z0 + 0, k] = o0
+                            if z0 < ow:
+                                out[b, y0 + 1, z0, k] = o0
                             if z0 + 1 < ow:
                                 out[b, y0 + 1, z0 + 1, k] = o1
 
@@ -276,14 +276,14 @@ def _dy_block_2_3(dy, dm, b0, b1, th, tw):
                 t = ((b - b0) * th + i) * tw + j
                 if y0 + 2 <= oh and z0 + 2 <= ow:
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 0, k]
-                        g1 = dy[b, y0 + 1, z0 + 0, k]
+                        g0 = dy[b, y0, z0, k]
+                        g1 = dy[b, y0 + 1, z0, k]
                         s[0, 0, k] = g0
                         s[1, 0, k] = g0 + g1
                         s[2, 0, k] = g0 - g1
                         s[3, 0, k] = -g1
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 1, k]
+                        g0 = dy[b, y0, z0 + 1, k]
                         g1 = dy[b, y0 + 1, z0 + 1, k]
                         s[0, 1, k] = g0
                         s[1, 1, k] = g0 + g1
@@ -291,14 +291,14 @@ def _dy_block_2_3(dy, dm, b0, b1, th, tw):
                         s[3, 1, k] = -g1
                 else:  # a tile cut by the output's edge: zero outside
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 0, k] if y0 + 0 < oh and z0 + 0 < ow else zero
-                        g1 = dy[b, y0 + 1, z0 + 0, k] if y0 + 1 < oh and z0 + 0 < ow else zero
+                        g0 = dy[b, y0, z0, k] if y0 < oh and z0 < ow else zero
+                        g1 = dy[b, y0 + 1, z0, k] if y0 + 1 < oh and z0 < ow else zero
                         s[0, 0, k] = g0
                         s[1, 0, k] = g0 + g1
                         s[2, 0, k] = g0 - g1
                         s[3, 0, k] = -g1
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 1, k] if y0 + 0 < oh and z0 + 1 < ow else zero
+                        g0 = dy[b, y0, z0 + 1, k] if y0 < oh and z0 + 1 < ow else zero
                         g1 = dy[b, y0 + 1, z0 + 1, k] if y0 + 1 < oh and z0 + 1 < ow else zero
                         s[0, 1, k] = g0
                         s[1, 1, k] = g0 + g1
@@ -390,12 +390,12 @@ def _input_block_4_3(x, v, b0, b1, top, left, th, tw):
                 t = ((b - b0) * th + i) * tw + j
                 if y0 >= 0 and z0 >= 0 and y0 + 6 <= h and z0 + 6 <= w:
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 0, ch]
-                        d1 = x[b, y0 + 1, z0 + 0, ch]
-                        d2 = x[b, y0 + 2, z0 + 0, ch]
-                        d3 = x[b, y0 + 3, z0 + 0, ch]
-                        d4 = x[b, y0 + 4, z0 + 0, ch]
-                        d5 = x[b, y0 + 5, z0 + 0, ch]
+                        d0 = x[b, y0, z0, ch]
+                        d1 = x[b, y0 + 1, z0, ch]
+                        d2 = x[b, y0 + 2, z0, ch]
+                        d3 = x[b, y0 + 3, z0, ch]
+                        d4 = x[b, y0 + 4, z0, ch]
+                        d5 = x[b, y0 + 5, z0, ch]
                         s[0, 0, ch] = d0 - k5_0 * d2 + k4_0 * d4
                         s[1, 0, ch] = -d1 - d2 + k4_0 * d3 + k4_0 * d4
                         s[2, 0, ch] = d1 - d2 - k4_0 * d3 + k4_0 * d4
@@ -403,7 +403,7 @@ def _input_block_4_3(x, v, b0, b1, top, left, th, tw):
                         s[4, 0, ch] = -k4_0 * d1 + k8_0 * d2 + k4_0 * d3 - k8_0 * d4
                         s[5, 0, ch] = d1 - k5_0 * d3 + k4_0 * d5
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 1, ch]
+                        d0 = x[b, y0, z0 + 1, ch]
                         d1 = x[b, y0 + 1, z0 + 1, ch]
                         d2 = x[b, y0 + 2, z0 + 1, ch]
                         d3 = x[b, y0 + 3, z0 + 1, ch]
@@ -416,7 +416,7 @@ def _input_block_4_3(x, v, b0, b1, top, left, th, tw):
                         s[4, 1, ch] = -k4_0 * d1 + k8_0 * d2 + k4_0 * d3 - k8_0 * d4
                         s[5, 1, ch] = d1 - k5_0 * d3 + k4_0 * d5
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 2, ch]
+                        d0 = x[b, y0, z0 + 2, ch]
                         d1 = x[b, y0 + 1, z0 + 2, ch]
                         d2 = x[b, y0 + 2, z0 + 2, ch]
                         d3 = x[b, y0 + 3, z0 + 2, ch]
@@ -429,7 +429,7 @@ def _input_block_4_3(x, v, b0, b1, top, left, th, tw):
                         s[4, 2, ch] = -k4_0 * d1 + k8_0 * d2 + k4_0 * d3 - k8_0 * d4
                         s[5, 2, ch] = d1 - k5_0 * d3 + k4_0 * d5
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 3, ch]
+                        d0 = x[b, y0, z0 + 3, ch]
                         d1 = x[b, y0 + 1, z0 + 3, ch]
                         d2 = x[b, y0 + 2, z0 + 3, ch]
                         d3 = x[b, y0 + 3, z0 + 3, ch]
@@ -442,7 +442,7 @@ def _input_block_4_3(x, v, b0, b1, top, left, th, tw):
                         s[4, 3, ch] = -k4_0 * d1 + k8_0 * d2 + k4_0 * d3 - k8_0 * d4
                         s[5, 3, ch] = d1 - k5_0 * d3 + k4_0 * d5
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 4, ch]
+                        d0 = x[b, y0, z0 + 4, ch]
                         d1 = x[b, y0 + 1, z0 + 4, ch]
                         d2 = x[b, y0 + 2, z0 + 4, ch]
                         d3 = x[b, y0 + 3, z0 + 4, ch]
@@ -455,7 +455,7 @@ def _input_block_4_3(x, v, b0, b1, top, left, th, tw):
                         s[4, 4, ch] = -k4_0 * d1 + k8_0 * d2 + k4_0 * d3 - k8_0 * d4
                         s[5, 4, ch] = d1 - k5_0 * d3 + k4_0 * d5
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 5, ch]
+                        d0 = x[b, y0, z0 + 5, ch]
                         d1 = x[b, y0 + 1, z0 + 5, ch]
                         d2 = x[b, y0 + 2, z0 + 5, ch]
                         d3 = x[b, y0 + 3, z0 + 5, ch]
@@ -738,10 +738,10 @@ def _output_block_4_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
                             o3 = zero if o3 < zero else o3
-                        out[b, y0 + 0, z0 + 0, k] = o0
-                        out[b, y0 + 0, z0 + 1, k] = o1
-                        out[b, y0 + 0, z0 + 2, k] = o2
-                        out[b, y0 + 0, z0 + 3, k] = o3
+                        out[b, y0, z0, k] = o0
+                        out[b, y0, z0 + 1, k] = o1
+                        out[b, y0, z0 + 2, k] = o2
+                        out[b, y0, z0 + 3, k] = o3
                 else:
                     for k in range(f):
                         s0 = s[0, 0, k]
@@ -760,15 +760,15 @@ def _output_block_4_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
                             o3 = zero if o3 < zero else o3
-                        if y0 + 0 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 0, z0 + 0, k] = o0
+                        if y0 < oh:
+                            if z0 < ow:
+                                out[b, y0, z0, k] = o0
                             if z0 + 1 < ow:
-                                out[b, y0 + 0, z0 + 1, k] = o1
+                                out[b, y0, z0 + 1, k] = o1
                             if z0 + 2 < ow:
-                                out[b, y0 + 0, z0 + 2, k] = o2
+                                out[b, y0, z0 + 2, k] = o2
                             if z0 + 3 < ow:
-                                out[b, y0 + 0, z0 + 3, k] = o3
+                                out[b, y0, z0 + 3, k] = o3
                 if full:
                     for k in range(f):
                         s0 = s[1, 0, k]
@@ -787,7 +787,7 @@ def _output_block_4_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
                             o3 = zero if o3 < zero else o3
-                        out[b, y0 + 1, z0 + 0, k] = o0
+                        out[b, y0 + 1, z0, k] = o0
                         out[b, y0 + 1, z0 + 1, k] = o1
                         out[b, y0 + 1, z0 + 2, k] = o2
                         out[b, y0 + 1, z0 + 3, k] = o3
@@ -810,8 +810,8 @@ def _output_block_4_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o2 = zero if o2 < zero else o2
                             o3 = zero if o3 < zero else o3
                         if y0 + 1 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 1, z0 + 0, k] = o0
+                            if z0 < ow:
+                                out[b, y0 + 1, z0, k] = o0
                             if z0 + 1 < ow:
                                 out[b, y0 + 1, z0 + 1, k] = o1
                             if z0 + 2 < ow:
@@ -836,7 +836,7 @@ def _output_block_4_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
                             o3 = zero if o3 < zero else o3
-                        out[b, y0 + 2, z0 + 0, k] = o0
+                        out[b, y0 + 2, z0, k] = o0
                         out[b, y0 + 2, z0 + 1, k] = o1
                         out[b, y0 + 2, z0 + 2, k] = o2
                         out[b, y0 + 2, z0 + 3, k] = o3
@@ -859,8 +859,8 @@ def _output_block_4_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o2 = zero if o2 < zero else o2
                             o3 = zero if o3 < zero else o3
                         if y0 + 2 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 2, z0 + 0, k] = o0
+                            if z0 < ow:
+                                out[b, y0 + 2, z0, k] = o0
                             if z0 + 1 < ow:
                                 out[b, y0 + 2, z0 + 1, k] = o1
                             if z0 + 2 < ow:
@@ -885,7 +885,7 @@ def _output_block_4_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
                             o3 = zero if o3 < zero else o3
-                        out[b, y0 + 3, z0 + 0, k] = o0
+                        out[b, y0 + 3, z0, k] = o0
                         out[b, y0 + 3, z0 + 1, k] = o1
                         out[b, y0 + 3, z0 + 2, k] = o2
                         out[b, y0 + 3, z0 + 3, k] = o3
@@ -908,8 +908,8 @@ def _output_block_4_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o2 = zero if o2 < zero else o2
                             o3 = zero if o3 < zero else o3
                         if y0 + 3 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 3, z0 + 0, k] = o0
+                            if z0 < ow:
+                                out[b, y0 + 3, z0, k] = o0
                             if z0 + 1 < ow:
                                 out[b, y0 + 3, z0 + 1, k] = o1
                             if z0 + 2 < ow:
@@ -937,10 +937,10 @@ def _dy_block_4_3(dy, dm, b0, b1, th, tw):
                 t = ((b - b0) * th + i) * tw + j
                 if y0 + 4 <= oh and z0 + 4 <= ow:
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 0, k]
-                        g1 = dy[b, y0 + 1, z0 + 0, k]
-                        g2 = dy[b, y0 + 2, z0 + 0, k]
-                        g3 = dy[b, y0 + 3, z0 + 0, k]
+                        g0 = dy[b, y0, z0, k]
+                        g1 = dy[b, y0 + 1, z0, k]
+                        g2 = dy[b, y0 + 2, z0, k]
+                        g3 = dy[b, y0 + 3, z0, k]
                         s[0, 0, k] = g0
                         s[1, 0, k] = g0 + g1 + g2 + g3
                         s[2, 0, k] = g0 - g1 + g2 - g3
@@ -948,7 +948,7 @@ def _dy_block_4_3(dy, dm, b0, b1, th, tw):
                         s[4, 0, k] = g0 - k0_5 * g1 + k0_25 * g2 - k0_125 * g3
                         s[5, 0, k] = g3
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 1, k]
+                        g0 = dy[b, y0, z0 + 1, k]
                         g1 = dy[b, y0 + 1, z0 + 1, k]
                         g2 = dy[b, y0 + 2, z0 + 1, k]
                         g3 = dy[b, y0 + 3, z0 + 1, k]
@@ -959,7 +959,7 @@ def _dy_block_4_3(dy, dm, b0, b1, th, tw):
                         s[4, 1, k] = g0 - k0_5 * g1 + k0_25 * g2 - k0_125 * g3
                         s[5, 1, k] = g3
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 2, k]
+                        g0 = dy[b, y0, z0 + 2, k]
                         g1 = dy[b, y0 + 1, z0 + 2, k]
                         g2 = dy[b, y0 + 2, z0 + 2, k]
                         g3 = dy[b, y0 + 3, z0 + 2, k]
@@ -970,7 +970,7 @@ def _dy_block_4_3(dy, dm, b0, b1, th, tw):
                         s[4, 2, k] = g0 - k0_5 * g1 + k0_25 * g2 - k0_125 * g3
                         s[5, 2, k] = g3
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 3, k]
+                        g0 = dy[b, y0, z0 + 3, k]
                         g1 = dy[b, y0 + 1, z0 + 3, k]
                         g2 = dy[b, y0 + 2, z0 + 3, k]
                         g3 = dy[b, y0 + 3, z0 + 3, k]
@@ -982,10 +982,10 @@ def _dy_block_4_3(dy, dm, b0, b1, th, tw):
                         s[5, 3, k] = g3
                 else:  # a tile cut by the output's edge: zero outside
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 0, k] if y0 + 0 < oh and z0 + 0 < ow else zero
-                        g1 = dy[b, y0 + 1, z0 + 0, k] if y0 + 1 < oh and z0 + 0 < ow else zero
-                        g2 = dy[b, y0 + 2, z0 + 0, k] if y0 + 2 < oh and z0 + 0 < ow else zero
-                        g3 = dy[b, y0 + 3, z0 + 0, k] if y0 + 3 < oh and z0 + 0 < ow else zero
+                        g0 = dy[b, y0, z0, k] if y0 < oh and z0 < ow else zero
+                        g1 = dy[b, y0 + 1, z0, k] if y0 + 1 < oh and z0 < ow else zero
+                        g2 = dy[b, y0 + 2, z0, k] if y0 + 2 < oh and z0 < ow else zero
+                        g3 = dy[b, y0 + 3, z0, k] if y0 + 3 < oh and z0 < ow else zero
                         s[0, 0, k] = g0
                         s[1, 0, k] = g0 + g1 + g2 + g3
                         s[2, 0, k] = g0 - g1 + g2 - g3
@@ -993,7 +993,7 @@ def _dy_block_4_3(dy, dm, b0, b1, th, tw):
                         s[4, 0, k] = g0 - k0_5 * g1 + k0_25 * g2 - k0_125 * g3
                         s[5, 0, k] = g3
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 1, k] if y0 + 0 < oh and z0 + 1 < ow else zero
+                        g0 = dy[b, y0, z0 + 1, k] if y0 < oh and z0 + 1 < ow else zero
                         g1 = dy[b, y0 + 1, z0 + 1, k] if y0 + 1 < oh and z0 + 1 < ow else zero
                         g2 = dy[b, y0 + 2, z0 + 1, k] if y0 + 2 < oh and z0 + 1 < ow else zero
                         g3 = dy[b, y0 + 3, z0 + 1, k] if y0 + 3 < oh and z0 + 1 < ow else zero
@@ -1004,7 +1004,7 @@ def _dy_block_4_3(dy, dm, b0, b1, th, tw):
                         s[4, 1, k] = g0 - k0_5 * g1 + k0_25 * g2 - k0_125 * g3
                         s[5, 1, k] = g3
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 2, k] if y0 + 0 < oh and z0 + 2 < ow else zero
+                        g0 = dy[b, y0, z0 + 2, k] if y0 < oh and z0 + 2 < ow else zero
                         g1 = dy[b, y0 + 1, z0 + 2, k] if y0 + 1 < oh and z0 + 2 < ow else zero
                         g2 = dy[b, y0 + 2, z0 + 2, k] if y0 + 2 < oh and z0 + 2 < ow else zero
                         g3 = dy[b, y0 + 3, z0 + 2, k] if y0 + 3 < oh and z0 + 2 < ow else zero
@@ -1015,7 +1015,7 @@ def _dy_block_4_3(dy, dm, b0, b1, th, tw):
                         s[4, 2, k] = g0 - k0_5 * g1 + k0_25 * g2 - k0_125 * g3
                         s[5, 2, k] = g3
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 3, k] if y0 + 0 < oh and z0 + 3 < ow else zero
+                        g0 = dy[b, y0, z0 + 3, k] if y0 < oh and z0 + 3 < ow else zero
                         g1 = dy[b, y0 + 1, z0 + 3, k] if y0 + 1 < oh and z0 + 3 < ow else zero
                         g2 = dy[b, y0 + 2, z0 + 3, k] if y0 + 2 < oh and z0 + 3 < ow else zero
                         g3 = dy[b, y0 + 3, z0 + 3, k] if y0 + 3 < oh and z0 + 3 < ow else zero
@@ -1149,12 +1149,12 @@ def _input_block_2_5(x, v, b0, b1, top, left, th, tw):
                 t = ((b - b0) * th + i) * tw + j
                 if y0 >= 0 and z0 >= 0 and y0 + 6 <= h and z0 + 6 <= w:
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 0, ch]
-                        d1 = x[b, y0 + 1, z0 + 0, ch]
-                        d2 = x[b, y0 + 2, z0 + 0, ch]
-                        d3 = x[b, y0 + 3, z0 + 0, ch]
-                        d4 = x[b, y0 + 4, z0 + 0, ch]
-                        d5 = x[b, y0 + 5, z0 + 0, ch]
+                        d0 = x[b, y0, z0, ch]
+                        d1 = x[b, y0 + 1, z0, ch]
+                        d2 = x[b, y0 + 2, z0, ch]
+                        d3 = x[b, y0 + 3, z0, ch]
+                        d4 = x[b, y0 + 4, z0, ch]
+                        d5 = x[b, y0 + 5, z0, ch]
                         s[0, 0, ch] = k4_0 * d0 - k5_0 * d2 + d4
                         s[1, 0, ch] = k4_0 * d1 + k4_0 * d2 - d3 - d4
                         s[2, 0, ch] = -k4_0 * d1 + k4_0 * d2 + d3 - d4
@@ -1162,7 +1162,7 @@ def _input_block_2_5(x, v, b0, b1, top, left, th, tw):
                         s[4, 0, ch] = k2_0 * d1 - d2 - k2_0 * d3 + d4
                         s[5, 0, ch] = k4_0 * d1 - k5_0 * d3 + d5
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 1, ch]
+                        d0 = x[b, y0, z0 + 1, ch]
                         d1 = x[b, y0 + 1, z0 + 1, ch]
                         d2 = x[b, y0 + 2, z0 + 1, ch]
                         d3 = x[b, y0 + 3, z0 + 1, ch]
@@ -1175,7 +1175,7 @@ def _input_block_2_5(x, v, b0, b1, top, left, th, tw):
                         s[4, 1, ch] = k2_0 * d1 - d2 - k2_0 * d3 + d4
                         s[5, 1, ch] = k4_0 * d1 - k5_0 * d3 + d5
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 2, ch]
+                        d0 = x[b, y0, z0 + 2, ch]
                         d1 = x[b, y0 + 1, z0 + 2, ch]
                         d2 = x[b, y0 + 2, z0 + 2, ch]
                         d3 = x[b, y0 + 3, z0 + 2, ch]
@@ -1188,7 +1188,7 @@ def _input_block_2_5(x, v, b0, b1, top, left, th, tw):
                         s[4, 2, ch] = k2_0 * d1 - d2 - k2_0 * d3 + d4
                         s[5, 2, ch] = k4_0 * d1 - k5_0 * d3 + d5
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 3, ch]
+                        d0 = x[b, y0, z0 + 3, ch]
                         d1 = x[b, y0 + 1, z0 + 3, ch]
                         d2 = x[b, y0 + 2, z0 + 3, ch]
                         d3 = x[b, y0 + 3, z0 + 3, ch]
@@ -1201,7 +1201,7 @@ def _input_block_2_5(x, v, b0, b1, top, left, th, tw):
                         s[4, 3, ch] = k2_0 * d1 - d2 - k2_0 * d3 + d4
                         s[5, 3, ch] = k4_0 * d1 - k5_0 * d3 + d5
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 4, ch]
+                        d0 = x[b, y0, z0 + 4, ch]
                         d1 = x[b, y0 + 1, z0 + 4, ch]
                         d2 = x[b, y0 + 2, z0 + 4, ch]
                         d3 = x[b, y0 + 3, z0 + 4, ch]
@@ -1214,7 +1214,7 @@ def _input_block_2_5(x, v, b0, b1, top, left, th, tw):
                         s[4, 4, ch] = k2_0 * d1 - d2 - k2_0 * d3 + d4
                         s[5, 4, ch] = k4_0 * d1 - k5_0 * d3 + d5
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 5, ch]
+                        d0 = x[b, y0, z0 + 5, ch]
                         d1 = x[b, y0 + 1, z0 + 5, ch]
                         d2 = x[b, y0 + 2, z0 + 5, ch]
                         d3 = x[b, y0 + 3, z0 + 5, ch]
@@ -1479,8 +1479,8 @@ def _output_block_2_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                         if relu:
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
-                        out[b, y0 + 0, z0 + 0, k] = o0
-                        out[b, y0 + 0, z0 + 1, k] = o1
+                        out[b, y0, z0, k] = o0
+                        out[b, y0, z0 + 1, k] = o1
                 else:
                     for k in range(f):
                         s0 = s[0, 0, k]
@@ -1495,11 +1495,11 @@ def _output_block_2_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                         if relu:
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
-                        if y0 + 0 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 0, z0 + 0, k] = o0
+                        if y0 < oh:
+                            if z0 < ow:
+                                out[b, y0, z0, k] = o0
                             if z0 + 1 < ow:
-                                out[b, y0 + 0, z0 + 1, k] = o1
+                                out[b, y0, z0 + 1, k] = o1
                 if full:
                     for k in range(f):
                         s0 = s[1, 0, k]
@@ -1514,7 +1514,7 @@ def _output_block_2_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                         if relu:
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
-                        out[b, y0 + 1, z0 + 0, k] = o0
+                        out[b, y0 + 1, z0, k] = o0
                         out[b, y0 + 1, z0 + 1, k] = o1
                 else:
                     for k in range(f):
@@ -1531,8 +1531,8 @@ def _output_block_2_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
                         if y0 + 1 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 1, z0 + 0, k] = o0
+                            if z0 < ow:
+                                out[b, y0 + 1, z0, k] = o0
                             if z0 + 1 < ow:
                                 out[b, y0 + 1, z0 + 1, k] = o1
 
@@ -1554,8 +1554,8 @@ def _dy_block_2_5(dy, dm, b0, b1, th, tw):
                 t = ((b - b0) * th + i) * tw + j
                 if y0 + 2 <= oh and z0 + 2 <= ow:
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 0, k]
-                        g1 = dy[b, y0 + 1, z0 + 0, k]
+                        g0 = dy[b, y0, z0, k]
+                        g1 = dy[b, y0 + 1, z0, k]
                         s[0, 0, k] = g0
                         s[1, 0, k] = g0 + g1
                         s[2, 0, k] = g0 - g1
@@ -1563,7 +1563,7 @@ def _dy_block_2_5(dy, dm, b0, b1, th, tw):
                         s[4, 0, k] = g0 - k2_0 * g1
                         s[5, 0, k] = g1
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 1, k]
+                        g0 = dy[b, y0, z0 + 1, k]
                         g1 = dy[b, y0 + 1, z0 + 1, k]
                         s[0, 1, k] = g0
                         s[1, 1, k] = g0 + g1
@@ -1573,8 +1573,8 @@ def _dy_block_2_5(dy, dm, b0, b1, th, tw):
                         s[5, 1, k] = g1
                 else:  # a tile cut by the output's edge: zero outside
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 0, k] if y0 + 0 < oh and z0 + 0 < ow else zero
-                        g1 = dy[b, y0 + 1, z0 + 0, k] if y0 + 1 < oh and z0 + 0 < ow else zero
+                        g0 = dy[b, y0, z0, k] if y0 < oh and z0 < ow else zero
+                        g1 = dy[b, y0 + 1, z0, k] if y0 + 1 < oh and z0 < ow else zero
                         s[0, 0, k] = g0
                         s[1, 0, k] = g0 + g1
                         s[2, 0, k] = g0 - g1
@@ -1582,7 +1582,7 @@ def _dy_block_2_5(dy, dm, b0, b1, th, tw):
                         s[4, 0, k] = g0 - k2_0 * g1
                         s[5, 0, k] = g1
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 1, k] if y0 + 0 < oh and z0 + 1 < ow else zero
+                        g0 = dy[b, y0, z0 + 1, k] if y0 < oh and z0 + 1 < ow else zero
                         g1 = dy[b, y0 + 1, z0 + 1, k] if y0 + 1 < oh and z0 + 1 < ow else zero
                         s[0, 1, k] = g0
                         s[1, 1, k] = g0 + g1
@@ -1711,13 +1711,13 @@ def _input_block_3_5(x, v, b0, b1, top, left, th, tw):
                 t = ((b - b0) * th + i) * tw + j
                 if y0 >= 0 and z0 >= 0 and y0 + 7 <= h and z0 + 7 <= w:
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 0, ch]
-                        d1 = x[b, y0 + 1, z0 + 0, ch]
-                        d2 = x[b, y0 + 2, z0 + 0, ch]
-                        d3 = x[b, y0 + 3, z0 + 0, ch]
-                        d4 = x[b, y0 + 4, z0 + 0, ch]
-                        d5 = x[b, y0 + 5, z0 + 0, ch]
-                        d6 = x[b, y0 + 6, z0 + 0, ch]
+                        d0 = x[b, y0, z0, ch]
+                        d1 = x[b, y0 + 1, z0, ch]
+                        d2 = x[b, y0 + 2, z0, ch]
+                        d3 = x[b, y0 + 3, z0, ch]
+                        d4 = x[b, y0 + 4, z0, ch]
+                        d5 = x[b, y0 + 5, z0, ch]
+                        d6 = x[b, y0 + 6, z0, ch]
                         s[0, 0, ch] = k4_0 * d0 - k8_0 * d1 - k5_0 * d2 + k10_0 * d3 + d4 - k2_0 * d5
                         s[1, 0, ch] = -k4_0 * d1 + k4_0 * d2 + k9_0 * d3 - d4 - k2_0 * d5
                         s[2, 0, ch] = -k4_0 * d1 + k12_0 * d2 - k7_0 * d3 - k3_0 * d4 + k2_0 * d5
@@ -1726,7 +1726,7 @@ def _input_block_3_5(x, v, b0, b1, top, left, th, tw):
                         s[5, 0, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
                         s[6, 0, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 1, ch]
+                        d0 = x[b, y0, z0 + 1, ch]
                         d1 = x[b, y0 + 1, z0 + 1, ch]
                         d2 = x[b, y0 + 2, z0 + 1, ch]
                         d3 = x[b, y0 + 3, z0 + 1, ch]
@@ -1741,7 +1741,7 @@ def _input_block_3_5(x, v, b0, b1, top, left, th, tw):
                         s[5, 1, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
                         s[6, 1, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 2, ch]
+                        d0 = x[b, y0, z0 + 2, ch]
                         d1 = x[b, y0 + 1, z0 + 2, ch]
                         d2 = x[b, y0 + 2, z0 + 2, ch]
                         d3 = x[b, y0 + 3, z0 + 2, ch]
@@ -1756,7 +1756,7 @@ def _input_block_3_5(x, v, b0, b1, top, left, th, tw):
                         s[5, 2, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
                         s[6, 2, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 3, ch]
+                        d0 = x[b, y0, z0 + 3, ch]
                         d1 = x[b, y0 + 1, z0 + 3, ch]
                         d2 = x[b, y0 + 2, z0 + 3, ch]
                         d3 = x[b, y0 + 3, z0 + 3, ch]
@@ -1771,7 +1771,7 @@ def _input_block_3_5(x, v, b0, b1, top, left, th, tw):
                         s[5, 3, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
                         s[6, 3, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 4, ch]
+                        d0 = x[b, y0, z0 + 4, ch]
                         d1 = x[b, y0 + 1, z0 + 4, ch]
                         d2 = x[b, y0 + 2, z0 + 4, ch]
                         d3 = x[b, y0 + 3, z0 + 4, ch]
@@ -1786,7 +1786,7 @@ def _input_block_3_5(x, v, b0, b1, top, left, th, tw):
                         s[5, 4, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
                         s[6, 4, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 5, ch]
+                        d0 = x[b, y0, z0 + 5, ch]
                         d1 = x[b, y0 + 1, z0 + 5, ch]
                         d2 = x[b, y0 + 2, z0 + 5, ch]
                         d3 = x[b, y0 + 3, z0 + 5, ch]
@@ -1801,7 +1801,7 @@ def _input_block_3_5(x, v, b0, b1, top, left, th, tw):
                         s[5, 5, ch] = k128_0 * d1 - k160_0 * d3 + k32_0 * d5
                         s[6, 5, ch] = -k4_0 * d1 + k8_0 * d2 + k5_0 * d3 - k10_0 * d4 - d5 + k2_0 * d6
                     for ch in range(c):
-                        d0 = x[b, y0 + 0, z0 + 6, ch]
+                        d0 = x[b, y0, z0 + 6, ch]
                         d1 = x[b, y0 + 1, z0 + 6, ch]
                         d2 = x[b, y0 + 2, z0 + 6, ch]
                         d3 = x[b, y0 + 3, z0 + 6, ch]
@@ -2151,9 +2151,9 @@ def _output_block_3_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
-                        out[b, y0 + 0, z0 + 0, k] = o0
-                        out[b, y0 + 0, z0 + 1, k] = o1
-                        out[b, y0 + 0, z0 + 2, k] = o2
+                        out[b, y0, z0, k] = o0
+                        out[b, y0, z0 + 1, k] = o1
+                        out[b, y0, z0 + 2, k] = o2
                 else:
                     for k in range(f):
                         s0 = s[0, 0, k]
@@ -2171,13 +2171,13 @@ def _output_block_3_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
-                        if y0 + 0 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 0, z0 + 0, k] = o0
+                        if y0 < oh:
+                            if z0 < ow:
+                                out[b, y0, z0, k] = o0
                             if z0 + 1 < ow:
-                                out[b, y0 + 0, z0 + 1, k] = o1
+                                out[b, y0, z0 + 1, k] = o1
                             if z0 + 2 < ow:
-                                out[b, y0 + 0, z0 + 2, k] = o2
+                                out[b, y0, z0 + 2, k] = o2
                 if full:
                     for k in range(f):
                         s0 = s[1, 0, k]
@@ -2195,7 +2195,7 @@ def _output_block_3_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
-                        out[b, y0 + 1, z0 + 0, k] = o0
+                        out[b, y0 + 1, z0, k] = o0
                         out[b, y0 + 1, z0 + 1, k] = o1
                         out[b, y0 + 1, z0 + 2, k] = o2
                 else:
@@ -2216,8 +2216,8 @@ def _output_block_3_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
                         if y0 + 1 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 1, z0 + 0, k] = o0
+                            if z0 < ow:
+                                out[b, y0 + 1, z0, k] = o0
                             if z0 + 1 < ow:
                                 out[b, y0 + 1, z0 + 1, k] = o1
                             if z0 + 2 < ow:
@@ -2239,7 +2239,7 @@ def _output_block_3_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o0 = zero if o0 < zero else o0
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
-                        out[b, y0 + 2, z0 + 0, k] = o0
+                        out[b, y0 + 2, z0, k] = o0
                         out[b, y0 + 2, z0 + 1, k] = o1
                         out[b, y0 + 2, z0 + 2, k] = o2
                 else:
@@ -2260,8 +2260,8 @@ def _output_block_3_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                             o1 = zero if o1 < zero else o1
                             o2 = zero if o2 < zero else o2
                         if y0 + 2 < oh:
-                            if z0 + 0 < ow:
-                                out[b, y0 + 2, z0 + 0, k] = o0
+                            if z0 < ow:
+                                out[b, y0 + 2, z0, k] = o0
                             if z0 + 1 < ow:
                                 out[b, y0 + 2, z0 + 1, k] = o1
                             if z0 + 2 < ow:
@@ -2288,9 +2288,9 @@ def _dy_block_3_5(dy, dm, b0, b1, th, tw):
                 t = ((b - b0) * th + i) * tw + j
                 if y0 + 3 <= oh and z0 + 3 <= ow:
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 0, k]
-                        g1 = dy[b, y0 + 1, z0 + 0, k]
-                        g2 = dy[b, y0 + 2, z0 + 0, k]
+                        g0 = dy[b, y0, z0, k]
+                        g1 = dy[b, y0 + 1, z0, k]
+                        g2 = dy[b, y0 + 2, z0, k]
                         s[0, 0, k] = g0
                         s[1, 0, k] = g0 + g1 + g2
                         s[2, 0, k] = g0 - g1 + g2
@@ -2299,7 +2299,7 @@ def _dy_block_3_5(dy, dm, b0, b1, th, tw):
                         s[5, 0, k] = g0 + k0_5 * g1 + k0_25 * g2
                         s[6, 0, k] = g2
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 1, k]
+                        g0 = dy[b, y0, z0 + 1, k]
                         g1 = dy[b, y0 + 1, z0 + 1, k]
                         g2 = dy[b, y0 + 2, z0 + 1, k]
                         s[0, 1, k] = g0
@@ -2310,7 +2310,7 @@ def _dy_block_3_5(dy, dm, b0, b1, th, tw):
                         s[5, 1, k] = g0 + k0_5 * g1 + k0_25 * g2
                         s[6, 1, k] = g2
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 2, k]
+                        g0 = dy[b, y0, z0 + 2, k]
                         g1 = dy[b, y0 + 1, z0 + 2, k]
                         g2 = dy[b, y0 + 2, z0 + 2, k]
                         s[0, 2, k] = g0
@@ -2322,9 +2322,9 @@ def _dy_block_3_5(dy, dm, b0, b1, th, tw):
                         s[6, 2, k] = g2
                 else:  # a tile cut by the output's edge: zero outside
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 0, k] if y0 + 0 < oh and z0 + 0 < ow else zero
-                        g1 = dy[b, y0 + 1, z0 + 0, k] if y0 + 1 < oh and z0 + 0 < ow else zero
-                        g2 = dy[b, y0 + 2, z0 + 0, k] if y0 + 2 < oh and z0 + 0 < ow else zero
+                        g0 = dy[b, y0, z0, k] if y0 < oh and z0 < ow else zero
+                        g1 = dy[b, y0 + 1, z0, k] if y0 + 1 < oh and z0 < ow else zero
+                        g2 = dy[b, y0 + 2, z0, k] if y0 + 2 < oh and z0 < ow else zero
                         s[0, 0, k] = g0
                         s[1, 0, k] = g0 + g1 + g2
                         s[2, 0, k] = g0 - g1 + g2
@@ -2333,7 +2333,7 @@ def _dy_block_3_5(dy, dm, b0, b1, th, tw):
                         s[5, 0, k] = g0 + k0_5 * g1 + k0_25 * g2
                         s[6, 0, k] = g2
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 1, k] if y0 + 0 < oh and z0 + 1 < ow else zero
+                        g0 = dy[b, y0, z0 + 1, k] if y0 < oh and z0 + 1 < ow else zero
                         g1 = dy[b, y0 + 1, z0 + 1, k] if y0 + 1 < oh and z0 + 1 < ow else zero
                         g2 = dy[b, y0 + 2, z0 + 1, k] if y0 + 2 < oh and z0 + 1 < ow else zero
                         s[0, 1, k] = g0
@@ -2344,7 +2344,7 @@ def _dy_block_3_5(dy, dm, b0, b1, th, tw):
                         s[5, 1, k] = g0 + k0_5 * g1 + k0_25 * g2
                         s[6, 1, k] = g2
                     for k in range(f):
-                        g0 = dy[b, y0 + 0, z0 + 2, k] if y0 + 0 < oh and z0 + 2 < ow else zero
+                        g0 = dy[b, y0, z0 + 2, k] if y0 < oh and z0 + 2 < ow else zero
                         g1 = dy[b, y0 + 1, z0 + 2, k] if y0 + 1 < oh and z0 + 2 < ow else zero
                         g2 = dy[b, y0 + 2, z0 + 2, k] if y0 + 2 < oh and z0 + 2 < ow else zero
                         s[0, 2, k] = g0

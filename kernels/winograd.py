@@ -34,7 +34,6 @@ from ..backend import get_array_module
 from ..errors import ShapeError
 from . import _dispatch, _workers
 from ._cuda import cuda_jit, grid_for, launch
-from ._jit import cpu_jit
 from .im2col import conv_output_size, same_padding
 
 cuda = None  # bound to numba.cuda when a CUDA kernel is first compiled

@@ -37,6 +37,11 @@ KERNELS = {{}}  # (m, r) -> (forward, weight gradient)
 '''
 
 
+def _at(origin, offset):
+    """'y0' or 'y0 + 2'."""
+    return origin if offset == 0 else f"{origin} + {offset}"
+
+
 def _number(value):
     text = repr(float(value))
     return text
@@ -82,7 +87,7 @@ def _tile_loops(indent, m, extra):
             f"{indent}            t = ((b - b0) * th + i) * tw + j"]
 
 
-def _pass(indent, loop, loads, stores, consts, matrix_rows):
+def _pass(indent, loop, loads, stores, consts):
     """One vectorisable loop: `loads` [(name, expr)], then `stores` [(target, coefs, names)].
     LLVM vectorises a loop with at most ~8 stores to planes of one array (more need too
     many run-time alias checks), so every pass here stores at most n values."""
@@ -112,9 +117,9 @@ def _input_block(m, r):
     out += [f"{body}if y0 >= 0 and z0 >= 0 and y0 + {n} <= h and z0 + {n} <= w:"]
     for q in range(n):
         out += _pass(body + "    ", "ch in range(c)",
-                     [(f"d{k}", f"x[b, y0 + {k}, z0 + {q}, ch]") for k in range(n)],
+                     [(f"d{k}", f"x[b, {_at('y0', k)}, {_at('z0', q)}, ch]") for k in range(n)],
                      [(f"s[{p}, {q}, ch]", bt[p], [f"d{k}" for k in range(n)]) for p in range(n)],
-                     consts, None)
+                     consts)
     out += [f"{body}else:  # a border tile: gather it with zero padding first",
             f"{body}    for p in range({n}):",
             f"{body}        y = y0 + p",
@@ -130,12 +135,12 @@ def _input_block(m, r):
         out += _pass(body + "    ", "ch in range(c)",
                      [(f"d{k}", f"d[{k}, {q}, ch]") for k in range(n)],
                      [(f"s[{p}, {q}, ch]", bt[p], [f"d{k}" for k in range(n)]) for p in range(n)],
-                     consts, None)
+                     consts)
     for p in range(n):
         out += _pass(body, "ch in range(c)",
                      [(f"s{k}", f"s[{p}, {k}, ch]") for k in range(n)],
                      [(f"v[{p * n + q}, t, ch]", bt[q], [f"s{k}" for k in range(n)])
-                      for q in range(n)], consts, None)
+                      for q in range(n)], consts)
     return name, out
 
 
@@ -158,7 +163,7 @@ def _output_block(m, r):
         out += _pass(body, "k in range(f)",
                      [(f"m{p}", f"mm[{p * n + q}, t, k]") for p in range(n)],
                      [(f"s[{i}, {q}, k]", at[i], [f"m{p}" for p in range(n)]) for i in range(m)],
-                     consts, None)
+                     consts)
     out += [f"{body}full = y0 + {m} <= oh and z0 + {m} <= ow"]
     for i in range(m):
         ind = body
@@ -170,16 +175,14 @@ def _output_block(m, r):
             lines += [f"{ind}    o{e} = {expr} + bk"]
         lines += [f"{ind}    if relu:"]
         lines += [f"{ind}        o{e} = zero if o{e} < zero else o{e}" for e in range(m)]
-        lines += [f"{ind}    out[b, y0 + {i}, z0 + {e}, k] = o{e}" for e in range(m)]
-        partial = [f"{ind}    if y0 + {i} < oh:"]
-        partial += [f"{ind}        if z0 + {e} < ow:", f"{ind}            out[b, y0 + {i}, z0 + {e}, k] = o{e}"]
+        lines += [f"{ind}    out[b, {_at('y0', i)}, {_at('z0', e)}, k] = o{e}" for e in range(m)]
         # full tiles: stores without bounds; cut tiles: each store checked
         full_lines = [f"{body}if full:"] + ["    " + line for line in lines]
         cut = lines[:-m]
-        cut += [f"{ind}    if y0 + {i} < oh:"]
+        cut += [f"{ind}    if {_at('y0', i)} < oh:"]
         for e in range(m):
-            cut += [f"{ind}        if z0 + {e} < ow:",
-                    f"{ind}            out[b, y0 + {i}, z0 + {e}, k] = o{e}"]
+            cut += [f"{ind}        if {_at('z0', e)} < ow:",
+                    f"{ind}            out[b, {_at('y0', i)}, {_at('z0', e)}, k] = o{e}"]
         out += full_lines + [f"{body}else:"] + ["    " + line for line in cut]
     return name, out
 
@@ -202,21 +205,21 @@ def _dy_block(m, r):
     out += [f"{body}if y0 + {m} <= oh and z0 + {m} <= ow:"]
     for e in range(m):
         out += _pass(body + "    ", "k in range(f)",
-                     [(f"g{i}", f"dy[b, y0 + {i}, z0 + {e}, k]") for i in range(m)],
+                     [(f"g{i}", f"dy[b, {_at('y0', i)}, {_at('z0', e)}, k]") for i in range(m)],
                      [(f"s[{p}, {e}, k]", at[:, p], [f"g{i}" for i in range(m)]) for p in range(n)],
-                     consts, None)
+                     consts)
     out += [f"{body}else:  # a tile cut by the output's edge: zero outside"]
     for e in range(m):
         out += _pass(body + "    ", "k in range(f)",
-                     [(f"g{i}", f"dy[b, y0 + {i}, z0 + {e}, k] if y0 + {i} < oh and "
-                       f"z0 + {e} < ow else zero") for i in range(m)],
+                     [(f"g{i}", f"dy[b, {_at('y0', i)}, {_at('z0', e)}, k] if {_at('y0', i)} < oh and "
+                       f"{_at('z0', e)} < ow else zero") for i in range(m)],
                      [(f"s[{p}, {e}, k]", at[:, p], [f"g{i}" for i in range(m)]) for p in range(n)],
-                     consts, None)
+                     consts)
     for p in range(n):
         out += _pass(body, "k in range(f)",
                      [(f"s{e}", f"s[{p}, {e}, k]") for e in range(m)],
                      [(f"dm[{p * n + q}, t, k]", at[:, q], [f"s{e}" for e in range(m)])
-                      for q in range(n)], consts, None)
+                      for q in range(n)], consts)
     return name, out
 
 

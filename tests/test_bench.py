@@ -35,7 +35,7 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 40  # + winograd_conv F(4x4, 3x3) and F(2x2, 5x5)
+    assert len(rows) == 42  # Winograd forward and weight gradient at 4 shapes, default tiles
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):

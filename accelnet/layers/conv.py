@@ -6,8 +6,8 @@ one-thread BLAS (`kernels.run_tasks`); each pass over a slice is one GIL-free ke
 that blocks it for cache: `kernels.conv_forward` / `conv_weight_grad` / `conv_input_grad`
 (im2col + GEMM), or, for 3x3 / 5x5 stride-1 kernels with >= 16 input channels,
 Winograd F(m x m, r x r) where `kernels.winograd_tile` says it was measured faster (3x3:
-F(2x2, 3x3) for the forward, the weight gradient and, with 'same' padding, the input
-gradient; 5x5: F(2x2, 5x5) for the forward and the 'same' input gradient). Weight and bias gradients are per-task
+F(4x4, 3x3), 5x5: F(3x3, 5x5), for the forward, the weight gradient and the input
+gradient). Weight and bias gradients are per-task
 partial sums added in task order (deterministic, whatever the thread count). Elsewhere
 (GPU, ACCELNET_KERNELS=reference) a slice's column matrix fills `WORKSPACE_BYTES` (env
 ACCELNET_CONV_WORKSPACE_MB, default 128). Dilated kernels take their columns' taps in
