@@ -417,23 +417,31 @@ class Trainer:
 
     def _train_epoch(self, x_dev, y_dev, sw_dev, order, batch_size, steps, cb):
         n = len(x_dev)
-        for step in range(steps):
-            first = step * batch_size
-            global_n = min(n, first + batch_size) - first
-            lo, hi = self._dp.shard(global_n)
-            idx = order[first + lo:first + hi]
-            xb, yb = x_dev[idx], y_dev[idx]
-            swb = None if sw_dev is None else sw_dev[idx]
-            cb.batch("train_begin", "on_train_batch_begin", step, lambda: {})
-            with interrupts.deferred_sigint(), memory.out_of_memory_errors(self):  # atomic step, OOM named
-                loss, out, applied = self._train_step(xb, yb, hi - lo, global_n, swb, step, cb)
-            if not applied:
-                break
-            if hi > lo:
-                self._update_metrics(yb, out, hi - lo, loss, swb)
-            cb.batch("train_end", "on_train_batch_end", step, self._batch_logs)
-            if self.stop_training:
-                break
+        tuner = self._blas_tuner = kernels.adaptive_blas_threads(
+            x_dev, enabled=not self.uses_worker_threads, previous=getattr(self, "_blas_tuner", None))
+        try:
+            for step in range(steps):
+                first = step * batch_size
+                global_n = min(n, first + batch_size) - first
+                lo, hi = self._dp.shard(global_n)
+                idx = order[first + lo:first + hi]
+                xb, yb = x_dev[idx], y_dev[idx]
+                swb = None if sw_dev is None else sw_dev[idx]
+                cb.batch("train_begin", "on_train_batch_begin", step, lambda: {})
+                # atomic step, OOM named; BLAS's threads or one, timed (ConvNets: one BLAS
+                # thread throughout, `_step_threads`)
+                with interrupts.deferred_sigint(), memory.out_of_memory_errors(self), \
+                        tuner.step():
+                    loss, out, applied = self._train_step(xb, yb, hi - lo, global_n, swb, step, cb)
+                if not applied:
+                    break
+                if hi > lo:
+                    self._update_metrics(yb, out, hi - lo, loss, swb)
+                cb.batch("train_end", "on_train_batch_end", step, self._batch_logs)
+                if self.stop_training:
+                    break
+        finally:
+            tuner.close()
         kernels.check_errors()
 
     def _batch_logs(self):

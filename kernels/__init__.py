@@ -43,8 +43,8 @@ package compiles nothing and imports neither Numba nor CuPy: CPU kernels compile
 call (cached on disk), CUDA kernels on first launch.
 """
 from ._dispatch import DEFAULTS, current_implementation, implementation
-from ._workers import (batch_tasks, gemm, run_tasks, scratch, task_slices, threaded,
-                       worker_step)
+from ._workers import (adaptive_blas_threads, batch_tasks, gemm, run_tasks, scratch,
+                       task_slices, threaded, worker_step)
 from .batch_norm import batch_norm_backward, batch_norm_forward
 from .bias_relu import bias_relu, relu_bias_grad
 from .conv_gemm import conv_forward, conv_input_grad, conv_weight_grad
@@ -60,7 +60,7 @@ from .winograd import tile as winograd_tile
 from .winograd import winograd_conv, winograd_weight_grad, winograd_weights
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
-__all__ = ["DEFAULTS", "adam_update", "batch_norm_backward", "batch_norm_forward",
+__all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backward", "batch_norm_forward",
            "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_forward",
            "conv_input_grad", "conv_output_size", "conv_weight_grad", "current_implementation",
            "dropout_mask", "gemm", "im2col", "implementation", "max_pool", "max_pool_backward",
