@@ -110,9 +110,10 @@ def tile_of(u, r=3):
     return n - r + 1
 
 
-MIN_CHANNELS = 16  # below, the GEMMs are too thin (measured with F(2, 3)'s earlier kernels
-# per 2-image chunk, one thread: 0.61-0.76x of im2col + GEMM + bias/ReLU at 32-64 channels,
-# 0.82x at 16, 0.94x at 3, 8.8x slower at 1)
+MIN_CHANNELS = 8  # below, im2col + GEMM: measured with the generated kernels per image, one
+# thread, batch 8, 3x3 'same' -> 32 filters, forward / weight gradient, F(4, 3) | im2col:
+# C = 3 at 32x32 .038/.040 | .037/.043 (a tie), C = 8 .046/.050 | .066/.077, C = 16 at
+# 16x16 .018/.026 | .030/.037; C = 1 (mnist conv1) .025/.024 | .015/.015.
 
 
 # The tile m of F(m x m, r x r) that Conv2D uses per kernel size and pass, None for im2col +

@@ -4,7 +4,7 @@ The batch is processed in slices, so memory does not grow with the batch size. O
 each slice is a task of a few MiB (ACCELNET_CHUNK_KB) for accelnet's worker threads, with
 one-thread BLAS (`kernels.run_tasks`); each pass over a slice is one GIL-free kernel call
 that blocks it for cache: `kernels.conv_forward` / `conv_weight_grad` / `conv_input_grad`
-(im2col + GEMM), or, for 3x3 / 5x5 stride-1 kernels with >= 16 input channels,
+(im2col + GEMM), or, for 3x3 / 5x5 stride-1 kernels with >= 8 input channels,
 Winograd F(m x m, r x r) where `kernels.winograd_tile` says it was measured faster (3x3:
 F(4x4, 3x3), 5x5: F(3x3, 5x5), for the forward, the weight gradient and the input
 gradient). Weight and bias gradients are per-task
