@@ -98,18 +98,24 @@ def _pass(indent, loop, loads, stores, consts):
     return lines
 
 
+def _start(name, args, doc, matrix, dtype_of, shape_line):
+    """The first lines of a generated helper kernel (decorator, signature, docstring, shape,
+    dtype-typed constants) and the constant names its expressions use."""
+    consts = _const_names(matrix)
+    doc = [f'    """{doc[0]}'] + [f"    {line}" for line in doc[1:]]
+    doc[-1] += '"""'
+    out = ["", "", "@cpu_jit(nogil=True, inline=\"always\")", f"def {name}({args}):"] + doc
+    return consts, out + [f"    {shape_line}"] + _const_lines(consts, dtype_of, "    ")
+
+
 def _input_block(m, r):
-    at, _, bt = transforms(m, r)
+    _, _, bt = transforms(m, r)
     n = m + r - 1
-    consts = _const_names(bt)
     name = f"_input_block_{m}_{r}"
-    out = ["", "", "@cpu_jit(nogil=True, inline=\"always\")",
-           f"def {name}(x, v, b0, b1, top, left, th, tw):",
-           f'    """V = B^T d B ({n}x{n}) for the tiles of images b0..b1-1, into v[:, :tiles, :]:',
-           '    per column q, s = B^T d (read from x, or for a border tile from a zero-padded',
-           '    copy); per row p, v = s B."""',
-           "    n_, h, w, c = x.shape"]
-    out += _const_lines(consts, "x", "    ")
+    consts, out = _start(name, "x, v, b0, b1, top, left, th, tw", [
+        f"V = B^T d B ({n}x{n}) for the tiles of images b0..b1-1, into v[:, :tiles, :]:",
+        "per column q, s = B^T d (read from x, or for a border tile from a zero-padded",
+        "copy); per row p, v = s B."], bt, "x", "n_, h, w, c = x.shape")
     out += [f"    d = numpy.zeros(({n}, {n}, c), dtype=x.dtype)",
             f"    s = numpy.empty(({n}, {n}, c), dtype=x.dtype)"]
     out += _tile_loops("    ", m, (" - top", " - left"))
@@ -147,14 +153,11 @@ def _input_block(m, r):
 def _output_block(m, r):
     at, _, _ = transforms(m, r)
     n = m + r - 1
-    consts = _const_names(at)
     name = f"_output_block_{m}_{r}"
-    out = ["", "", "@cpu_jit(nogil=True, inline=\"always\")",
-           f"def {name}(mm, out, b0, b1, bias, use_bias, relu, th, tw):",
-           f'    """out[b0:b1] = A^T M A ({m}x{m} per tile, + bias, ReLU) from mm[:, :tiles, :]:',
-           '    per column q, s = A^T M; per output row i, s A, the bias and ReLU."""',
-           "    n_, oh, ow, f = out.shape"]
-    out += _const_lines(consts, "out", "    ")
+    consts, out = _start(name, "mm, out, b0, b1, bias, use_bias, relu, th, tw", [
+        f"out[b0:b1] = A^T M A ({m}x{m} per tile, + bias, ReLU) from mm[:, :tiles, :]:",
+        "per column q, s = A^T M; per output row i, s A, the bias and ReLU."], at, "out",
+        "n_, oh, ow, f = out.shape")
     out += [f"    s = numpy.empty(({m}, {n}, f), dtype=out.dtype)",
             "    b_ = bias if use_bias else numpy.zeros(f, dtype=out.dtype)"]
     out += _tile_loops("    ", m, ("", ""))
@@ -190,15 +193,11 @@ def _output_block(m, r):
 def _dy_block(m, r):
     at, _, _ = transforms(m, r)
     n = m + r - 1
-    consts = _const_names(at)
     name = f"_dy_block_{m}_{r}"
-    out = ["", "", "@cpu_jit(nogil=True, inline=\"always\")",
-           f"def {name}(dy, dm, b0, b1, th, tw):",
-           f'    """dM = A dY A^T ({n}x{n} from each {m}x{m} output-gradient tile, zero outside the',
-           '    output) for the tiles of images b0..b1-1, into dm[:, :tiles, :]: per column e,',
-           '    s = A dY; per row p, s A^T."""',
-           "    n_, oh, ow, f = dy.shape"]
-    out += _const_lines(consts, "dy", "    ")
+    consts, out = _start(name, "dy, dm, b0, b1, th, tw", [
+        f"dM = A dY A^T ({n}x{n} from each {m}x{m} output-gradient tile, zero outside the",
+        "output) for the tiles of images b0..b1-1, into dm[:, :tiles, :]: per column e,",
+        "s = A dY; per row p, s A^T."], at, "dy", "n_, oh, ow, f = dy.shape")
     out += [f"    s = numpy.empty(({n}, {m}, f), dtype=dy.dtype)"]
     out += _tile_loops("    ", m, ("", ""))
     body = "                "
