@@ -16,7 +16,7 @@ from ._jit import cpu_jit
 KERNELS = {}  # (m, r) -> (forward, weight gradient)
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _input_block_2_3(x, v, b0, b1, top, left, th, tw):
     """V = B^T d B (4x4) for the tiles of images b0..b1-1, into v[:, :tiles, :]:
     per column q, s = B^T d (read from x, or for a border tile from a zero-padded
@@ -153,7 +153,7 @@ def _input_block_2_3(x, v, b0, b1, top, left, th, tw):
                     v[15, t, ch] = s1 - s3
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _output_block_2_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
     """out[b0:b1] = A^T M A (2x2 per tile, + bias, ReLU) from mm[:, :tiles, :]:
     per column q, s = A^T M; per output row i, s A, the bias and ReLU."""
@@ -260,7 +260,7 @@ def _output_block_2_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                                 out[b, y0 + 1, z0 + 1, k] = o1
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _dy_block_2_3(dy, dm, b0, b1, th, tw):
     """dM = A dY A^T (4x4 from each 2x2 output-gradient tile, zero outside the
     output) for the tiles of images b0..b1-1, into dm[:, :tiles, :]: per column e,
@@ -370,7 +370,7 @@ def _weight_grad_cpu_2_3(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
 KERNELS[(2, 3)] = (_winograd_cpu_2_3, _weight_grad_cpu_2_3)
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _input_block_4_3(x, v, b0, b1, top, left, th, tw):
     """V = B^T d B (6x6) for the tiles of images b0..b1-1, into v[:, :tiles, :]:
     per column q, s = B^T d (read from x, or for a border tile from a zero-padded
@@ -636,7 +636,7 @@ def _input_block_4_3(x, v, b0, b1, top, left, th, tw):
                     v[35, t, ch] = s1 - k5_0 * s3 + k4_0 * s5
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _output_block_4_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
     """out[b0:b1] = A^T M A (4x4 per tile, + bias, ReLU) from mm[:, :tiles, :]:
     per column q, s = A^T M; per output row i, s A, the bias and ReLU."""
@@ -918,7 +918,7 @@ def _output_block_4_3(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                                 out[b, y0 + 3, z0 + 3, k] = o3
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _dy_block_4_3(dy, dm, b0, b1, th, tw):
     """dM = A dY A^T (6x6 from each 4x4 output-gradient tile, zero outside the
     output) for the tiles of images b0..b1-1, into dm[:, :tiles, :]: per column e,
@@ -1129,7 +1129,7 @@ def _weight_grad_cpu_4_3(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
 KERNELS[(4, 3)] = (_winograd_cpu_4_3, _weight_grad_cpu_4_3)
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _input_block_2_5(x, v, b0, b1, top, left, th, tw):
     """V = B^T d B (6x6) for the tiles of images b0..b1-1, into v[:, :tiles, :]:
     per column q, s = B^T d (read from x, or for a border tile from a zero-padded
@@ -1395,7 +1395,7 @@ def _input_block_2_5(x, v, b0, b1, top, left, th, tw):
                     v[35, t, ch] = k4_0 * s1 - k5_0 * s3 + s5
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _output_block_2_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
     """out[b0:b1] = A^T M A (2x2 per tile, + bias, ReLU) from mm[:, :tiles, :]:
     per column q, s = A^T M; per output row i, s A, the bias and ReLU."""
@@ -1537,7 +1537,7 @@ def _output_block_2_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                                 out[b, y0 + 1, z0 + 1, k] = o1
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _dy_block_2_5(dy, dm, b0, b1, th, tw):
     """dM = A dY A^T (6x6 from each 2x2 output-gradient tile, zero outside the
     output) for the tiles of images b0..b1-1, into dm[:, :tiles, :]: per column e,
@@ -1682,7 +1682,7 @@ def _weight_grad_cpu_2_5(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
 KERNELS[(2, 5)] = (_winograd_cpu_2_5, _weight_grad_cpu_2_5)
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _input_block_3_5(x, v, b0, b1, top, left, th, tw):
     """V = B^T d B (7x7) for the tiles of images b0..b1-1, into v[:, :tiles, :]:
     per column q, s = B^T d (read from x, or for a border tile from a zero-padded
@@ -2038,7 +2038,7 @@ def _input_block_3_5(x, v, b0, b1, top, left, th, tw):
                     v[48, t, ch] = -k4_0 * s1 + k8_0 * s2 + k5_0 * s3 - k10_0 * s4 - s5 + k2_0 * s6
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _output_block_3_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
     """out[b0:b1] = A^T M A (3x3 per tile, + bias, ReLU) from mm[:, :tiles, :]:
     per column q, s = A^T M; per output row i, s A, the bias and ReLU."""
@@ -2268,7 +2268,7 @@ def _output_block_3_5(mm, out, b0, b1, bias, use_bias, relu, th, tw):
                                 out[b, y0 + 2, z0 + 2, k] = o2
 
 
-@cpu_jit(nogil=True, inline="always")
+@cpu_jit(nogil=True)
 def _dy_block_3_5(dy, dm, b0, b1, th, tw):
     """dM = A dY A^T (7x7 from each 3x3 output-gradient tile, zero outside the
     output) for the tiles of images b0..b1-1, into dm[:, :tiles, :]: per column e,

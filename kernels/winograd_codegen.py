@@ -100,11 +100,13 @@ def _pass(indent, loop, loads, stores, consts):
 
 def _start(name, args, doc, matrix, dtype_of, shape_line):
     """The first lines of a generated helper kernel (decorator, signature, docstring, shape,
-    dtype-typed constants) and the constant names its expressions use."""
+    dtype-typed constants) and the constant names its expressions use. Plain calls, not
+    Numba's inline="always": inlining these large helpers into the drivers made the first
+    (uncached) mnist_cnn fit compile for 24 s instead of 15, with no faster steps."""
     consts = _const_names(matrix)
     doc = [f'    """{doc[0]}'] + [f"    {line}" for line in doc[1:]]
     doc[-1] += '"""'
-    out = ["", "", "@cpu_jit(nogil=True, inline=\"always\")", f"def {name}({args}):"] + doc
+    out = ["", "", "@cpu_jit(nogil=True)", f"def {name}({args}):"] + doc
     return consts, out + [f"    {shape_line}"] + _const_lines(consts, dtype_of, "    ")
 
 
