@@ -247,12 +247,11 @@ class AdaptiveBlasThreads:
     WARMUP steps, every PROBE_EVERY steps it times PROBE_STEPS steps each way, alternated,
     and runs one thread until the next probe only where their total time was lower by
     MARGIN (totals, not minima: the stalls are what a busy machine costs); each probe that
-    confirms the choice doubles the interval to the next (up to MAX_BACKOFF times: a
-    probe at BLAS's threads under load costs stalls, and OpenBLAS's threads then spin for
-    ~0.1 s). Steps under
-    MIN_STEP_S never switch (BLAS runs their small GEMMs on one thread anyway). Caveat:
-    OpenBLAS's 1- and 2-thread GEMMs can round differently at some shapes (K = 784: last
-    bits), so a run that switched can differ in the last bits from one that did not;
+    confirms the choice doubles the interval to the next (up to MAX_BACKOFF times: a probe
+    at BLAS's threads under load costs stalls, and OpenBLAS's threads then spin for ~0.1 s).
+    Steps under MIN_STEP_S never switch (BLAS runs their small GEMMs on one thread anyway).
+    Caveat: OpenBLAS's 1- and 2-thread GEMMs can round differently at some shapes (K = 784:
+    last bits), so a run that switched can differ in the last bits from one that did not;
     ACCELNET_ADAPTIVE_BLAS=0 keeps BLAS's threads throughout (bit-reproducible runs).
     """
     WARMUP = 5
