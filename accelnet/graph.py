@@ -85,10 +85,11 @@ def call_symbolic(layer, inputs, training=None):
     return node.output
 
 
-def topological_order(input_tensor, output_tensor):
-    """The nodes between input and output, each after the nodes it reads (the input node
-    first). Raises when the output depends on an Input that is not the model's input."""
-    order, seen, stack = [], set(), [(output_tensor.node, False)]
+def post_order(root, parents):
+    """Every node reachable from `root` through `parents(node)`, each after its parents
+    (iterative depth-first search: no recursion limit). Also the autodiff tape's order
+    (`ops.gradient`)."""
+    order, seen, stack = [], set(), [(root, False)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -98,11 +99,21 @@ def topological_order(input_tensor, output_tensor):
             continue
         seen.add(id(node))
         stack.append((node, True))
+        stack.extend((p, False) for p in parents(node) if id(p) not in seen)
+    return order
+
+
+def topological_order(input_tensor, output_tensor):
+    """The nodes between input and output, each after the nodes it reads (the input node
+    first). Raises when the output depends on an Input that is not the model's input."""
+    def parents(node):
         if not node.inputs and node is not input_tensor.node:
             raise InvalidArgumentError(
                 f"Graph disconnected: the output depends on input {node.layer.name!r}, which is not "
                 f"the model's input {input_tensor.node.layer.name!r}.")
-        stack.extend((p, False) for p in reversed(node.parents) if id(p) not in seen)
+        return reversed(node.parents)
+
+    order = post_order(output_tensor.node, parents)
     if input_tensor.node not in order:
         raise InvalidArgumentError("The model's output does not depend on its input.")
     return order

@@ -15,6 +15,7 @@ import numpy
 
 from .backend import get_array_module, get_backend, to_numpy
 from .errors import AccelnetError, InvalidArgumentError
+from .graph import post_order
 
 EPSILON = 1e-7  # Keras's backend.epsilon()
 
@@ -177,18 +178,8 @@ def gradient(output, x):
     xp = _xp(output)
     if not (isinstance(output, Tensor) and output.needs_grad):
         return xp.zeros_like(x.data)
-    order, seen, stack = [], set(), [(output, False)]
-    while stack:  # iterative depth-first topological order (no recursion limit)
-        node, done = stack.pop()
-        if done:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((p, False) for p in node._parents
-                     if isinstance(p, Tensor) and p.needs_grad and id(p) not in seen)
+    order = post_order(output, lambda node: [p for p in node._parents
+                                             if isinstance(p, Tensor) and p.needs_grad])
     grads = {id(output): xp.ones_like(output.data)}
     for node in reversed(order):
         g = grads.get(id(node))
