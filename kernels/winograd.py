@@ -336,7 +336,7 @@ def numba_cpu(x, u, padding="valid", out=None, bias=None, relu=False, r=3):
     GEMMs and the output transform (+ bias, ReLU) run while the block is in cache."""
     mt = tile_of(u, r)
     kernel = _generated(mt, r)
-    if kernel is None or x.dtype not in (numpy.float32, numpy.float64):
+    if kernel is None:  # (the dispatcher sends other dtypes to the reference)
         return reference(x, u, padding, out, bias, relu, r)
     a = mt + r - 1
     top, left, oh, ow, th, tw = _geometry(x.shape, padding, mt, r)
@@ -358,7 +358,7 @@ def numba_cpu_weight_grad(x, dy, padding="valid", m=2, r=3):
     """Numba CPU form: one GIL-free call; per block of images both transforms and the n*n
     GEMMs, summed in block order; then G^T dU G."""
     kernel = _generated(m, r)
-    if kernel is None or x.dtype not in (numpy.float32, numpy.float64):
+    if kernel is None:  # (the dispatcher sends other dtypes to the reference)
         return reference_weight_grad(x, dy, padding, m, r)
     a = m + r - 1
     top, left, oh, ow, th, tw = _geometry(x.shape, padding, m, r)
