@@ -65,13 +65,15 @@ def requested_bytes(exc):
 
 def _failing_layer(tb, model=None):
     """(layer, method name, input shape) of the innermost layer frame on the traceback;
-    the model's own frames (a model is a Layer too: its training step) do not count."""
+    the model's own frames (a model is a Layer too: its training step) do not count, nor
+    a layer's private helpers below its public method (Conv2D._forward under forward)."""
     from .layers import Layer
     found = (None, None, None)
     while tb is not None:
         frame = tb.tb_frame
         owner = frame.f_locals.get("self")
-        if isinstance(owner, Layer) and owner is not model:
+        helper = found[0] is owner and frame.f_code.co_name.startswith("_")
+        if isinstance(owner, Layer) and owner is not model and not helper:
             names = frame.f_code.co_varnames[1:frame.f_code.co_argcount]
             first = frame.f_locals.get(names[0]) if names else None
             found = (owner, frame.f_code.co_name, tuple(getattr(first, "shape", ())) or None)

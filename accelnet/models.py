@@ -9,7 +9,7 @@ and its weight gradients are summed over the calls (the regularization gradient 
 import collections
 import json
 
-from . import serialization
+from . import fusion, serialization
 from .backend import to_numpy
 from .errors import DataFileError, InvalidArgumentError, ShapeError
 from .graph import SymbolicTensor, as_symbolic, topological_order
@@ -83,7 +83,7 @@ class Model(Trainer, Layer):
         for node in order:
             first_output.setdefault(id(node.layer), node.output.dims)
         self.layer_shapes = [first_output[id(l)] for l in self.layers]
-        self._snapshots = {}
+        self._snapshots, self._fused_pairs = {}, {}
         self.built = True
 
     def _check_names(self, layers):
@@ -255,10 +255,20 @@ class Model(Trainer, Layer):
         values = {id(g["input"]): g["input_node"].layer.forward(x, training=training)}
         shared, snapshots = g["shared"], {}
         out_node = g["output"].node
+        fusable = fusion.pairs(g) if training and fusion.enabled() else {}
+        fused = {}  # id(second node) -> the node whose layer ran it (accelnet.fusion)
         for node in g["nodes"]:
+            if id(node.output) in values:  # run by the node before it, fused
+                continue
             args = [values[id(t)] for t in node.inputs]
             arg = args if node.multi else args[0]
             mode = training if node.training is None else node.training
+            nxt = fusable.get(id(node))
+            if (nxt is not None and mode and (nxt.training is None or nxt.training)
+                    and node.layer.fuses_with(nxt.layer, arg)):
+                values[id(nxt.output)] = node.layer.forward_fused(arg, nxt.layer)
+                fused[id(nxt)] = node
+                continue
             if logits and node is out_node:
                 out = node.layer.forward(arg, training=mode, logits=True)
             else:
@@ -266,7 +276,7 @@ class Model(Trainer, Layer):
             if id(node.layer) in shared:
                 snapshots[id(node)] = node.layer.snapshot()
             values[id(node.output)] = out
-        self._snapshots = snapshots
+        self._snapshots, self._fused_pairs = snapshots, fused
         return values[id(g["output"])]
 
     def _plan(self):
@@ -289,8 +299,12 @@ class Model(Trainer, Layer):
         plan = self._plan()
         grads = {id(g["output"]): grad}
         sums, runs = {}, collections.Counter()
+        fused = getattr(self, "_fused_pairs", {})
         for node in reversed(g["nodes"]):
             dy = grads.pop(id(node.output), None)
+            first = fused.get(id(node))
+            if first is not None:  # node ran inside first's forward_fused: one backward
+                node = first
             run, needs_input = plan[id(node)]
             if dy is None or not run:
                 continue
@@ -299,7 +313,7 @@ class Model(Trainer, Layer):
             if shared:
                 layer.restore(self._snapshots[id(node)])
             layer.needs_input_grad = needs_input
-            dx = layer.backward(dy)
+            dx = layer.backward(dy) if first is None else layer.backward_fused(dy)
             if shared:
                 runs[id(layer)] += 1
                 if id(layer) not in sums:

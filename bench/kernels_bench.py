@@ -64,6 +64,12 @@ def cases(quick):
                     ((_normal(rng, s), (2, 2), (2, 2)), {"padding": p})))
         out.append(("max_pool_backward", label, lambda rng, s=shape, p=padding:
                     _pool_backward_args(rng, s, p)))
+    # Conv2D + MaxPooling2D fused (accelnet.fusion) call it per slice of a few images
+    for label, shape, padding in [("mnist_cnn conv2 slice", (8, 24, 24, 64), "valid"),
+                                  ("seed004 conv1 slice", (8, 28, 28, 32), "same"),
+                                  ("seed004 conv2 slice", (8, 14, 14, 64), "same")]:
+        out.append(("max_pool_relu_grad", f"{label} x{shape} 2x2 {padding}",
+                    lambda rng, s=shape, p=padding: _pool_relu_grad_args(rng, s, p)))
     for label, rows, f in [("mnist_cnn conv2", batch * 576, 64), ("cifar conv1", batch * 1024, 32)]:
         out.append(("relu_bias_grad", f"{label} ({rows}, {f})", lambda rng, r=rows, f=f:
                     ((_normal(rng, (r, f)), _normal(rng, (r, f))), {})))
@@ -145,6 +151,14 @@ def _pool_backward_args(rng, shape, padding):
     mp = importlib.import_module("accelnet.kernels.max_pool")  # the module, not the function
     out, arg = mp.reference(_normal(rng, shape), (2, 2), (2, 2), padding)
     return (_normal(rng, out.shape), arg, shape, (2, 2), (2, 2)), {"padding": padding}
+
+
+def _pool_relu_grad_args(rng, shape, padding):
+    """(grad, argmax, pooled, z_shape, pool, strides) from a reference forward on a ReLU
+    output."""
+    mp = importlib.import_module("accelnet.kernels.max_pool")
+    out, arg = mp.reference(numpy.maximum(_normal(rng, shape), 0), (2, 2), (2, 2), padding)
+    return (_normal(rng, out.shape), arg, out, shape, (2, 2), (2, 2)), {"padding": padding}
 
 
 # kernels whose public function is dispatched under another kernel's name (none today:

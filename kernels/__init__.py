@@ -28,7 +28,9 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   optimizer's step on one parameter (and its slots) in place, one pass.
 - `max_pool(x, pool_size, strides, padding) -> (out, argmax)` and
   `max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx`: max
-  pooling that records each window's winner, and the gradient scattered to it.
+  pooling that records each window's winner, and the gradient scattered to it;
+  `max_pool_relu_grad(grad, argmax, pooled, x_shape, ...) -> (dz, bias_grad)`: both
+  backward passes of bias + ReLU + max pooling from the pooled output (Conv2D's pooled step).
 - `batch_norm_forward(x, gamma, beta, epsilon, mean=None, var=None) -> (y, mean, var,
   inv_std)` and `batch_norm_backward(dy, x, gamma, mean, inv_std, training=True) -> (dx,
   dgamma, dbeta)`: batch normalization of a (rows, C) array over its rows (batch or given
@@ -50,7 +52,8 @@ from .bias_relu import bias_relu, relu_bias_grad
 from .conv_gemm import conv_forward, conv_input_grad, conv_weight_grad
 from .dropout_mask import dropout_mask
 from .im2col import col2im, conv_output_size, im2col, same_padding
-from .max_pool import max_pool, max_pool_backward
+from .max_pool import argmax_dtype as max_pool_argmax_dtype
+from .max_pool import max_pool, max_pool_backward, max_pool_relu_grad
 from .optimizer_update import adam_update, sgd_update
 from .relu_backward import relu_backward
 from .winograd import applies as winograd_applies
@@ -63,7 +66,8 @@ from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 __all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backward", "batch_norm_forward",
            "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_forward",
            "conv_input_grad", "conv_output_size", "conv_weight_grad", "current_implementation",
-           "dropout_mask", "gemm", "im2col", "implementation", "max_pool", "max_pool_backward",
+           "dropout_mask", "gemm", "im2col", "implementation", "max_pool", "max_pool_argmax_dtype",
+           "max_pool_backward", "max_pool_relu_grad",
            "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",
            "sgd_update", "softmax_cross_entropy", "task_slices", "threaded",
            "winograd_applies", "winograd_applies_input_grad", "winograd_conv",

@@ -1,7 +1,10 @@
 """Max pooling on channels-last (N, H, W, C) input that records the argmax, and its backward.
 
-    max_pool(x, pool_size, strides, padding) -> (out (N, OH, OW, C), argmax (N, OH, OW, C))
+    max_pool(x, pool_size, strides, padding, out=None, argmax=None) -> (out (N, OH, OW, C),
+                                                                          argmax (N, OH, OW, C))
     max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx
+    max_pool_relu_grad(grad, argmax, pooled, x_shape, pool_size, strides, padding, out=None)
+        -> (dz (N*H*W, C), bias_grad float64 (C,))
 
 `argmax` is the winner's index p * PW + q inside its window (uint8 for windows of at most
 256 cells, else int32). The winner is the first maximum in row-major window order, as in
@@ -11,6 +14,13 @@ that overlap, strides < pool size, add up), so it needs only `argmax`, not x: on
 forward and one pass backward instead of the compare-and-mask passes of the reference.
 Every form writes each output element from one thread; the CUDA backward is a gather (no
 atomics), so results are deterministic.
+
+`max_pool_relu_grad` is the backward of bias + ReLU followed by max pooling, taken from the
+pooled output instead of the ReLU's: the winner of a window holds the pooled value, so the
+ReLU passes its gradient where `pooled > 0`. It is max_pool_backward then `relu_bias_grad`
+in one pass over a slice that stays in cache (Conv2D's pooled step), and gives the same
+bits as those two kernels in a row (dz, and the bias gradient summed row by row in
+float64).
 """
 
 import numpy
@@ -39,9 +49,38 @@ def _check_backward(grad, argmax, x_shape, g):
                          f"shape {tuple(x_shape)}, got {grad.shape} and {argmax.shape}.")
 
 
+def _outputs(xp, shape, dtype, kh, kw, out, argmax):
+    """(out, argmax) of `shape`: the caller's C-contiguous buffers, checked, or new ones."""
+    want = ((out, dtype, "out"), (argmax, _argmax_dtype(kh, kw), "argmax"))
+    for given, kind, name in want:
+        if given is not None and (given.shape != shape or given.dtype != kind
+                                  or not given.flags.c_contiguous):
+            raise ShapeError(f"max_pool: {name} must be C-contiguous {numpy.dtype(kind)} of "
+                             f"shape {shape}, got {given.dtype} {given.shape}.")
+    return tuple(xp.empty(shape, dtype=kind) if given is None else given
+                 for given, kind, _ in want)
+
+
+def _relu_grad_geometry(grad, argmax, pooled, x_shape, pool_size, strides, padding):
+    x_shape = tuple(int(v) for v in x_shape)
+    g = _geometry(x_shape, pool_size, strides, padding, "max_pool_relu_grad")
+    _check_backward(grad, argmax, x_shape, g)
+    if pooled.shape != grad.shape:
+        raise ShapeError(f"max_pool_relu_grad: pooled {pooled.shape} must have grad's shape "
+                         f"{grad.shape}.")
+    return x_shape, g
+
+
+def _check_dz_out(out, x_shape, dtype):
+    want = (x_shape[0] * x_shape[1] * x_shape[2], x_shape[3])
+    if out is not None and (out.shape != want or out.dtype != dtype):
+        raise ShapeError(f"max_pool_relu_grad: out must be {numpy.dtype(dtype)} of shape "
+                         f"{want}, got {out.dtype} {out.shape}.")
+
+
 # ---------------------------------------------------------------- reference (NumPy/CuPy)
 
-def reference(x, pool_size, strides, padding="valid"):
+def reference(x, pool_size, strides, padding="valid", out=None, argmax=None):
     """Pure NumPy/CuPy form: pad with -inf, im2col, argmax over each window."""
     kh, kw, sh, sw, oh, ow, pad_h, pad_w = _geometry(x.shape, pool_size, strides, padding,
                                                      "max_pool")
@@ -50,10 +89,12 @@ def reference(x, pool_size, strides, padding="valid"):
     if pad_h != (0, 0) or pad_w != (0, 0):
         x = xp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)), constant_values=-xp.inf)
     cols = reference_im2col(x, (kh, kw), (sh, sw), "valid").reshape(n * oh * ow, kh * kw, c)
-    arg = cols.argmax(axis=1)
-    out = xp.take_along_axis(cols, arg[:, None, :], axis=1)
     shape = (n, oh, ow, c)
-    return out.reshape(shape), arg.reshape(shape).astype(_argmax_dtype(kh, kw))
+    out, argmax = _outputs(xp, shape, x.dtype, kh, kw, out, argmax)
+    arg = cols.argmax(axis=1)
+    out[...] = xp.take_along_axis(cols, arg[:, None, :], axis=1).reshape(shape)
+    argmax[...] = arg.reshape(shape)
+    return out, argmax
 
 
 def reference_backward(grad, argmax, x_shape, pool_size, strides, padding="valid"):
@@ -69,6 +110,22 @@ def reference_backward(grad, argmax, x_shape, pool_size, strides, padding="valid
     padded = (n, h + top + bottom, w + left + right, c)
     dx = reference_col2im(dcols.reshape(n * oh * ow, -1), padded, (kh, kw), (sh, sw), "valid")
     return xp.ascontiguousarray(dx[:, top:top + h, left:left + w, :])
+
+
+def reference_relu_grad(grad, argmax, pooled, x_shape, pool_size, strides, padding="valid",
+                        out=None):
+    """Pure NumPy/CuPy form: grad where pooled > 0, the reference backward, float64 sums."""
+    x_shape, _ = _relu_grad_geometry(grad, argmax, pooled, x_shape, pool_size, strides,
+                                     padding)
+    _check_dz_out(out, x_shape, grad.dtype)
+    xp = get_array_module(grad)
+    masked = xp.where(pooled > 0, grad, xp.zeros((), dtype=grad.dtype))
+    dz = reference_backward(masked, argmax, x_shape, pool_size, strides,
+                            padding).reshape(-1, x_shape[3])
+    if out is not None:
+        out[...] = dz
+        dz = out
+    return dz, dz.sum(axis=0, dtype=numpy.float64)
 
 
 # ---------------------------------------------------------------- Numba CPU
@@ -128,15 +185,37 @@ def _max_pool_backward_cpu(grad, arg, dx, kh, kw, sh, sw, top, left):
                     d[U(((b * h + y) * w + z) * c + ch)] += g[U(o + ch)]
 
 
-def numba_cpu(x, pool_size, strides, padding="valid"):
+@cpu_jit(nogil=True)
+def _max_pool_relu_grad_cpu(grad, arg, pooled, dz, acc, h, w, kh, kw, sh, sw, top, left):
+    n, oh, ow, c = grad.shape
+    g, a, pl, d = grad.reshape(-1), arg.reshape(-1), pooled.reshape(-1), dz.reshape(-1)
+    for e in range(d.size):
+        d[U(e)] = 0
+    for b in range(n):  # max_pool_backward's scatter, where the winner passed the ReLU
+        for i in range(oh):
+            for j in range(ow):
+                o = ((b * oh + i) * ow + j) * c
+                for ch in range(c):
+                    if pl[U(o + ch)] > 0:
+                        k = numpy.int64(a[U(o + ch)])
+                        y = i * sh - top + k // kw
+                        z = j * sw - left + k % kw
+                        d[U(((b * h + y) * w + z) * c + ch)] += g[U(o + ch)]
+    for ch in range(c):
+        acc[ch] = 0
+    for r in range(dz.shape[0]):  # row by row, as relu_bias_grad sums
+        for ch in range(c):
+            acc[ch] += dz[r, ch]
+
+
+def numba_cpu(x, pool_size, strides, padding="valid", out=None, argmax=None):
     """Numba CPU form: one pass over x, the winner's value and index per output element
     (large batches split over the worker threads)."""
     kh, kw, sh, sw, oh, ow, pad_h, pad_w = _geometry(x.shape, pool_size, strides, padding,
                                                      "max_pool")
     x = numpy.ascontiguousarray(x)
     shape = (x.shape[0], oh, ow, x.shape[3])
-    out = numpy.empty(shape, dtype=x.dtype)
-    arg = numpy.empty(shape, dtype=_argmax_dtype(kh, kw))
+    out, arg = _outputs(numpy, shape, x.dtype, kh, kw, out, argmax)
     _workers.split_batch(x, x.shape[0], lambda a, b: _max_pool_cpu(
         x[a:b], out[a:b], arg[a:b], kh, kw, sh, sw, pad_h[0], pad_w[0]))
     return out, arg
@@ -154,6 +233,27 @@ def numba_cpu_backward(grad, argmax, x_shape, pool_size, strides, padding="valid
     _workers.split_batch(dx, x_shape[0], lambda a, b: _max_pool_backward_cpu(
         grad[a:b], argmax[a:b], dx[a:b], kh, kw, sh, sw, pad_h[0], pad_w[0]))
     return dx
+
+
+def numba_cpu_relu_grad(grad, argmax, pooled, x_shape, pool_size, strides, padding="valid",
+                        out=None):
+    """Numba CPU form: zero dz, scatter each window's gradient to its winner where the
+    pooled value is positive, sum dz's rows (one GIL-free call; for a cache-sized slice)."""
+    x_shape, g = _relu_grad_geometry(grad, argmax, pooled, x_shape, pool_size, strides,
+                                     padding)
+    _check_dz_out(out, x_shape, grad.dtype)
+    kh, kw, sh, sw, _, _, pad_h, pad_w = g
+    n, h, w, c = x_shape
+    dz = out if out is not None and out.flags.c_contiguous else numpy.empty((n * h * w, c),
+                                                                             grad.dtype)
+    acc = numpy.empty(c, dtype=numpy.float64)
+    _max_pool_relu_grad_cpu(numpy.ascontiguousarray(grad), numpy.ascontiguousarray(argmax),
+                            numpy.ascontiguousarray(pooled, dtype=grad.dtype), dz, acc, h, w,
+                            kh, kw, sh, sw, pad_h[0], pad_w[0])
+    if out is not None and dz is not out:
+        out[...] = dz
+        dz = out
+    return dz, acc
 
 
 # ---------------------------------------------------------------- Numba CUDA
@@ -209,15 +309,14 @@ def _max_pool_backward_cuda(grad, arg, dx, kh, kw, sh, sw, top, left, total, zer
         dx[b, y, z, ch] = acc
 
 
-def numba_cuda(x, pool_size, strides, padding="valid"):
+def numba_cuda(x, pool_size, strides, padding="valid", out=None, argmax=None):
     """Numba CUDA form: one thread per output element."""
     kh, kw, sh, sw, oh, ow, pad_h, pad_w = _geometry(x.shape, pool_size, strides, padding,
                                                      "max_pool")
     xp = get_array_module(x)
     x = xp.ascontiguousarray(x)
     shape = (x.shape[0], oh, ow, x.shape[3])
-    out = xp.empty(shape, dtype=x.dtype)
-    arg = xp.empty(shape, dtype=_argmax_dtype(kh, kw))
+    out, arg = _outputs(xp, shape, x.dtype, kh, kw, out, argmax)
     if out.size:
         blocks, threads = grid_for(out.size)
         launch(_max_pool_cuda, blocks, threads, x, out, arg, kh, kw, sh, sw, pad_h[0], pad_w[0],
@@ -241,14 +340,52 @@ def numba_cuda_backward(grad, argmax, x_shape, pool_size, strides, padding="vali
     return dx
 
 
+def numba_cuda_relu_grad(grad, argmax, pooled, x_shape, pool_size, strides, padding="valid",
+                         out=None):
+    """Numba CUDA form: the mask by CuPy, the CUDA backward's gather, then one thread per
+    column sums its rows in order (bias_relu's column-sum kernel)."""
+    from .bias_relu import _column_sums_cuda
+    x_shape, _ = _relu_grad_geometry(grad, argmax, pooled, x_shape, pool_size, strides,
+                                     padding)
+    _check_dz_out(out, x_shape, grad.dtype)
+    xp = get_array_module(grad)
+    masked = xp.where(pooled > 0, grad, xp.zeros((), dtype=grad.dtype))
+    dz = numba_cuda_backward(masked, argmax, x_shape, pool_size, strides,
+                             padding).reshape(-1, x_shape[3])
+    acc = xp.zeros(x_shape[3], dtype=numpy.float64)
+    if dz.size:
+        blocks, threads = grid_for(x_shape[3])
+        launch(_column_sums_cuda, blocks, threads, dz, acc)
+    if out is not None:
+        out[...] = dz
+        dz = out
+    return dz, acc
+
+
 # ---------------------------------------------------------------- public
 
-def max_pool(x, pool_size, strides, padding="valid"):
-    """(N, H, W, C) -> (out (N, OH, OW, C), argmax): window maxima and their winners."""
-    return _dispatch.form("max_pool", x)(x, pool_size, strides, padding)
+def max_pool(x, pool_size, strides, padding="valid", out=None, argmax=None):
+    """(N, H, W, C) -> (out (N, OH, OW, C), argmax): window maxima and their winners
+    (into `out` / `argmax` when given: C-contiguous, of that shape and of the dtypes
+    `max_pool` would choose)."""
+    return _dispatch.form("max_pool", x)(x, pool_size, strides, padding, out, argmax)
 
 
 def max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding="valid"):
     """dx of shape x_shape: each window's gradient added at its winner, in grad's dtype."""
     return _dispatch.form("max_pool_backward", grad)(grad, argmax, x_shape, pool_size, strides,
                                                        padding)
+
+
+def max_pool_relu_grad(grad, argmax, pooled, x_shape, pool_size, strides, padding="valid",
+                       out=None):
+    """(dz (N*H*W, C), bias_grad float64 (C,)): the gradient at the pre-activation of a
+    bias + ReLU layer of output shape x_shape that max pooling (`pooled`, `argmax`) follows,
+    from the pooled output's gradient; as max_pool_backward then relu_bias_grad."""
+    return _dispatch.form("max_pool_relu_grad", grad)(grad, argmax, pooled, x_shape,
+                                                       pool_size, strides, padding, out)
+
+
+def argmax_dtype(pool_size):
+    """The dtype of `max_pool`'s argmax for windows of `pool_size`."""
+    return numpy.dtype(_argmax_dtype(*pool_size))

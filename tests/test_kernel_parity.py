@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from accelnet import kernels
-from accelnet.errors import InvalidArgumentError
+from accelnet.errors import InvalidArgumentError, ShapeError
 
 from kernel_forms import ALL_FORMS
 
@@ -114,6 +114,53 @@ def test_im2col_is_patches_and_col2im_its_adjoint(form, dtype, kernel, stride, p
     assert form.is_device_array(dx) and dx.shape == x.shape and dx.dtype == dtype
     np.testing.assert_allclose(np.vdot(want, dcols.astype(np.float64)),
                                np.vdot(x.astype(np.float64), form.host(dx)), rtol=1e-5)
+
+
+POOL_CASES = [((2, 2), (2, 2), "valid"), ((2, 2), (2, 2), "same"), ((3, 3), (2, 2), "same"),
+              ((3, 2), (1, 2), "valid")]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pool,strides,padding", POOL_CASES)
+def test_max_pool_relu_grad_is_relu_then_pool_backward(form, dtype, pool, strides, padding):
+    """The pooled step's backward equals the definition: the pooled gradient added at each
+    window's winner (loops in the test), kept where the ReLU output there is positive, and
+    the bias gradient as its column sums; with out= and the forward's out=/argmax=."""
+    rng = np.random.default_rng(1)
+    z = np.maximum(rng.choice([-1.0, 0.0, 0.5, 1.5, 2.0], size=(2, 5, 6, 3)), 0).astype(dtype)
+    n, h, w, c = z.shape
+    oh, ow = (kernels.conv_output_size(s, k, t, padding) for s, k, t in zip((h, w), pool, strides))
+    top, left = ((kernels.same_padding(s, k, t)[0] for s, k, t in zip((h, w), pool, strides))
+                 if padding == "same" else (0, 0))
+    grad = rng.standard_normal((n, oh, ow, c)).astype(dtype)
+    with form.running():
+        assert kernels.current_implementation("max_pool_relu_grad", form.device(grad)) == \
+            form.expected
+        xp = form.xp()
+        pooled = xp.empty((n, oh, ow, c), dtype=dtype)
+        arg = xp.empty((n, oh, ow, c), dtype=kernels.max_pool_argmax_dtype(pool))
+        kernels.max_pool(form.device(z), pool, strides, padding, out=pooled, argmax=arg)
+        out = xp.empty((n * h * w, c), dtype=dtype)
+        dz, bias = kernels.max_pool_relu_grad(form.device(grad), arg, pooled, z.shape, pool,
+                                              strides, padding, out=out)
+    assert dz is out and bias.dtype == np.float64 and bias.shape == (c,)
+    want = np.zeros(z.shape)
+    arg = form.host(arg)
+    for b, i, j, ch in np.ndindex(n, oh, ow, c):
+        k = int(arg[b, i, j, ch])
+        y, x = i * strides[0] - top + k // pool[1], j * strides[1] - left + k % pool[1]
+        want[b, y, x, ch] += grad[b, i, j, ch]
+    want[z <= 0] = 0
+    np.testing.assert_allclose(form.host(dz), want.reshape(-1, c), **TOL[dtype])
+    np.testing.assert_allclose(form.host(bias), want.reshape(-1, c).sum(axis=0), **TOL[dtype])
+
+
+def test_max_pool_relu_grad_rejects_a_wrong_pooled_shape(form):
+    grad = form.device(np.zeros((1, 2, 2, 1), np.float32))
+    arg = form.device(np.zeros((1, 2, 2, 1), np.uint8))
+    with form.running(), pytest.raises(ShapeError, match="max_pool_relu_grad: pooled"):
+        kernels.max_pool_relu_grad(grad, arg, form.device(np.zeros((1, 2, 1, 1), np.float32)),
+                                   (1, 4, 4, 1), (2, 2), (2, 2), "valid")
 
 
 def _hash_math(i, key):

@@ -101,6 +101,12 @@ class Layer:
     def backward(self, grad):
         raise NotImplementedError
 
+    def fuses_with(self, layer, x):
+        """Whether a model's training step may run `layer`, which alone consumes this
+        layer's output, inside this layer's `forward_fused(x, layer)` /
+        `backward_fused(grad)` (see accelnet.fusion). Most layers never do."""
+        return False
+
     def add_regularization_grads(self):
         for key, reg in self.regularizers.items():
             self.grads[key] += reg.gradient(self.params[key])

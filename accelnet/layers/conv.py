@@ -17,6 +17,7 @@ import os
 
 from .. import kernels
 from ..backend import get_array_module
+from ..fusion import enabled as fusion_enabled
 from ..errors import InvalidArgumentError, ShapeError
 from .base import KernelBiasMixin, Layer, as_pair, positive_int
 from .core import ActivationMixin
@@ -81,6 +82,7 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         self.activation = activations.get(activation)
         self._set_weight_args(use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                               bias_regularizer)
+        self._pool = None  # the MaxPooling2D of the last forward_fused
 
     def weight_shapes(self, input_shape):
         shapes = {"kernel": tuple(self.kernel_size) + (int(input_shape[-1]), self.filters)}
@@ -139,13 +141,41 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         return self.kernel_size, self.strides, self.padding
 
     def forward(self, x, training=True, logits=False):
+        self._pool = None
+        return self._forward(x, logits)
+
+    def fuses_with(self, layer, x):
+        """Whether a model's training step may run `layer` inside this layer's forward
+        (`forward_fused`): a MaxPooling2D after this layer's bias + ReLU, on the CPU's
+        worker threads (ACCELNET_FUSE=0 turns it off)."""
+        return (isinstance(layer, MaxPooling2D) and self._fuse_relu(False)
+                and kernels.threaded(x) and fusion_enabled())
+
+    def forward_fused(self, x, pool):
+        """This convolution, bias + ReLU, then `pool`, one batch slice at a time: a slice's
+        convolution output lives only in a per-thread scratch buffer, in cache, while it is
+        pooled (never written to memory whole, nor read back). Returns pool's output; the
+        backward is `backward_fused`, from pool's output gradient. Same bits as the two
+        layers' forward and backward in a row."""
+        if pool.input_shape != self.out_hw + (self.filters,):
+            raise ShapeError(f"Layer {pool.name!r} expects input of shape "
+                             f"{(None,) + tuple(pool.input_shape)}, but Conv2D {self.name!r} "
+                             f"gives {(None,) + self.out_hw + (self.filters,)}.")
+        self._pool = pool
+        return self._forward(x, False)
+
+    def _forward(self, x, logits):
         self.ensure_built(x)
         xp = get_array_module(x)
-        n, f = x.shape[0], self.filters
+        n, f, pool = x.shape[0], self.filters, self._pool
         w2 = self.params["kernel"].reshape(-1, f)
         bias = self.params["bias"] if self.use_bias else None
         fused = self._fuse_relu(logits)  # bias + ReLU in the convolution's last pass
-        z = xp.empty((n,) + self.out_hw + (f,), dtype=x.dtype)
+        if pool is None:
+            z = xp.empty((n,) + self.out_hw + (f,), dtype=x.dtype)
+        else:
+            z = xp.empty((n,) + pool.out_hw + (f,), dtype=x.dtype)
+            argmax = xp.empty(z.shape, dtype=kernels.max_pool_argmax_dtype(pool.pool_size))
         tile = None if self._dilated() else kernels.winograd_tile(
             x, self.kernel_size, self.strides, self.padding, "forward")
         winograd = tile is not None
@@ -156,6 +186,10 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         def work(chunks):
             for start, stop in chunks:
                 xc, zc = x[start:stop], z[start:stop]
+                if pool is not None:  # the slice's output, pooled below while in cache
+                    shape = (stop - start,) + self.out_hw + (f,)
+                    zc = kernels.scratch(x, "conv_out", shape, x.dtype)
+                    zc = xp.empty(shape, dtype=x.dtype) if zc is None else zc
                 if winograd:  # 3x3 / 5x5 stride 1: Winograd F(m x m, r x r)
                     kernels.winograd_conv(xc, u, self.padding, out=zc, r=r, **epilogue)
                 elif self._dilated():
@@ -165,10 +199,16 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
                         kernels.bias_relu(zc2, bias)
                 else:
                     kernels.conv_forward(xc, w2, *self._conv_args(), out=zc, **epilogue)
+                if pool is not None:
+                    kernels.max_pool(zc, pool.pool_size, pool.strides, pool.padding,
+                                     out=z[start:stop], argmax=argmax[start:stop])
 
         self._x = x
         kernels.run_tasks(x, work, self._tasks(x))
         self._fused = fused
+        if pool is not None:
+            self._out, self._argmax = z, argmax  # pool's output: the ReLU's mask
+            return z
         if fused:
             self._logits, self._out = False, z
             return z
@@ -177,15 +217,32 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         return self.activate(z, logits)
 
     def backward(self, grad):
+        if self._pool is not None:
+            raise InvalidArgumentError(f"Conv2D {self.name!r}: the last forward was "
+                                       f"forward_fused; call backward_fused.")
+        return self._backward(grad)
+
+    def backward_fused(self, grad):
+        """The backward of `forward_fused` from the pooled output's gradient: per slice,
+        the pooling and ReLU backward (`max_pool_relu_grad`) into a scratch buffer, then
+        this layer's passes; pool's backward never runs."""
+        if self._pool is None:
+            raise InvalidArgumentError(f"Conv2D {self.name!r}: backward_fused needs "
+                                       f"forward_fused first.")
+        try:
+            return self._backward(grad)
+        finally:
+            self._pool = self._argmax = None
+
+    def _backward(self, grad):
         xp = get_array_module(grad)
-        x, f, fused = self._x, self.filters, self._fused
+        x, f, fused, pool = self._x, self.filters, self._fused, self._pool
         dz = grad if fused else self.activation_grad(grad)
         w2 = self.params["kernel"].reshape(-1, f)
         dx = xp.empty_like(x) if self.needs_input_grad else None
         r = self.kernel_size[0]
         tile_dx = None if dx is None or self._dilated() else kernels.winograd_tile(
-            dz.reshape(x.shape[:1] + self.out_hw + (f,)), self.kernel_size, self.strides,
-            self.padding, "input_grad")
+            dz, self.kernel_size, self.strides, self.padding, "input_grad")
         winograd = tile_dx is not None
         u_t = (kernels.winograd_weights(self.params["kernel"], transpose=True, m=tile_dx)
                if winograd else None)
@@ -199,12 +256,21 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
             kernel_sum = bias_sum = None
             for start, stop in chunks:
                 rows = (stop - start) * self.out_hw[0] * self.out_hw[1]
-                xc, dzc = x[start:stop], dz[start:stop].reshape(-1, f)
-                if fused:  # ReLU backward and the bias gradient in one pass over the slice
-                    dzc, part = kernels.relu_bias_grad(
-                        dzc, self._out[start:stop].reshape(-1, f),
-                        out=kernels.scratch(x, "dz", (rows, f), dz.dtype))
+                xc = x[start:stop]
+                dz_buffer = kernels.scratch(x, "dz", (rows, f), dz.dtype)
+                if pool is not None:  # pooling, ReLU and bias backward into the scratch
+                    dzc, part = kernels.max_pool_relu_grad(
+                        dz[start:stop], self._argmax[start:stop], self._out[start:stop],
+                        (stop - start,) + self.out_hw + (f,), pool.pool_size, pool.strides,
+                        pool.padding, out=dz_buffer)
                     bias_sum = part if bias_sum is None else bias_sum + part
+                elif fused:  # ReLU backward and the bias gradient in one pass over the slice
+                    dzc = dz[start:stop].reshape(-1, f)
+                    dzc, part = kernels.relu_bias_grad(
+                        dzc, self._out[start:stop].reshape(-1, f), out=dz_buffer)
+                    bias_sum = part if bias_sum is None else bias_sum + part
+                else:
+                    dzc = dz[start:stop].reshape(-1, f)
                 if self._dilated():
                     part = xp.matmul(self._columns(xc).T, dzc)
                 elif winograd_dw:

@@ -1,0 +1,42 @@
+"""Consecutive layers that a model's training step runs as one.
+
+A layer may offer to run the layer after it inside its own forward and backward, one batch
+slice at a time, so the activation between the two stays in cache instead of being written
+to memory whole and read back (Conv2D + MaxPooling2D: `Conv2D.forward_fused`). The layer
+says when it can (`Layer.fuses_with(next_layer, x)`, checked at every step: the CPU's
+worker threads, a ReLU to take the mask from); the model decides where it may (`pairs`):
+the second layer is the first's only consumer and takes nothing else, neither layer is
+shared, and the first's output is not the model's output. Only training steps fuse
+(inference keeps the plain per-layer forward), and a fused pair gives the same bits as the
+two layers run in a row. ACCELNET_FUSE=0 turns fusion off (read at every step).
+"""
+import collections
+import os
+
+
+def enabled():
+    """Whether models may fuse layer pairs (ACCELNET_FUSE, default on)."""
+    return os.environ.get("ACCELNET_FUSE", "1").strip() != "0"
+
+
+def pairs(graph):
+    """{id(node): next node} for the model graph's node pairs that may run fused (cached
+    in the graph)."""
+    cached = graph.get("fusable")
+    if cached is not None:
+        return cached
+    consumers = collections.defaultdict(list)
+    for node in graph["nodes"]:
+        for tensor in node.inputs:
+            consumers[id(tensor)].append(node)
+    shared, out = graph["shared"], id(graph["output"])
+    found = {}
+    for node in graph["nodes"]:
+        users = consumers.get(id(node.output), [])
+        if len(users) != 1 or id(node.output) == out or id(node.layer) in shared:
+            continue
+        nxt = users[0]
+        if len(nxt.inputs) == 1 and not nxt.multi and id(nxt.layer) not in shared:
+            found[id(node)] = nxt
+    graph["fusable"] = found
+    return found

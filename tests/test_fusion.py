@@ -1,0 +1,97 @@
+"""Fused layer pairs in a model's training step (accelnet.fusion: Conv2D + MaxPooling2D on
+the CPU's worker threads) give the same bits as the layers run one after the other, and
+fuse only where the graph and the layers allow it."""
+import numpy as np
+import pytest
+
+import accelnet as an
+from accelnet import fusion, kernels, random
+from accelnet.errors import InvalidArgumentError
+
+L = an.layers
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    """Several slices per batch: the threaded machinery at tiny sizes."""
+    monkeypatch.setenv("ACCELNET_CHUNK_KB", "16")
+    monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
+    monkeypatch.delenv("ACCELNET_FUSE", raising=False)
+
+
+def convnet(pool_kwargs, kernel=3, padding="valid", channels=8):
+    random.seed(3)
+    model = an.Sequential([
+        L.Conv2D(channels, kernel, padding=padding, activation="relu", input_shape=(11, 11, 2)),
+        L.MaxPooling2D(**pool_kwargs),
+        L.Conv2D(12, kernel, padding="same", activation="relu"),
+        L.MaxPooling2D(2, padding="same"), L.Flatten(), L.Dense(5, activation="softmax")])
+    model.compile(optimizer=an.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def train(model, x, y, steps=3):
+    losses = [float(model.train_on_batch(x, y)) for _ in range(steps)]
+    return losses, model.get_weights()
+
+
+@pytest.mark.parametrize("pool_kwargs,kernel,padding", [
+    (dict(pool_size=2), 3, "valid"), (dict(pool_size=2, padding="same"), 5, "same"),
+    (dict(pool_size=3, strides=2, padding="same"), 3, "same"),  # overlapping windows
+    (dict(pool_size=(2, 3), strides=(1, 2)), 3, "valid")])
+def test_fused_steps_are_the_unfused_steps_bit_for_bit(monkeypatch, pool_kwargs, kernel, padding):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 11, 11, 2)).astype(np.float32)
+    y = rng.integers(0, 5, 24)
+    runs = {}
+    for fuse in ("1", "0"):
+        monkeypatch.setenv("ACCELNET_FUSE", fuse)
+        model = convnet(pool_kwargs, kernel, padding)
+        runs[fuse] = train(model, x, y)
+        if fuse == "1":
+            assert len(model._fused_pairs) == 2  # both Conv2D + MaxPooling2D pairs ran fused
+            assert kernels.threaded(x) and len(model.layers[0]._tasks(x)) > 2
+        else:
+            assert model._fused_pairs == {}
+    assert runs["1"][0] == runs["0"][0]
+    for got, want in zip(runs["1"][1], runs["0"][1]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_fusion_only_where_the_graph_and_the_layer_allow_it():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 11, 11, 2)).astype(np.float32)
+    y = rng.integers(0, 5, 6)
+    inputs = an.Input(shape=(11, 11, 2))
+    shared_out = L.Conv2D(8, 3, activation="relu")(inputs)  # two consumers: never fused
+    a, b = L.MaxPooling2D(2)(shared_out), L.MaxPooling2D(3)(shared_out)
+    tanh_out = L.Conv2D(8, 3, activation="tanh")(inputs)  # no ReLU: the layer declines
+    c = L.MaxPooling2D(3)(tanh_out)
+    relu_out = L.Conv2D(8, 3, activation="relu")(inputs)  # fused
+    d = L.MaxPooling2D(3)(relu_out)
+    merged = L.Concatenate()([L.Flatten()(t) for t in (a, b, c, d)])
+    model = an.Model(inputs, L.Dense(5, activation="softmax")(merged))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    pairs = fusion.pairs(model._graph)
+    assert id(shared_out.node) not in pairs
+    assert pairs[id(tanh_out.node)] is c.node and pairs[id(relu_out.node)] is d.node
+    model.train_on_batch(x, y)
+    assert list(model._fused_pairs.values()) == [relu_out.node]
+    model.predict(x, verbose=0)
+    assert model._fused_pairs == {}  # inference never fuses
+
+
+def test_backward_must_match_the_forward_that_ran():
+    layer = L.Conv2D(8, 3, activation="relu")
+    pool = L.MaxPooling2D(2)
+    x = np.random.default_rng(2).standard_normal((4, 9, 9, 2)).astype(np.float32)
+    layer.build(x.shape[1:])
+    pool.build(layer.compute_output_shape(x.shape[1:]))
+    assert layer.fuses_with(pool, x) and not layer.fuses_with(L.Flatten(), x)
+    out = layer.forward_fused(x, pool)
+    assert out.shape == (4, 3, 3, 8)
+    with pytest.raises(InvalidArgumentError, match="backward_fused"):
+        layer.backward(np.ones_like(out))
+    layer.backward_fused(np.ones_like(out))
+    with pytest.raises(InvalidArgumentError, match="forward_fused first"):
+        layer.backward_fused(np.ones_like(out))
