@@ -29,7 +29,7 @@ ACCELNET_NUM_THREADS=0, slices are workspace-sized and run in order on the calli
 
 Settings (read at every call): ACCELNET_NUM_THREADS (workers; default: the cores this
 process may use; 1 = the slices on the calling thread, BLAS still at one thread;
-0 = off) and ACCELNET_CHUNK_KB (the per-slice working-set target, default 8192 KiB).
+0 = off) and ACCELNET_CHUNK_KB (the per-slice working-set target, default 2048 KiB).
 """
 import concurrent.futures
 import contextlib
@@ -42,12 +42,14 @@ import numpy
 from ..backend import _blas_controller, get_array_module
 from . import _dispatch
 
-DEFAULT_CHUNK_KB = 8192  # measured on 2 workers (fwd + bwd of the bench's convolutions):
-# 1.5 MiB chunks (one mnist_cnn conv2 image) 87 ms, 4 MiB 53, 8 MiB 47, 16 MiB 53; the
-# whole-batch path 85 ms. Smaller chunks fit L2 better but per-chunk overheads serialise
-# the two workers. Since the kernels block each slice for L2 themselves, the slice size
-# only sets the task count (<= TASKS): TASKS 4, 8, 16 and 32 gave the same mnist_cnn and
-# seed 004 steps within noise.
+DEFAULT_CHUNK_KB = 2048  # measured on 2 workers, batch 128, min of 30 alternated steps:
+# mnist_cnn 35.1 ms at 8 MiB, 33.7 at 2 MiB; seed 004 27.8 / 27.2; CIFAR-shaped 87.2 / 85.4
+# (with Conv2D + MaxPooling2D fused, a slice's convolution output must stay in L2 while it
+# is pooled). At 2 MiB every bench convolution gets TASKS slices of 8 images (chunks merge
+# into one slice per task), C = 1 first layers included (at 8 MiB: 4-6 slices of 23-37
+# images). Earlier, unfused: 1.5 MiB 87 ms, 4 MiB 53, 8 MiB 47, 16 MiB 53 for mnist_cnn's
+# convolutions, when each chunk was its own task (per-chunk overheads serialised the
+# workers); TASKS 4, 8, 16 and 32 gave the same mnist_cnn and seed 004 steps within noise.
 TASKS = 16        # chunks are grouped into at most this many tasks per call
 MAX_SCRATCH = 16  # scratch buffers kept per thread
 MAX_SCRATCH_BYTES = 16 << 20  # larger requests are not kept (a whole-batch call's temporaries)
