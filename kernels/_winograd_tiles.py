@@ -12,6 +12,7 @@ transform (+ bias, ReLU) while the block is in cache, all without the GIL.
 import numpy
 
 from ._jit import cpu_jit
+from ._loops import add_into
 
 KERNELS = {}  # (m, r) -> (forward, weight gradient)
 
@@ -364,7 +365,7 @@ def _weight_grad_cpu_2_3(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
             else:
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
-                du_t[k] += part
+                add_into(du_t[k], part)
 
 
 KERNELS[(2, 3)] = (_winograd_cpu_2_3, _weight_grad_cpu_2_3)
@@ -1123,7 +1124,7 @@ def _weight_grad_cpu_4_3(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
             else:
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
-                du_t[k] += part
+                add_into(du_t[k], part)
 
 
 KERNELS[(4, 3)] = (_winograd_cpu_4_3, _weight_grad_cpu_4_3)
@@ -1676,7 +1677,7 @@ def _weight_grad_cpu_2_5(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
             else:
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
-                du_t[k] += part
+                add_into(du_t[k], part)
 
 
 KERNELS[(2, 5)] = (_winograd_cpu_2_5, _weight_grad_cpu_2_5)
@@ -2463,7 +2464,7 @@ def _weight_grad_cpu_3_5(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
             else:
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
-                du_t[k] += part
+                add_into(du_t[k], part)
 
 
 KERNELS[(3, 5)] = (_winograd_cpu_3_5, _weight_grad_cpu_3_5)

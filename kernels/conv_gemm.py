@@ -23,6 +23,7 @@ from ..errors import ShapeError
 from . import _dispatch, _workers
 from . import im2col as _im2col
 from ._jit import cpu_jit
+from ._loops import add_into
 from .im2col import _col2im_cpu, _geometry, _im2col_cpu
 
 BLOCK_ROWS = 256  # column rows per block: at least one image (measured: 256-576 rows keep
@@ -123,7 +124,7 @@ def _weight_grad_cpu(x, dz, dw_t, kh, kw, sh, sw, top, left, oh, ow, per_block, 
         target = dw_t if b0 == 0 else part
         numpy.dot(dz[b0 * oh * ow:b1 * oh * ow].T, cols[:rows], target)
         if b0 != 0:
-            dw_t += part
+            add_into(dw_t, part)
 
 
 @cpu_jit(nogil=True)

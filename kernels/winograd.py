@@ -119,6 +119,7 @@ MIN_CHANNELS = 8  # below, im2col + GEMM: measured with the generated kernels pe
 # The tile m of F(m x m, r x r) that Conv2D uses per kernel size and pass, None for im2col +
 # GEMM. Measured with the generated kernels per image, one thread, float32, batch 8, ms
 # (forward / weight gradient / input gradient):
+#   (weight gradients measured before `add_into`, which took ~25 % off every tile's)
 #   3x3, F(4, 3) | F(2, 3) | im2col: mnist conv2 26x26x32->64 'valid' .067/.098/.095 |
 #       .098/.128/.114 | .183/.217/.170; CIFAR 32x32x32->32 'same' .073/.086/.074 |
 #       .109/.133/.112 | .209/.287/.180; 16x16x32->64 .033/.047/.035 | .044/.061/.048 |
@@ -302,7 +303,11 @@ def reference_weight_grad(x, dy, padding="valid", m=2, r=3):
 # .104/.088/.095/.090 and .087/.080/.083/.093; F(2, 5) at seed 004's conv2 forward
 # .064/.065/.079/.084, weight gradient .116/.102/.108/.115. Larger blocks also sum more
 # tiles in float32 per GEMM (weight-gradient error 3.4e-6 at 32 tiles, 7.8e-6 at 288).
-BLOCK_TILES = {"forward": 32, "weight_grad": 72}
+# Once the weight gradient's per-block sums became a loop (`add_into`: the array
+# expression had cost a third of the time), blocks of 36 / 72 / 144 tiles gave
+# .071/.072/.083 at mnist conv2, .071/.075/.084 at seed 004's conv2 (F(3, 5)) and
+# .068/.072/.076 at CIFAR 32x32x32->32.
+BLOCK_TILES = {"forward": 32, "weight_grad": 36}
 
 
 def _buffer(x, name, shape):

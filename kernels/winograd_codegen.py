@@ -32,6 +32,7 @@ transform (+ bias, ReLU) while the block is in cache, all without the GIL.
 import numpy
 
 from ._jit import cpu_jit
+from ._loops import add_into
 
 KERNELS = {{}}  # (m, r) -> (forward, weight gradient)
 '''
@@ -256,7 +257,7 @@ def _drivers(m, r):
             "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])",
             "            else:",
             "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)",
-            "                du_t[k] += part",
+            "                add_into(du_t[k], part)",
             "",
             "",
             f"KERNELS[({m}, {r})] = (_winograd_cpu_{s}, _weight_grad_cpu_{s})"]
