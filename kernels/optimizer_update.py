@@ -21,7 +21,7 @@ import numpy
 
 from ..backend import get_array_module
 from ..errors import ShapeError
-from . import _dispatch
+from . import _dispatch, _workers
 from ._cuda import cuda_jit, grid_for, launch
 from ._jit import cpu_jit, prange
 
@@ -151,7 +151,7 @@ def numba_cpu_adam(p, g, m, v, step_size, beta_1, beta_2, epsilon, v_hat=None, d
     if flat is None:
         return reference_adam(p, g, m, v, step_size, beta_1, beta_2, epsilon, v_hat, decay)
     kernel = _adam_cpu if v_hat is None else _amsgrad_cpu
-    kernel(*flat, *_adam_scalars(p.dtype, step_size, beta_1, beta_2, epsilon, decay))
+    _split(kernel, flat, _adam_scalars(p.dtype, step_size, beta_1, beta_2, epsilon, decay))
     return p
 
 
@@ -163,10 +163,18 @@ def numba_cpu_sgd(p, g, lr, momentum=0.0, v=None, nesterov=False, decay=None):
         return reference_sgd(p, g, lr, momentum, v, nesterov, decay)
     lr, momentum, decay = _sgd_scalars(p.dtype, lr, momentum, decay)
     if momentum:
-        _momentum_cpu(*flat, lr, momentum, bool(nesterov), decay)
+        _split(_momentum_cpu, flat, (lr, momentum, bool(nesterov), decay))
     else:
-        _sgd_cpu(*flat, lr, decay)
+        _split(_sgd_cpu, flat, (lr, decay))
     return p
+
+
+def _split(kernel, flat, scalars):
+    """kernel(*flat, *scalars), elementwise: a parameter of at least
+    `_workers.MIN_SPLIT_BYTES` in one slice per worker thread (mnist_cnn's 1.2 M-weight
+    dense kernel: Adam 0.64 -> 0.48-0.62 ms on 2 cores, min of 50), else one call."""
+    _workers.split_batch(flat[0], flat[0].size,
+                         lambda a, b: kernel(*(f[a:b] for f in flat), *scalars))
 
 
 # ---------------------------------------------------------------- Numba CUDA

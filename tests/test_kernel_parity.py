@@ -381,3 +381,31 @@ def test_a_large_dropout_mask_split_over_worker_threads_is_the_same_mask(monkeyp
     got = dm.numba_cpu(like, shape, 0xDEADBEEF, 0.3)
     assert got.nbytes >= _workers.MIN_SPLIT_BYTES
     np.testing.assert_array_equal(got, dm.reference(like, shape, 0xDEADBEEF, 0.3))
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+@pytest.mark.parametrize("kernel", ["adam", "amsgrad", "momentum"])
+def test_a_large_optimizer_update_split_over_worker_threads_is_the_same(monkeypatch, threads,
+                                                                        kernel):
+    """Above MIN_SPLIT_BYTES the Numba CPU optimizer forms split the parameter over the
+    worker threads: elementwise, so every split gives the same bits as one call."""
+    import importlib
+    from accelnet.kernels import _workers
+    ou = importlib.import_module("accelnet.kernels.optimizer_update")
+    rng = np.random.default_rng(5)
+    n = _workers.MIN_SPLIT_BYTES // 4 + 1001
+    p, g, m, v, h = (rng.standard_normal(n).astype(np.float32) for _ in range(5))
+    v, h = np.abs(v), np.abs(h)
+    results = {}
+    for t in ("0", threads):  # "0": workers off, one call
+        monkeypatch.setenv("ACCELNET_NUM_THREADS", t)
+        arrays = [a.copy() for a in (p, g, m, v, h)]
+        if kernel == "momentum":
+            ou.numba_cpu_sgd(arrays[0], arrays[1], 0.1, 0.9, arrays[2], nesterov=True)
+        else:
+            ou.numba_cpu_adam(*arrays[:4], 1e-3, 0.9, 0.999, 1e-7,
+                              v_hat=arrays[4] if kernel == "amsgrad" else None)
+        results[t] = arrays
+    for got, want in zip(results[threads], results["0"]):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(results[threads][0], p)  # the update ran
