@@ -56,6 +56,9 @@ def cases(quick):
                                                           (batch, 12, 12, 64))]:
         out.append(("dropout_mask", label, lambda rng, s=shape:
                     ((numpy.zeros(1, FLOAT), s, 12345, 0.25), {})))
+    shape = (batch, 12, 12, 64)  # Dropout's forward: the mask and x * mask in one pass
+    out.append(("dropout_mask", f"mnist_cnn {shape} with x", lambda rng, s=shape:
+                ((numpy.zeros(1, FLOAT), s, 12345, 0.25), {"x": _normal(rng, s)})))
     for label, shape, padding in [("mnist_cnn", (batch, 24, 24, 64), "valid"),
                                   ("seed004 pool1", (batch, 28, 28, 32), "same"),
                                   ("cifar", (batch, 16, 16, 64), "same")]:

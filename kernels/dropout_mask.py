@@ -7,10 +7,14 @@ NumPy, CuPy and Numba compute identically, so a (key, shape) gives bit-identical
 CPU and GPU and in every form; the key (from the seed, epoch and call) is the only state,
 which is what makes a resumed run draw the masks of an uninterrupted one. One pass writes
 the mask in the input's dtype (no uniform floats, no separate compare and scale passes).
+
+`dropout_mask(like, shape, key, rate, x=x)` (x of that shape) returns (mask, x * mask): the
+Numba CPU form writes both in the same pass (Dropout's forward).
 """
 import numpy
 
 from ..backend import get_array_module
+from ..errors import ShapeError
 from . import _dispatch, _workers
 from ._cuda import cuda_jit, grid_for, launch
 from ._jit import cpu_jit, prange
@@ -24,8 +28,21 @@ def threshold_for(rate):
     return min(int(round(float(rate) * 2.0 ** 32)), M32)
 
 
-def reference(like, shape, key, rate):
+def _applied(mask, x):
+    """mask, or (mask, x * mask) when x is given."""
+    if x is None:
+        return mask
+    if x.shape != mask.shape:
+        raise ShapeError(f"dropout_mask: x has shape {x.shape}, the mask {mask.shape}.")
+    return mask, x * mask
+
+
+def reference(like, shape, key, rate, x=None):
     """Pure NumPy/CuPy form, in uint32 arrays (several passes)."""
+    return _applied(_reference_mask(like, shape, key, rate), x)
+
+
+def _reference_mask(like, shape, key, rate):
     xp = get_array_module(like)
     n = int(numpy.prod(shape, dtype=numpy.int64))
     h = xp.arange(n, dtype=xp.uint32)
@@ -61,14 +78,37 @@ def _mask_cpu(out, start, key, threshold, scale):
             out[j] = 0
 
 
-def numba_cpu(like, shape, key, rate):
+@cpu_jit(nogil=True)
+def _mask_apply_cpu(x, out, y, start, key, threshold, scale):
+    """As _mask_cpu, and y[j] = x[j] * out[j] in the same pass."""
+    for j in prange(out.size):
+        if _hash(numpy.uint64(start + j), key) >= threshold:
+            out[j] = scale
+        else:
+            out[j] = 0
+        y[j] = x[j] * out[j]
+
+
+def numba_cpu(like, shape, key, rate, x=None):
     """Numba CPU form: one pass, 64-bit arithmetic masked to 32 bits (large masks split
-    over the worker threads: each element's value depends on its index only)."""
+    over the worker threads: each element's value depends on its index only); with x,
+    x * mask in the same pass (Dropout's forward at mnist_cnn's (128, 12, 12, 64), 2 cores,
+    min of 50: 0.91 ms as the mask then NumPy's multiply, 0.54 ms in one pass)."""
+    shape = tuple(int(d) for d in shape)
     out = numpy.empty(int(numpy.prod(shape, dtype=numpy.int64)), dtype=like.dtype)
     args = (numpy.uint64(key & M32), numpy.uint64(threshold_for(rate)),
             like.dtype.type(1.0 / (1.0 - rate)))
-    _workers.split_batch(out, out.size, lambda a, b: _mask_cpu(out[a:b], numpy.uint64(a), *args))
-    return out.reshape(shape)
+    if x is None or x.dtype != like.dtype or not x.flags.c_contiguous:
+        _workers.split_batch(out, out.size,
+                             lambda a, b: _mask_cpu(out[a:b], numpy.uint64(a), *args))
+        return _applied(out.reshape(shape), x)
+    if x.shape != shape:
+        raise ShapeError(f"dropout_mask: x has shape {x.shape}, the mask {shape}.")
+    flat, y = x.reshape(-1), numpy.empty(x.shape, dtype=x.dtype)
+    y_flat = y.reshape(-1)
+    _workers.split_batch(out, out.size, lambda a, b: _mask_apply_cpu(
+        flat[a:b], out[a:b], y_flat[a:b], numpy.uint64(a), *args))
+    return out.reshape(shape), y
 
 
 @cuda_jit
@@ -89,8 +129,13 @@ def _mask_cuda(out, key, threshold, scale, n):
             out[i] = 0
 
 
-def numba_cuda(like, shape, key, rate):
-    """Numba CUDA form: grid-stride loop, one element per thread per step."""
+def numba_cuda(like, shape, key, rate, x=None):
+    """Numba CUDA form: grid-stride loop, one element per thread per step (x * mask by
+    CuPy)."""
+    return _applied(_cuda_mask(like, shape, key, rate), x)
+
+
+def _cuda_mask(like, shape, key, rate):
     xp = get_array_module(like)
     n = int(numpy.prod(shape, dtype=numpy.int64))
     out = xp.empty(n, dtype=like.dtype)
@@ -101,6 +146,7 @@ def numba_cuda(like, shape, key, rate):
     return out.reshape(shape)
 
 
-def dropout_mask(like, shape, key, rate):
-    """Mask of `shape` in `like`'s dtype and device: 1/(1-rate) where kept, else 0."""
-    return _dispatch.form("dropout_mask", like)(like, shape, key, rate)
+def dropout_mask(like, shape, key, rate, x=None):
+    """Mask of `shape` in `like`'s dtype and device: 1/(1-rate) where kept, else 0; with
+    x (of that shape), (mask, x * mask)."""
+    return _dispatch.form("dropout_mask", like)(like, shape, key, rate, x)

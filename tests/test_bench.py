@@ -35,7 +35,7 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 45  # Winograd forward and weight gradient at 4 shapes, default tiles
+    assert len(rows) == 46  # Winograd forward and weight gradient at 4 shapes, default tiles
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):

@@ -189,6 +189,24 @@ def test_dropout_mask_is_the_hash_math_on_every_device(form, dtype, rate, shape,
     np.testing.assert_array_equal(form.host(got), want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 5), (2, 1, 1, 7), (0, 4)])
+def test_dropout_mask_with_x_also_returns_x_times_the_mask(form, dtype, shape):
+    """x * mask bit for bit as NumPy computes it (inf * 0 and NaN stay NaN)."""
+    x = np.random.default_rng(4).standard_normal(shape).astype(dtype)
+    if x.size:
+        x.reshape(-1)[:3] = [np.inf, np.nan, -0.0][:x.size]
+    like = form.device(np.zeros(1, dtype))
+    with form.running():
+        want = form.host(kernels.dropout_mask(like, shape, 99, 0.4))
+        mask, y = kernels.dropout_mask(like, shape, 99, 0.4, x=form.device(x))
+    assert form.is_device_array(y) and y.dtype == dtype and y.shape == shape
+    np.testing.assert_array_equal(form.host(mask), want)
+    np.testing.assert_array_equal(form.host(y), x * want)
+    with form.running(), pytest.raises(ShapeError, match="dropout_mask: x"):
+        kernels.dropout_mask(like, (4, 4), 99, 0.4, x=form.device(np.zeros((2, 8), dtype)))
+
+
 def test_dropout_mask_keeps_one_minus_rate(form):
     like = form.device(np.zeros(1, np.float32))
     n = 4000 if form.name == "numba-cuda-sim" else 200_000
@@ -380,7 +398,12 @@ def test_a_large_dropout_mask_split_over_worker_threads_is_the_same_mask(monkeyp
     shape = (33, 12, 12, 256)
     got = dm.numba_cpu(like, shape, 0xDEADBEEF, 0.3)
     assert got.nbytes >= _workers.MIN_SPLIT_BYTES
-    np.testing.assert_array_equal(got, dm.reference(like, shape, 0xDEADBEEF, 0.3))
+    want = dm.reference(like, shape, 0xDEADBEEF, 0.3)
+    np.testing.assert_array_equal(got, want)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    mask, y = dm.numba_cpu(like, shape, 0xDEADBEEF, 0.3, x=x)
+    np.testing.assert_array_equal(mask, want)
+    np.testing.assert_array_equal(y, x * want)
 
 
 @pytest.mark.parametrize("threads", ["1", "2", "3"])

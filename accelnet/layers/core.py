@@ -176,9 +176,13 @@ class Dropout(Layer):
             self._active = False
             return x
         self._active = True
-        if not self._fixed_mask:
-            self.mask = kernels.dropout_mask(x, self.noise_shape(x), get_backend().dropout_key(),
-                                             self.rate)
+        if self._fixed_mask:
+            return x * self.mask
+        shape, key = tuple(self.noise_shape(x)), get_backend().dropout_key()
+        if shape == x.shape:  # the mask and x * mask in one pass
+            self.mask, y = kernels.dropout_mask(x, shape, key, self.rate, x=x)
+            return y
+        self.mask = kernels.dropout_mask(x, shape, key, self.rate)
         return x * self.mask
 
     def noise_shape(self, x):
