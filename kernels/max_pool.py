@@ -112,19 +112,27 @@ def reference_backward(grad, argmax, x_shape, pool_size, strides, padding="valid
     return xp.ascontiguousarray(dx[:, top:top + h, left:left + w, :])
 
 
-def reference_relu_grad(grad, argmax, pooled, x_shape, pool_size, strides, padding="valid",
-                        out=None):
-    """Pure NumPy/CuPy form: grad where pooled > 0, the reference backward, float64 sums."""
+def _masked_backward(backward, grad, argmax, pooled, x_shape, pool_size, strides, padding,
+                     out):
+    """(dz (rows, C), x_shape) by `backward` (a max_pool_backward form) of grad where
+    pooled > 0, written into `out` when given: the array forms of max_pool_relu_grad."""
     x_shape, _ = _relu_grad_geometry(grad, argmax, pooled, x_shape, pool_size, strides,
                                      padding)
     _check_dz_out(out, x_shape, grad.dtype)
     xp = get_array_module(grad)
     masked = xp.where(pooled > 0, grad, xp.zeros((), dtype=grad.dtype))
-    dz = reference_backward(masked, argmax, x_shape, pool_size, strides,
-                            padding).reshape(-1, x_shape[3])
+    dz = backward(masked, argmax, x_shape, pool_size, strides, padding).reshape(-1, x_shape[3])
     if out is not None:
         out[...] = dz
         dz = out
+    return dz, x_shape
+
+
+def reference_relu_grad(grad, argmax, pooled, x_shape, pool_size, strides, padding="valid",
+                        out=None):
+    """Pure NumPy/CuPy form: grad where pooled > 0, the reference backward, float64 sums."""
+    dz, _ = _masked_backward(reference_backward, grad, argmax, pooled, x_shape, pool_size,
+                             strides, padding, out)
     return dz, dz.sum(axis=0, dtype=numpy.float64)
 
 
@@ -355,20 +363,12 @@ def numba_cuda_relu_grad(grad, argmax, pooled, x_shape, pool_size, strides, padd
     """Numba CUDA form: the mask by CuPy, the CUDA backward's gather, then one thread per
     column sums its rows in order (bias_relu's column-sum kernel)."""
     from .bias_relu import _column_sums_cuda
-    x_shape, _ = _relu_grad_geometry(grad, argmax, pooled, x_shape, pool_size, strides,
-                                     padding)
-    _check_dz_out(out, x_shape, grad.dtype)
-    xp = get_array_module(grad)
-    masked = xp.where(pooled > 0, grad, xp.zeros((), dtype=grad.dtype))
-    dz = numba_cuda_backward(masked, argmax, x_shape, pool_size, strides,
-                             padding).reshape(-1, x_shape[3])
-    acc = xp.zeros(x_shape[3], dtype=numpy.float64)
+    dz, x_shape = _masked_backward(numba_cuda_backward, grad, argmax, pooled, x_shape,
+                                   pool_size, strides, padding, out)
+    acc = get_array_module(dz).zeros(x_shape[3], dtype=numpy.float64)
     if dz.size:
         blocks, threads = grid_for(x_shape[3])
         launch(_column_sums_cuda, blocks, threads, dz, acc)
-    if out is not None:
-        out[...] = dz
-        dz = out
     return dz, acc
 
 
