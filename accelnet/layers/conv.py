@@ -256,21 +256,18 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
             kernel_sum = bias_sum = None
             for start, stop in chunks:
                 rows = (stop - start) * self.out_hw[0] * self.out_hw[1]
-                xc = x[start:stop]
-                dz_buffer = kernels.scratch(x, "dz", (rows, f), dz.dtype)
+                xc, dzc, part = x[start:stop], dz[start:stop].reshape(-1, f), None
                 if pool is not None:  # pooling, ReLU and bias backward into the scratch
                     dzc, part = kernels.max_pool_relu_grad(
                         dz[start:stop], self._argmax[start:stop], self._out[start:stop],
                         (stop - start,) + self.out_hw + (f,), pool.pool_size, pool.strides,
-                        pool.padding, out=dz_buffer)
-                    bias_sum = part if bias_sum is None else bias_sum + part
+                        pool.padding, out=kernels.scratch(x, "dz", (rows, f), dz.dtype))
                 elif fused:  # ReLU backward and the bias gradient in one pass over the slice
-                    dzc = dz[start:stop].reshape(-1, f)
                     dzc, part = kernels.relu_bias_grad(
-                        dzc, self._out[start:stop].reshape(-1, f), out=dz_buffer)
+                        dzc, self._out[start:stop].reshape(-1, f),
+                        out=kernels.scratch(x, "dz", (rows, f), dz.dtype))
+                if part is not None:
                     bias_sum = part if bias_sum is None else bias_sum + part
-                else:
-                    dzc = dz[start:stop].reshape(-1, f)
                 if self._dilated():
                     part = xp.matmul(self._columns(xc).T, dzc)
                 elif winograd_dw:
