@@ -126,24 +126,49 @@ def test_a_convnet_step_keeps_blas_at_one_thread(monkeypatch, convnet):
     assert _blas_threads() == outside
 
 
+def _halves(a, b, axis):
+    """The product as `gemm` splits it: two fixed halves along `axis` (one BLAS thread)."""
+    if axis == "m":
+        h = a.shape[0] // 2
+        return np.concatenate([a[:h] @ b, a[h:] @ b])
+    if axis == "n":
+        h = b.shape[1] // 2
+        return np.concatenate([a @ b[:, :h], a @ b[:, h:]], axis=1)
+    h = a.shape[1] // 2
+    out = a[:, :h] @ b[:h]
+    out += a[:, h:] @ b[h:]
+    return out
+
+
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
-def test_gemm_in_a_worker_step_is_matmul_whatever_the_thread_count(monkeypatch, threads):
-    """Inside a worker step a large product runs as two row halves on the workers: the
-    same bits for every thread count (and equal to one matmul to float rounding)."""
+@pytest.mark.parametrize("shape, axis", [((400, 96, 300), "m"), ((96, 300, 700), "n"),
+                                         ((64, 4000, 64), "k")])
+def test_gemm_in_a_worker_step_is_matmul_whatever_the_thread_count(monkeypatch, threads,
+                                                                    shape, axis):
+    """Inside a worker step a large product runs as two fixed halves on the workers, split
+    along the axis that reads least per thread (rows, columns or the inner dimension): the
+    same bits for every thread count (and equal to one matmul to float rounding), for C- and
+    F-ordered operands."""
     monkeypatch.setenv("ACCELNET_NUM_THREADS", threads)
+    m, k, n = shape
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((96, 700)).astype(np.float32)
-    b = rng.standard_normal((700, 300)).astype(np.float32)
-    assert 2.0 * 96 * 700 * 300 >= _workers.MIN_SPLIT_FLOPS
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    assert 2.0 * m * n * k >= _workers.MIN_SPLIT_FLOPS
+    assert _workers.split_axis(m, k, n) == axis
+    a_f, b_f = np.asfortranarray(a), np.asfortranarray(b)  # e.g. x.T in a weight gradient
     calls = []
     real = _workers.run_tasks
     monkeypatch.setattr(_workers, "run_tasks", lambda *args: calls.append(1) or real(*args))
     with _workers.worker_step(a):
         got = kernels.gemm(a, b)
-        got_t = kernels.gemm(a.T, b[:96])  # a transposed (F-ordered) operand
-        halves = np.concatenate([a[:48] @ b, a[48:] @ b])  # one BLAS thread here too
-    assert calls == [1, 1]
+        got_f = kernels.gemm(a_f, b_f)
+        out = np.full((m, n), np.nan, np.float32)
+        assert kernels.gemm(a, b, out=out) is out
+        halves = _halves(a, b, axis)  # one BLAS thread here too
+    assert calls == [1, 1, 1]
     np.testing.assert_array_equal(got, halves)
-    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(got_t, a.T.astype(np.float64) @ b[:96], rtol=1e-4, atol=1e-3)
-    assert kernels.gemm(a, b) is not None and calls == [1, 1]  # outside a step: one matmul
+    np.testing.assert_array_equal(out, halves)
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-4, atol=2e-3)
+    np.testing.assert_allclose(got_f, a.astype(np.float64) @ b, rtol=1e-4, atol=2e-3)
+    assert kernels.gemm(a, b) is not None and calls == [1, 1, 1]  # outside a step: one matmul
