@@ -8,7 +8,16 @@ worker threads, a ReLU to take the mask from); the model decides where it may (`
 the second layer is the first's only consumer and takes nothing else, neither layer is
 shared, and the first's output is not the model's output. Only training steps fuse
 (inference keeps the plain per-layer forward), and a fused pair gives the same bits as the
-two layers run in a row. ACCELNET_FUSE=0 turns fusion off (read at every step).
+two layers run in a row.
+
+Backward chains: where such a pair's first layer trains but needs no input gradient (the
+model's first Conv2D), the second may run the first's backward inside its own, slice by
+slice (`Layer.chains_backward`, `Conv2D.backward_chained`): each slice's input gradient
+goes straight from a per-thread scratch buffer into the first layer's weight and bias
+gradients. mnist_cnn: conv2 -> conv1; seed 004: conv2 -> (conv1 + pool1). The first
+layer's per-slice sums are then grouped by the second layer's slices: equal to the
+unchained gradients to rounding (not bit for bit), and the same bits for every thread count.
+ACCELNET_FUSE=0 turns fusion and chains off (read at every step).
 """
 import collections
 import os

@@ -291,6 +291,26 @@ class Model(Trainer, Layer):
             plan[id(node)] = (wants[id(node)], upstream)
         return plan
 
+    def _chained_producer(self, node, plan, fused):
+        """The node whose backward may run inside `node`'s (`Layer.chains_backward`), or
+        None: it made node's only input (itself or through the layer fused after it), node
+        alone consumes that (`fusion.pairs`), it trains, needs no input gradient and is not
+        shared."""
+        g = self._graph
+        if not plan[id(node)][1] or node.multi or len(node.inputs) != 1 \
+                or id(node.layer) in g["shared"] or not fusion.enabled():
+            return None
+        made = node.inputs[0].node
+        if fusion.pairs(g).get(id(made)) is not node:
+            return None
+        producer = fused.get(id(made), made)
+        run, needs_input = plan.get(id(producer), (False, True))
+        if (not run or needs_input or id(producer.layer) in g["shared"]
+                or producer is g["input_node"]):
+            return None
+        producer.layer.needs_input_grad = False
+        return producer if node.layer.chains_backward(producer.layer) else None
+
     def backward(self, grad, on_layer_done=None):
         """Gradients of every node's layer from the output gradient; returns the input
         gradient (None when nothing needs it). `on_layer_done(layer)` is called once a
@@ -313,6 +333,13 @@ class Model(Trainer, Layer):
             if shared:
                 layer.restore(self._snapshots[id(node)])
             layer.needs_input_grad = needs_input
+            producer = self._chained_producer(node, plan, fused)
+            if producer is not None:  # producer's backward runs inside this one's (fusion)
+                layer.backward_chained(dy, producer.layer)
+                if on_layer_done is not None:
+                    on_layer_done(layer)
+                    on_layer_done(producer.layer)
+                continue  # nothing flows further back: the producer needs no input gradient
             dx = layer.backward(dy) if first is None else layer.backward_fused(dy)
             if shared:
                 runs[id(layer)] += 1

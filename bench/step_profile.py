@@ -6,7 +6,8 @@ forward and backward time, the loss (forward + gradient) and the optimizer updat
 the whole step. The minimum over rounds is kept per entry (the least disturbed run);
 `step_ms` is the minimum whole-step time, not the sum of the minima. Where the model
 fuses a layer pair (accelnet.fusion: Conv2D + MaxPooling2D), the pair's time is its first
-layer's and the second shows 0.
+layer's and the second shows 0; where a Conv2D's backward runs the one before it inside
+(`backward_chained`), both backwards count as the later layer's, the earlier shows none (-).
 
 accelnet: each layer's `forward`/`backward`, the model's loss and the optimizer's
 `apply` are wrapped with timers on the instance. PyTorch: forward pre/post hooks per
@@ -45,6 +46,9 @@ class AccelnetSteps:
             self.names.append(name)
             layer.forward = _timed(layer.forward, self.record, (name, "forward"))
             layer.backward = _timed(layer.backward, self.record, (name, "backward"))
+            if hasattr(layer, "backward_chained"):  # a chain counts as its later layer
+                layer.backward_chained = _timed(layer.backward_chained, self.record,
+                                                (name, "backward"))
             if hasattr(layer, "forward_fused"):  # a fused pair counts as its first layer
                 layer.forward_fused = _timed(layer.forward_fused, self.record, (name, "forward"))
                 layer.backward_fused = _timed(layer.backward_fused, self.record,

@@ -95,3 +95,63 @@ def test_backward_must_match_the_forward_that_ran():
     layer.backward_fused(np.ones_like(out))
     with pytest.raises(InvalidArgumentError, match="forward_fused first"):
         layer.backward_fused(np.ones_like(out))
+
+
+def chained_convnet():
+    """mnist_cnn's shape in small: conv -> conv -> pool, then a third conv whose producer
+    needs an input gradient (never chained)."""
+    random.seed(4)
+    model = an.Sequential([
+        L.Conv2D(6, 3, activation="relu", input_shape=(12, 12, 1)),
+        L.Conv2D(8, 3, activation="relu"),
+        L.MaxPooling2D(2), L.Conv2D(8, 3, padding="same", activation="relu"),
+        L.Flatten(), L.Dense(5, activation="softmax")])
+    model.compile(optimizer=an.optimizers.SGD(1e-9), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def one_step_grads(model, x, y):
+    model.train_on_batch(x, y)
+    return [g.copy() for layer in model.layers for g in layer.grads.values()]
+
+
+def test_a_chained_backward_gives_the_unchained_gradients(monkeypatch):
+    """The first convolution's backward runs inside the second's, over the second's batch
+    slices (`Conv2D.backward_chained`): the gradients of the layers run one after the
+    other, to rounding (the first layer's per-slice sums are grouped by the second layer's
+    slices, not its own)."""
+    from accelnet.layers.conv import Conv2D
+    monkeypatch.setenv("ACCELNET_CHUNK_KB", "64")  # slices of 5 images for one, 2 for the other
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((20, 12, 12, 1)).astype(np.float32)
+    y = rng.integers(0, 5, 20)
+    calls = []
+    real = Conv2D.backward_chained
+    monkeypatch.setattr(Conv2D, "backward_chained",
+                        lambda self, g, p: calls.append((self.name, p.name)) or real(self, g, p))
+    runs = {}
+    for fuse in ("1", "0"):
+        monkeypatch.setenv("ACCELNET_FUSE", fuse)
+        model = chained_convnet()
+        runs[fuse] = one_step_grads(model, x, y)
+        if fuse == "1":
+            first, second = model.layers[:2]
+    assert calls == [(second.name, first.name)]  # the third's producer needs dx: not chained
+    x1 = np.zeros((20,) + second.input_shape, np.float32)
+    assert first._tasks(x) != second._tasks(x1)  # the two layers slice the batch differently
+    for got, want in zip(runs["1"], runs["0"]):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+
+
+def test_a_chained_backward_has_the_same_bits_for_every_thread_count(monkeypatch):
+    monkeypatch.setenv("ACCELNET_CHUNK_KB", "64")
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((20, 12, 12, 1)).astype(np.float32)
+    y = rng.integers(0, 5, 20)
+    runs = []
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv("ACCELNET_NUM_THREADS", threads)
+        runs.append(one_step_grads(chained_convnet(), x, y))
+    for other in runs[1:]:
+        for got, want in zip(other, runs[0]):
+            np.testing.assert_array_equal(got, want)

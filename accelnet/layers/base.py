@@ -107,6 +107,13 @@ class Layer:
         `backward_fused(grad)` (see accelnet.fusion). Most layers never do."""
         return False
 
+    def chains_backward(self, layer):
+        """Whether a model's training step may run `layer`'s backward, which produced this
+        layer's only input and needs no input gradient, inside this layer's
+        `backward_chained(grad, layer)`, slice by slice (see accelnet.fusion). Most layers
+        never do."""
+        return False
+
     def add_regularization_grads(self):
         for key, reg in self.regularizers.items():
             self.grads[key] += reg.gradient(self.params[key])

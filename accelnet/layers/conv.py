@@ -229,79 +229,130 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         if self._pool is None:
             raise InvalidArgumentError(f"Conv2D {self.name!r}: backward_fused needs "
                                        f"forward_fused first.")
+        return self._backward(grad)
+
+    def chains_backward(self, layer):
+        """Whether this layer's backward may run `layer`'s backward slice by slice (see
+        `backward_chained`): `layer` is a Conv2D whose output (after its own ReLU, or its
+        fused pooling) only this layer consumes and whose input gradient nobody needs, on
+        the CPU's worker threads, neither dilated (ACCELNET_FUSE=0 turns it off)."""
+        return (isinstance(layer, Conv2D) and layer is not self and fusion_enabled()
+                and self._x is not None and layer._x is not None and kernels.threaded(self._x)
+                and not self._dilated() and not layer._dilated() and not layer.needs_input_grad
+                and (layer._fused or layer._pool is not None))
+
+    def backward_chained(self, grad, producer):
+        """This layer's backward (plain or fused, as its forward ran) with `producer`'s
+        backward inside it, per batch slice: each slice's input gradient goes to a per-thread
+        scratch buffer, in cache, and `producer` turns it into its weight and bias
+        gradients right away (its output gradient is never written whole, nor its output
+        read back from memory). Returns None (nobody needs this layer's input gradient)."""
+        return self._backward(grad, producer)
+
+    def _backward(self, grad, producer=None):
         try:
-            return self._backward(grad)
+            mine = self._backward_state(grad, dx_wanted=producer is None)
+            theirs = None if producer is None else producer._backward_state(None, False)
+
+            def work(chunks):
+                """One task: its slices' gradient parts summed in slice order."""
+                sums = [None, None, None, None]
+                for start, stop in chunks:
+                    dx_slice = None
+                    if producer is not None:  # this slice's input gradient: producer's output's
+                        shape = (stop - start,) + self._x.shape[1:]
+                        dx_slice = kernels.scratch(self._x, "chain_dx", shape, self._x.dtype)
+                        if dx_slice is None:  # larger than a scratch buffer may be
+                            dx_slice = get_array_module(self._x).empty(shape, self._x.dtype)
+                    parts = self._backward_slice(mine, start, stop, dx_out=dx_slice)
+                    if producer is not None:
+                        parts += producer._backward_slice(theirs, start, stop, dz=dx_slice)
+                    sums = [p if s is None else (s if p is None else s + p)
+                            for s, p in zip(sums, parts + (None,) * (4 - len(parts)))]
+                return sums
+
+            tasks = kernels.run_tasks(self._x, work, self._tasks(self._x))
+            if producer is not None:
+                producer._backward_finish(theirs, [t[2:] for t in tasks])
+            return self._backward_finish(mine, [t[:2] for t in tasks])
         finally:
+            if producer is not None:
+                producer._pool = producer._argmax = None
             self._pool = self._argmax = None
 
-    def _backward(self, grad):
-        xp = get_array_module(grad)
-        x, f, fused, pool = self._x, self.filters, self._fused, self._pool
-        dz = grad if fused else self.activation_grad(grad)
-        w2 = self.params["kernel"].reshape(-1, f)
-        dx = xp.empty_like(x) if self.needs_input_grad else None
-        r = self.kernel_size[0]
-        tile_dx = None if dx is None or self._dilated() else kernels.winograd_tile(
-            dz, self.kernel_size, self.strides, self.padding, "input_grad")
-        winograd = tile_dx is not None
-        u_t = (kernels.winograd_weights(self.params["kernel"], transpose=True, m=tile_dx)
-               if winograd else None)
-        dx_padding = kernels.winograd_input_grad_padding(self.padding)
-        tile_dw = None if self._dilated() else kernels.winograd_tile(
+    def _backward_state(self, grad, dx_wanted):
+        """What every slice of a backward pass needs: the output gradient (None: handed in
+        per slice by a chained consumer), the input-gradient array and the algorithms."""
+        x, f = self._x, self.filters
+        st = {"dz": None if grad is None else (grad if self._fused else self.activation_grad(grad))}
+        st["w2"] = self.params["kernel"].reshape(-1, f)
+        wants_dx = dx_wanted and self.needs_input_grad
+        st["dx"] = get_array_module(x).empty_like(x) if wants_dx else None
+        computes_dx = self.needs_input_grad and grad is not None and not self._dilated()
+        st["tile_dx"] = kernels.winograd_tile(st["dz"], self.kernel_size, self.strides,
+                                              self.padding, "input_grad") if computes_dx else None
+        st["u_t"] = (kernels.winograd_weights(self.params["kernel"], transpose=True,
+                                              m=st["tile_dx"])
+                     if st["tile_dx"] is not None else None)
+        st["tile_dw"] = None if self._dilated() else kernels.winograd_tile(
             x, self.kernel_size, self.strides, self.padding, "weight_grad")
-        winograd_dw = tile_dw is not None
+        return st
 
-        def work(chunks):
-            """One task: its slices' weight (and bias) gradients summed in slice order."""
-            kernel_sum = bias_sum = None
-            for start, stop in chunks:
-                rows = (stop - start) * self.out_hw[0] * self.out_hw[1]
-                xc, dzc, part = x[start:stop], dz[start:stop].reshape(-1, f), None
-                if pool is not None:  # pooling, ReLU and bias backward into the scratch
-                    dzc, part = kernels.max_pool_relu_grad(
-                        dz[start:stop], self._argmax[start:stop], self._out[start:stop],
-                        (stop - start,) + self.out_hw + (f,), pool.pool_size, pool.strides,
-                        pool.padding, out=kernels.scratch(x, "dz", (rows, f), dz.dtype))
-                elif fused:  # ReLU backward and the bias gradient in one pass over the slice
-                    dzc, part = kernels.relu_bias_grad(
-                        dzc, self._out[start:stop].reshape(-1, f),
-                        out=kernels.scratch(x, "dz", (rows, f), dz.dtype))
-                if part is not None:
-                    bias_sum = part if bias_sum is None else bias_sum + part
-                if self._dilated():
-                    part = xp.matmul(self._columns(xc).T, dzc)
-                elif winograd_dw:
-                    part = kernels.winograd_weight_grad(xc, dzc, self.padding, m=tile_dw,
-                                                        r=r).reshape(-1, f)
-                else:
-                    part = kernels.conv_weight_grad(xc, dzc, *self._conv_args())
-                kernel_sum = part if kernel_sum is None else kernel_sum + part
-                if winograd:  # dx: the rotated kernel over dz, Winograd F(m x m, r x r)
-                    kernels.winograd_conv(dzc.reshape((stop - start,) + self.out_hw + (f,)),
-                                          u_t, dx_padding, out=dx[start:stop], r=r)
-                elif dx is not None and self._dilated():
-                    dx[start:stop] = self._image(xp.matmul(dzc, w2.T), xc.shape)
-                elif dx is not None:
-                    kernels.conv_input_grad(dzc, w2, xc.shape, *self._conv_args(),
-                                            out=dx[start:stop])
-            return kernel_sum, bias_sum
+    def _backward_slice(self, st, start, stop, dz=None, dx_out=None):
+        """(kernel gradient part, bias gradient part or None) of images start..stop; the
+        slice's output gradient is st's or `dz`, its input gradient goes to `dx_out` or
+        st's dx[start:stop] (when wanted)."""
+        xp = get_array_module(self._x)
+        x, f, pool, r = self._x, self.filters, self._pool, self.kernel_size[0]
+        rows = (stop - start) * self.out_hw[0] * self.out_hw[1]
+        grad = st["dz"][start:stop] if dz is None else dz
+        xc, dzc, bias_part = x[start:stop], grad.reshape(-1, f), None
+        if pool is not None:  # pooling, ReLU and bias backward into the scratch
+            dzc, bias_part = kernels.max_pool_relu_grad(
+                grad, self._argmax[start:stop], self._out[start:stop],
+                (stop - start,) + self.out_hw + (f,), pool.pool_size, pool.strides,
+                pool.padding, out=kernels.scratch(x, "dz", (rows, f), grad.dtype))
+        elif self._fused:  # ReLU backward and the bias gradient in one pass over the slice
+            dzc, bias_part = kernels.relu_bias_grad(
+                dzc, self._out[start:stop].reshape(-1, f),
+                out=kernels.scratch(x, "dz", (rows, f), grad.dtype))
+        if self._dilated():
+            kernel_part = xp.matmul(self._columns(xc).T, dzc)
+        elif st["tile_dw"] is not None:
+            kernel_part = kernels.winograd_weight_grad(xc, dzc, self.padding, m=st["tile_dw"],
+                                                       r=r).reshape(-1, f)
+        else:
+            kernel_part = kernels.conv_weight_grad(xc, dzc, *self._conv_args())
+        dx = st["dx"][start:stop] if dx_out is None and st["dx"] is not None else dx_out
+        if dx is not None and st["tile_dx"] is not None:  # the rotated kernel over dz
+            kernels.winograd_conv(dzc.reshape((stop - start,) + self.out_hw + (f,)), st["u_t"],
+                                  kernels.winograd_input_grad_padding(self.padding), out=dx, r=r)
+        elif dx is not None and self._dilated():
+            dx[...] = self._image(xp.matmul(dzc, st["w2"].T), xc.shape)
+        elif dx is not None:
+            kernels.conv_input_grad(dzc, st["w2"], xc.shape, *self._conv_args(), out=dx)
+        return kernel_part, bias_part
 
-        parts = kernels.run_tasks(x, work, self._tasks(x))
+    def _backward_finish(self, st, parts):
+        """Sum the tasks' (kernel, bias) parts in task order (deterministic) into the
+        gradients; returns the input gradient."""
+        f = self.filters
         gw2 = self.grads["kernel"].reshape(-1, f)
         gw2[...] = parts[0][0]
-        for part, _ in parts[1:]:  # task partial sums in task order: deterministic
+        for part, _ in parts[1:]:
             gw2 += part
         if self.use_bias:
-            if fused:
+            if self._fused:
                 total = parts[0][1]
                 for _, part in parts[1:]:
                     total = total + part
                 self.grads["bias"][...] = total
             else:
-                xp.sum(dz.reshape(-1, f), axis=0, out=self.grads["bias"])
+                get_array_module(st["dz"]).sum(st["dz"].reshape(-1, f), axis=0,
+                                              out=self.grads["bias"])
         self.add_regularization_grads()
         self._x = self._out = None
-        return dx
+        return st["dx"]
 
     def get_config(self):
         config = super().get_config()
