@@ -320,6 +320,7 @@ class Model(Trainer, Layer):
         grads = {id(g["output"]): grad}
         sums, runs = {}, collections.Counter()
         fused = getattr(self, "_fused_pairs", {})
+        self._chained_layers = []  # producers whose backward ran inside their consumer's
         for node in reversed(g["nodes"]):
             dy = grads.pop(id(node.output), None)
             first = fused.get(id(node))
@@ -336,6 +337,7 @@ class Model(Trainer, Layer):
             producer = self._chained_producer(node, plan, fused)
             if producer is not None:  # producer's backward runs inside this one's (fusion)
                 layer.backward_chained(dy, producer.layer)
+                self._chained_layers.append(producer.layer)
                 if on_layer_done is not None:
                     on_layer_done(layer)
                     on_layer_done(producer.layer)

@@ -7,7 +7,7 @@ the whole step. The minimum over rounds is kept per entry (the least disturbed r
 `step_ms` is the minimum whole-step time, not the sum of the minima. Where the model
 fuses a layer pair (accelnet.fusion: Conv2D + MaxPooling2D), the pair's time is its first
 layer's and the second shows 0; where a Conv2D's backward runs the one before it inside
-(`backward_chained`), both backwards count as the later layer's, the earlier shows none (-).
+(`backward_chained`), both backwards count as the later layer's, the earlier's backward shows 0.
 
 accelnet: each layer's `forward`/`backward`, the model's loss and the optimizer's
 `apply` are wrapped with timers on the instance. PyTorch: forward pre/post hooks per
@@ -67,6 +67,8 @@ class AccelnetSteps:
             node = next(n for n in self.model._graph["nodes"] if id(n) == second)
             for kind in ("forward", "backward"):
                 self.record[(index[id(node.layer)], kind)] = 0.0
+        for layer in self.model._chained_layers:  # its backward ran inside the next one's
+            self.record[(index[id(layer)], "backward")] = 0.0
         return dict(self.record, step=total)
 
 
