@@ -87,6 +87,9 @@ def cases(quick):
                     _winograd_args(rng, s, f, p, r, m)))
         out.append(("winograd_weight_grad", label, lambda rng, s=shape, f=f, r=r, m=m, p=padding:
                     _weight_grad_args(rng, s, r, f, p, tile=m)))
+        if padding == "valid":  # where Conv2D takes both gradients at once (winograd_grads)
+            out.append(("winograd_grads", label, lambda rng, s=shape, f=f, r=r, m=m, p=padding:
+                        _winograd_grads_args(rng, s, f, p, r, m)))
     for label, shape, k, filters, padding in [
             ("mnist_cnn conv1", (batch, 28, 28, 1), 3, 32, "valid"),
             ("seed004 conv2", (batch, 14, 14, 32), 5, 64, "same"),
@@ -147,6 +150,12 @@ def _winograd_args(rng, shape, filters, padding, r=3, m=2):
     wg = importlib.import_module("accelnet.kernels.winograd")
     u = wg.winograd_weights(_normal(rng, (r, r, shape[3], filters), 0.1), m=m)
     return (_normal(rng, shape), u, padding), {"r": r}
+
+
+def _winograd_grads_args(rng, shape, filters, padding, r, m):
+    (x, u, _), _ = _winograd_args(rng, shape, filters, padding, r, m)
+    dy = _normal(rng, _output_shape(shape, r, padding) + (filters,))
+    return (x, dy, u, padding), {"r": r}
 
 
 def _pool_backward_args(rng, shape, padding):

@@ -22,7 +22,9 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   `U = winograd_weights(kernel, m=2)`: Winograd F(m x m, r x r) for r x r stride-1
   convolutions (F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5), F(3x3, 5x5) have generated CPU
   kernels; `winograd_tile` says when Conv2D uses which), and `winograd_weight_grad(x, dy, padding, m=2, r=3) -> (r, r, C, F)`, its
-  kernel gradient.
+  kernel gradient; `winograd_grads(x, dy, U, padding, out=None, r=3) -> (dw, dx)`: both
+  gradients from one transform of dy (the input gradient by the adjoint of the input
+  transform; `winograd_grads_applies` says where Conv2D uses it).
 - `adam_update(p, g, m, v, step_size, beta_1, beta_2, epsilon, v_hat=None, decay=None)`
   and `sgd_update(p, g, lr, momentum=0.0, v=None, nesterov=False, decay=None)`: an
   optimizer's step on one parameter (and its slots) in place, one pass.
@@ -61,6 +63,8 @@ from .winograd import applies_input_grad as winograd_applies_input_grad
 from .winograd import input_grad_padding as winograd_input_grad_padding
 from .winograd import tile as winograd_tile
 from .winograd import winograd_conv, winograd_weight_grad, winograd_weights
+from .winograd_grads import applies as winograd_grads_applies
+from .winograd_grads import winograd_grads
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
 __all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backward", "batch_norm_forward",
@@ -70,6 +74,7 @@ __all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backw
            "max_pool_backward", "max_pool_relu_grad",
            "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",
            "sgd_update", "softmax_cross_entropy", "task_slices", "threaded",
-           "winograd_applies", "winograd_applies_input_grad", "winograd_conv",
+           "winograd_applies", "winograd_applies_input_grad", "winograd_conv", "winograd_grads",
+           "winograd_grads_applies",
            "winograd_input_grad_padding", "winograd_tile", "winograd_weight_grad", "winograd_weights",
            "worker_step"]

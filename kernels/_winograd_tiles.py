@@ -4,17 +4,19 @@ kernels, per tile (m, r):
 
     _winograd_cpu_M_R(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v, mm)
     _weight_grad_cpu_M_R(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
+    _grads_cpu_M_R(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp)
 
-with the buffers and blocking of `winograd.numba_cpu` / `numba_cpu_weight_grad`: per block of
-images the input (and output-gradient) transforms, n*n GEMMs through BLAS, and the output
-transform (+ bias, ReLU) while the block is in cache, all without the GIL.
+with the buffers and blocking of `winograd.numba_cpu` / `numba_cpu_weight_grad` /
+`winograd_grads.numba_cpu`: per block of images the input (and output-gradient) transforms,
+n*n GEMMs through BLAS, and the output transform (+ bias, ReLU) or the adjoint input
+transform while the block is in cache, all without the GIL.
 """
 import numpy
 
 from ._jit import cpu_jit
-from ._loops import add_into
+from ._loops import add_into, fill_zero
 
-KERNELS = {}  # (m, r) -> (forward, weight gradient)
+KERNELS = {}  # (m, r) -> (forward, weight gradient, weight and input gradients)
 
 
 @cpu_jit(nogil=True)
@@ -336,6 +338,155 @@ def _dy_block_2_3(dy, dm, b0, b1, th, tw):
 
 
 @cpu_jit(nogil=True)
+def _adjoint_block_2_3(mp, dx, b0, b1, top, left, th, tw):
+    """dx += B dV B^T (4x4 per tile: the adjoint of the input transform) from
+    mp[:, :tiles, :], each tile added into the input patch it was read from (patches
+    overlap; outside the input, dropped): per row p, s = dV B^T; per column j, B s."""
+    n_, h, w, c = dx.shape
+    zero = dx.dtype.type(0)
+    s = numpy.empty((4, 4, c), dtype=dx.dtype)
+    for b in range(b0, b1):
+        for i in range(th):
+            y0 = 2 * i - top
+            for j in range(tw):
+                z0 = 2 * j - left
+                t = ((b - b0) * th + i) * tw + j
+                for ch in range(c):
+                    e0 = mp[0, t, ch]
+                    e1 = mp[1, t, ch]
+                    e2 = mp[2, t, ch]
+                    e3 = mp[3, t, ch]
+                    s[0, 0, ch] = e0
+                    s[0, 1, ch] = e1 - e2 + e3
+                    s[0, 2, ch] = -e0 + e1 + e2
+                    s[0, 3, ch] = -e3
+                for ch in range(c):
+                    e0 = mp[4, t, ch]
+                    e1 = mp[5, t, ch]
+                    e2 = mp[6, t, ch]
+                    e3 = mp[7, t, ch]
+                    s[1, 0, ch] = e0
+                    s[1, 1, ch] = e1 - e2 + e3
+                    s[1, 2, ch] = -e0 + e1 + e2
+                    s[1, 3, ch] = -e3
+                for ch in range(c):
+                    e0 = mp[8, t, ch]
+                    e1 = mp[9, t, ch]
+                    e2 = mp[10, t, ch]
+                    e3 = mp[11, t, ch]
+                    s[2, 0, ch] = e0
+                    s[2, 1, ch] = e1 - e2 + e3
+                    s[2, 2, ch] = -e0 + e1 + e2
+                    s[2, 3, ch] = -e3
+                for ch in range(c):
+                    e0 = mp[12, t, ch]
+                    e1 = mp[13, t, ch]
+                    e2 = mp[14, t, ch]
+                    e3 = mp[15, t, ch]
+                    s[3, 0, ch] = e0
+                    s[3, 1, ch] = e1 - e2 + e3
+                    s[3, 2, ch] = -e0 + e1 + e2
+                    s[3, 3, ch] = -e3
+                full = y0 >= 0 and z0 >= 0 and y0 + 4 <= h and z0 + 4 <= w
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 0, ch]
+                        s1 = s[1, 0, ch]
+                        s2 = s[2, 0, ch]
+                        s3 = s[3, 0, ch]
+                        dx[b, y0, z0, ch] += s0
+                        dx[b, y0 + 1, z0, ch] += s1 - s2 + s3
+                        dx[b, y0 + 2, z0, ch] += -s0 + s1 + s2
+                        dx[b, y0 + 3, z0, ch] += -s3
+                elif 0 <= z0 < w:
+                    for ch in range(c):
+                        s0 = s[0, 0, ch]
+                        s1 = s[1, 0, ch]
+                        s2 = s[2, 0, ch]
+                        s3 = s[3, 0, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0, ch] += s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0, ch] += s1 - s2 + s3
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0, ch] += -s0 + s1 + s2
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0, ch] += -s3
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 1, ch]
+                        s1 = s[1, 1, ch]
+                        s2 = s[2, 1, ch]
+                        s3 = s[3, 1, ch]
+                        dx[b, y0, z0 + 1, ch] += s0
+                        dx[b, y0 + 1, z0 + 1, ch] += s1 - s2 + s3
+                        dx[b, y0 + 2, z0 + 1, ch] += -s0 + s1 + s2
+                        dx[b, y0 + 3, z0 + 1, ch] += -s3
+                elif 0 <= z0 + 1 < w:
+                    for ch in range(c):
+                        s0 = s[0, 1, ch]
+                        s1 = s[1, 1, ch]
+                        s2 = s[2, 1, ch]
+                        s3 = s[3, 1, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 1, ch] += s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 1, ch] += s1 - s2 + s3
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 1, ch] += -s0 + s1 + s2
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 1, ch] += -s3
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 2, ch]
+                        s1 = s[1, 2, ch]
+                        s2 = s[2, 2, ch]
+                        s3 = s[3, 2, ch]
+                        dx[b, y0, z0 + 2, ch] += s0
+                        dx[b, y0 + 1, z0 + 2, ch] += s1 - s2 + s3
+                        dx[b, y0 + 2, z0 + 2, ch] += -s0 + s1 + s2
+                        dx[b, y0 + 3, z0 + 2, ch] += -s3
+                elif 0 <= z0 + 2 < w:
+                    for ch in range(c):
+                        s0 = s[0, 2, ch]
+                        s1 = s[1, 2, ch]
+                        s2 = s[2, 2, ch]
+                        s3 = s[3, 2, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 2, ch] += s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 2, ch] += s1 - s2 + s3
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 2, ch] += -s0 + s1 + s2
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 2, ch] += -s3
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 3, ch]
+                        s1 = s[1, 3, ch]
+                        s2 = s[2, 3, ch]
+                        s3 = s[3, 3, ch]
+                        dx[b, y0, z0 + 3, ch] += s0
+                        dx[b, y0 + 1, z0 + 3, ch] += s1 - s2 + s3
+                        dx[b, y0 + 2, z0 + 3, ch] += -s0 + s1 + s2
+                        dx[b, y0 + 3, z0 + 3, ch] += -s3
+                elif 0 <= z0 + 3 < w:
+                    for ch in range(c):
+                        s0 = s[0, 3, ch]
+                        s1 = s[1, 3, ch]
+                        s2 = s[2, 3, ch]
+                        s3 = s[3, 3, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 3, ch] += s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 3, ch] += s1 - s2 + s3
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 3, ch] += -s0 + s1 + s2
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 3, ch] += -s3
+
+
+@cpu_jit(nogil=True)
 def _winograd_cpu_2_3(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v,
                    mm):
     """F(2x2, 3x3) forward: per block of images, input transform, 16 GEMMs,
@@ -368,7 +519,29 @@ def _weight_grad_cpu_2_3(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
                 add_into(du_t[k], part)
 
 
-KERNELS[(2, 3)] = (_winograd_cpu_2_3, _weight_grad_cpu_2_3)
+@cpu_jit(nogil=True)
+def _grads_cpu_2_3(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp):
+    """F(2x2, 3x3) weight gradient (as _weight_grad_cpu_2_3) and input gradient
+    from the same transformed output gradient: dV[k] = dM[k] U[k]^T, then the adjoint
+    of the input transform added into dx (zeroed first)."""
+    n = x.shape[0]
+    fill_zero(dx)
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_2_3(x, v, b0, b1, top, left, th, tw)
+        _dy_block_2_3(dy, dm, b0, b1, th, tw)
+        for k in range(16):
+            if b0 == 0:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
+            else:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
+                add_into(du_t[k], part)
+            numpy.dot(dm[k, :tiles], u[k].T, mp[k, :tiles])
+        _adjoint_block_2_3(mp, dx, b0, b1, top, left, th, tw)
+
+
+KERNELS[(2, 3)] = (_winograd_cpu_2_3, _weight_grad_cpu_2_3, _grads_cpu_2_3)
 
 
 @cpu_jit(nogil=True)
@@ -1095,6 +1268,308 @@ def _dy_block_4_3(dy, dm, b0, b1, th, tw):
 
 
 @cpu_jit(nogil=True)
+def _adjoint_block_4_3(mp, dx, b0, b1, top, left, th, tw):
+    """dx += B dV B^T (6x6 per tile: the adjoint of the input transform) from
+    mp[:, :tiles, :], each tile added into the input patch it was read from (patches
+    overlap; outside the input, dropped): per row p, s = dV B^T; per column j, B s."""
+    n_, h, w, c = dx.shape
+    zero = dx.dtype.type(0)
+    k4_0 = dx.dtype.type(4.0)
+    k5_0 = dx.dtype.type(5.0)
+    k8_0 = dx.dtype.type(8.0)
+    s = numpy.empty((6, 6, c), dtype=dx.dtype)
+    for b in range(b0, b1):
+        for i in range(th):
+            y0 = 4 * i - top
+            for j in range(tw):
+                z0 = 4 * j - left
+                t = ((b - b0) * th + i) * tw + j
+                for ch in range(c):
+                    e0 = mp[0, t, ch]
+                    e1 = mp[1, t, ch]
+                    e2 = mp[2, t, ch]
+                    e3 = mp[3, t, ch]
+                    e4 = mp[4, t, ch]
+                    e5 = mp[5, t, ch]
+                    s[0, 0, ch] = e0
+                    s[0, 1, ch] = -e1 + e2 + k4_0 * e3 - k4_0 * e4 + e5
+                    s[0, 2, ch] = -k5_0 * e0 - e1 - e2 + k8_0 * e3 + k8_0 * e4
+                    s[0, 3, ch] = k4_0 * e1 - k4_0 * e2 - k4_0 * e3 + k4_0 * e4 - k5_0 * e5
+                    s[0, 4, ch] = k4_0 * e0 + k4_0 * e1 + k4_0 * e2 - k8_0 * e3 - k8_0 * e4
+                    s[0, 5, ch] = k4_0 * e5
+                for ch in range(c):
+                    e0 = mp[6, t, ch]
+                    e1 = mp[7, t, ch]
+                    e2 = mp[8, t, ch]
+                    e3 = mp[9, t, ch]
+                    e4 = mp[10, t, ch]
+                    e5 = mp[11, t, ch]
+                    s[1, 0, ch] = e0
+                    s[1, 1, ch] = -e1 + e2 + k4_0 * e3 - k4_0 * e4 + e5
+                    s[1, 2, ch] = -k5_0 * e0 - e1 - e2 + k8_0 * e3 + k8_0 * e4
+                    s[1, 3, ch] = k4_0 * e1 - k4_0 * e2 - k4_0 * e3 + k4_0 * e4 - k5_0 * e5
+                    s[1, 4, ch] = k4_0 * e0 + k4_0 * e1 + k4_0 * e2 - k8_0 * e3 - k8_0 * e4
+                    s[1, 5, ch] = k4_0 * e5
+                for ch in range(c):
+                    e0 = mp[12, t, ch]
+                    e1 = mp[13, t, ch]
+                    e2 = mp[14, t, ch]
+                    e3 = mp[15, t, ch]
+                    e4 = mp[16, t, ch]
+                    e5 = mp[17, t, ch]
+                    s[2, 0, ch] = e0
+                    s[2, 1, ch] = -e1 + e2 + k4_0 * e3 - k4_0 * e4 + e5
+                    s[2, 2, ch] = -k5_0 * e0 - e1 - e2 + k8_0 * e3 + k8_0 * e4
+                    s[2, 3, ch] = k4_0 * e1 - k4_0 * e2 - k4_0 * e3 + k4_0 * e4 - k5_0 * e5
+                    s[2, 4, ch] = k4_0 * e0 + k4_0 * e1 + k4_0 * e2 - k8_0 * e3 - k8_0 * e4
+                    s[2, 5, ch] = k4_0 * e5
+                for ch in range(c):
+                    e0 = mp[18, t, ch]
+                    e1 = mp[19, t, ch]
+                    e2 = mp[20, t, ch]
+                    e3 = mp[21, t, ch]
+                    e4 = mp[22, t, ch]
+                    e5 = mp[23, t, ch]
+                    s[3, 0, ch] = e0
+                    s[3, 1, ch] = -e1 + e2 + k4_0 * e3 - k4_0 * e4 + e5
+                    s[3, 2, ch] = -k5_0 * e0 - e1 - e2 + k8_0 * e3 + k8_0 * e4
+                    s[3, 3, ch] = k4_0 * e1 - k4_0 * e2 - k4_0 * e3 + k4_0 * e4 - k5_0 * e5
+                    s[3, 4, ch] = k4_0 * e0 + k4_0 * e1 + k4_0 * e2 - k8_0 * e3 - k8_0 * e4
+                    s[3, 5, ch] = k4_0 * e5
+                for ch in range(c):
+                    e0 = mp[24, t, ch]
+                    e1 = mp[25, t, ch]
+                    e2 = mp[26, t, ch]
+                    e3 = mp[27, t, ch]
+                    e4 = mp[28, t, ch]
+                    e5 = mp[29, t, ch]
+                    s[4, 0, ch] = e0
+                    s[4, 1, ch] = -e1 + e2 + k4_0 * e3 - k4_0 * e4 + e5
+                    s[4, 2, ch] = -k5_0 * e0 - e1 - e2 + k8_0 * e3 + k8_0 * e4
+                    s[4, 3, ch] = k4_0 * e1 - k4_0 * e2 - k4_0 * e3 + k4_0 * e4 - k5_0 * e5
+                    s[4, 4, ch] = k4_0 * e0 + k4_0 * e1 + k4_0 * e2 - k8_0 * e3 - k8_0 * e4
+                    s[4, 5, ch] = k4_0 * e5
+                for ch in range(c):
+                    e0 = mp[30, t, ch]
+                    e1 = mp[31, t, ch]
+                    e2 = mp[32, t, ch]
+                    e3 = mp[33, t, ch]
+                    e4 = mp[34, t, ch]
+                    e5 = mp[35, t, ch]
+                    s[5, 0, ch] = e0
+                    s[5, 1, ch] = -e1 + e2 + k4_0 * e3 - k4_0 * e4 + e5
+                    s[5, 2, ch] = -k5_0 * e0 - e1 - e2 + k8_0 * e3 + k8_0 * e4
+                    s[5, 3, ch] = k4_0 * e1 - k4_0 * e2 - k4_0 * e3 + k4_0 * e4 - k5_0 * e5
+                    s[5, 4, ch] = k4_0 * e0 + k4_0 * e1 + k4_0 * e2 - k8_0 * e3 - k8_0 * e4
+                    s[5, 5, ch] = k4_0 * e5
+                full = y0 >= 0 and z0 >= 0 and y0 + 6 <= h and z0 + 6 <= w
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 0, ch]
+                        s1 = s[1, 0, ch]
+                        s2 = s[2, 0, ch]
+                        s3 = s[3, 0, ch]
+                        s4 = s[4, 0, ch]
+                        s5 = s[5, 0, ch]
+                        dx[b, y0, z0, ch] += s0
+                        dx[b, y0 + 1, z0, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        dx[b, y0 + 2, z0, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        dx[b, y0 + 3, z0, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        dx[b, y0 + 5, z0, ch] += k4_0 * s5
+                elif 0 <= z0 < w:
+                    for ch in range(c):
+                        s0 = s[0, 0, ch]
+                        s1 = s[1, 0, ch]
+                        s2 = s[2, 0, ch]
+                        s3 = s[3, 0, ch]
+                        s4 = s[4, 0, ch]
+                        s5 = s[5, 0, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0, ch] += s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0, ch] += k4_0 * s5
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 1, ch]
+                        s1 = s[1, 1, ch]
+                        s2 = s[2, 1, ch]
+                        s3 = s[3, 1, ch]
+                        s4 = s[4, 1, ch]
+                        s5 = s[5, 1, ch]
+                        dx[b, y0, z0 + 1, ch] += s0
+                        dx[b, y0 + 1, z0 + 1, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        dx[b, y0 + 2, z0 + 1, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        dx[b, y0 + 3, z0 + 1, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0 + 1, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        dx[b, y0 + 5, z0 + 1, ch] += k4_0 * s5
+                elif 0 <= z0 + 1 < w:
+                    for ch in range(c):
+                        s0 = s[0, 1, ch]
+                        s1 = s[1, 1, ch]
+                        s2 = s[2, 1, ch]
+                        s3 = s[3, 1, ch]
+                        s4 = s[4, 1, ch]
+                        s5 = s[5, 1, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 1, ch] += s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 1, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 1, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 1, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 1, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 1, ch] += k4_0 * s5
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 2, ch]
+                        s1 = s[1, 2, ch]
+                        s2 = s[2, 2, ch]
+                        s3 = s[3, 2, ch]
+                        s4 = s[4, 2, ch]
+                        s5 = s[5, 2, ch]
+                        dx[b, y0, z0 + 2, ch] += s0
+                        dx[b, y0 + 1, z0 + 2, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        dx[b, y0 + 2, z0 + 2, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        dx[b, y0 + 3, z0 + 2, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0 + 2, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        dx[b, y0 + 5, z0 + 2, ch] += k4_0 * s5
+                elif 0 <= z0 + 2 < w:
+                    for ch in range(c):
+                        s0 = s[0, 2, ch]
+                        s1 = s[1, 2, ch]
+                        s2 = s[2, 2, ch]
+                        s3 = s[3, 2, ch]
+                        s4 = s[4, 2, ch]
+                        s5 = s[5, 2, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 2, ch] += s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 2, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 2, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 2, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 2, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 2, ch] += k4_0 * s5
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 3, ch]
+                        s1 = s[1, 3, ch]
+                        s2 = s[2, 3, ch]
+                        s3 = s[3, 3, ch]
+                        s4 = s[4, 3, ch]
+                        s5 = s[5, 3, ch]
+                        dx[b, y0, z0 + 3, ch] += s0
+                        dx[b, y0 + 1, z0 + 3, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        dx[b, y0 + 2, z0 + 3, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        dx[b, y0 + 3, z0 + 3, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0 + 3, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        dx[b, y0 + 5, z0 + 3, ch] += k4_0 * s5
+                elif 0 <= z0 + 3 < w:
+                    for ch in range(c):
+                        s0 = s[0, 3, ch]
+                        s1 = s[1, 3, ch]
+                        s2 = s[2, 3, ch]
+                        s3 = s[3, 3, ch]
+                        s4 = s[4, 3, ch]
+                        s5 = s[5, 3, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 3, ch] += s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 3, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 3, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 3, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 3, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 3, ch] += k4_0 * s5
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 4, ch]
+                        s1 = s[1, 4, ch]
+                        s2 = s[2, 4, ch]
+                        s3 = s[3, 4, ch]
+                        s4 = s[4, 4, ch]
+                        s5 = s[5, 4, ch]
+                        dx[b, y0, z0 + 4, ch] += s0
+                        dx[b, y0 + 1, z0 + 4, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        dx[b, y0 + 2, z0 + 4, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        dx[b, y0 + 3, z0 + 4, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0 + 4, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        dx[b, y0 + 5, z0 + 4, ch] += k4_0 * s5
+                elif 0 <= z0 + 4 < w:
+                    for ch in range(c):
+                        s0 = s[0, 4, ch]
+                        s1 = s[1, 4, ch]
+                        s2 = s[2, 4, ch]
+                        s3 = s[3, 4, ch]
+                        s4 = s[4, 4, ch]
+                        s5 = s[5, 4, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 4, ch] += s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 4, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 4, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 4, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 4, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 4, ch] += k4_0 * s5
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 5, ch]
+                        s1 = s[1, 5, ch]
+                        s2 = s[2, 5, ch]
+                        s3 = s[3, 5, ch]
+                        s4 = s[4, 5, ch]
+                        s5 = s[5, 5, ch]
+                        dx[b, y0, z0 + 5, ch] += s0
+                        dx[b, y0 + 1, z0 + 5, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        dx[b, y0 + 2, z0 + 5, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        dx[b, y0 + 3, z0 + 5, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0 + 5, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        dx[b, y0 + 5, z0 + 5, ch] += k4_0 * s5
+                elif 0 <= z0 + 5 < w:
+                    for ch in range(c):
+                        s0 = s[0, 5, ch]
+                        s1 = s[1, 5, ch]
+                        s2 = s[2, 5, ch]
+                        s3 = s[3, 5, ch]
+                        s4 = s[4, 5, ch]
+                        s5 = s[5, 5, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 5, ch] += s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 5, ch] += -s1 + s2 + k4_0 * s3 - k4_0 * s4 + s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 5, ch] += -k5_0 * s0 - s1 - s2 + k8_0 * s3 + k8_0 * s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 5, ch] += k4_0 * s1 - k4_0 * s2 - k4_0 * s3 + k4_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 5, ch] += k4_0 * s0 + k4_0 * s1 + k4_0 * s2 - k8_0 * s3 - k8_0 * s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 5, ch] += k4_0 * s5
+
+
+@cpu_jit(nogil=True)
 def _winograd_cpu_4_3(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v,
                    mm):
     """F(4x4, 3x3) forward: per block of images, input transform, 36 GEMMs,
@@ -1127,7 +1602,29 @@ def _weight_grad_cpu_4_3(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
                 add_into(du_t[k], part)
 
 
-KERNELS[(4, 3)] = (_winograd_cpu_4_3, _weight_grad_cpu_4_3)
+@cpu_jit(nogil=True)
+def _grads_cpu_4_3(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp):
+    """F(4x4, 3x3) weight gradient (as _weight_grad_cpu_4_3) and input gradient
+    from the same transformed output gradient: dV[k] = dM[k] U[k]^T, then the adjoint
+    of the input transform added into dx (zeroed first)."""
+    n = x.shape[0]
+    fill_zero(dx)
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_4_3(x, v, b0, b1, top, left, th, tw)
+        _dy_block_4_3(dy, dm, b0, b1, th, tw)
+        for k in range(36):
+            if b0 == 0:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
+            else:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
+                add_into(du_t[k], part)
+            numpy.dot(dm[k, :tiles], u[k].T, mp[k, :tiles])
+        _adjoint_block_4_3(mp, dx, b0, b1, top, left, th, tw)
+
+
+KERNELS[(4, 3)] = (_winograd_cpu_4_3, _weight_grad_cpu_4_3, _grads_cpu_4_3)
 
 
 @cpu_jit(nogil=True)
@@ -1648,6 +2145,308 @@ def _dy_block_2_5(dy, dm, b0, b1, th, tw):
 
 
 @cpu_jit(nogil=True)
+def _adjoint_block_2_5(mp, dx, b0, b1, top, left, th, tw):
+    """dx += B dV B^T (6x6 per tile: the adjoint of the input transform) from
+    mp[:, :tiles, :], each tile added into the input patch it was read from (patches
+    overlap; outside the input, dropped): per row p, s = dV B^T; per column j, B s."""
+    n_, h, w, c = dx.shape
+    zero = dx.dtype.type(0)
+    k2_0 = dx.dtype.type(2.0)
+    k4_0 = dx.dtype.type(4.0)
+    k5_0 = dx.dtype.type(5.0)
+    s = numpy.empty((6, 6, c), dtype=dx.dtype)
+    for b in range(b0, b1):
+        for i in range(th):
+            y0 = 2 * i - top
+            for j in range(tw):
+                z0 = 2 * j - left
+                t = ((b - b0) * th + i) * tw + j
+                for ch in range(c):
+                    e0 = mp[0, t, ch]
+                    e1 = mp[1, t, ch]
+                    e2 = mp[2, t, ch]
+                    e3 = mp[3, t, ch]
+                    e4 = mp[4, t, ch]
+                    e5 = mp[5, t, ch]
+                    s[0, 0, ch] = k4_0 * e0
+                    s[0, 1, ch] = k4_0 * e1 - k4_0 * e2 - k2_0 * e3 + k2_0 * e4 + k4_0 * e5
+                    s[0, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k4_0 * e2 - e3 - e4
+                    s[0, 3, ch] = -e1 + e2 + k2_0 * e3 - k2_0 * e4 - k5_0 * e5
+                    s[0, 4, ch] = e0 - e1 - e2 + e3 + e4
+                    s[0, 5, ch] = e5
+                for ch in range(c):
+                    e0 = mp[6, t, ch]
+                    e1 = mp[7, t, ch]
+                    e2 = mp[8, t, ch]
+                    e3 = mp[9, t, ch]
+                    e4 = mp[10, t, ch]
+                    e5 = mp[11, t, ch]
+                    s[1, 0, ch] = k4_0 * e0
+                    s[1, 1, ch] = k4_0 * e1 - k4_0 * e2 - k2_0 * e3 + k2_0 * e4 + k4_0 * e5
+                    s[1, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k4_0 * e2 - e3 - e4
+                    s[1, 3, ch] = -e1 + e2 + k2_0 * e3 - k2_0 * e4 - k5_0 * e5
+                    s[1, 4, ch] = e0 - e1 - e2 + e3 + e4
+                    s[1, 5, ch] = e5
+                for ch in range(c):
+                    e0 = mp[12, t, ch]
+                    e1 = mp[13, t, ch]
+                    e2 = mp[14, t, ch]
+                    e3 = mp[15, t, ch]
+                    e4 = mp[16, t, ch]
+                    e5 = mp[17, t, ch]
+                    s[2, 0, ch] = k4_0 * e0
+                    s[2, 1, ch] = k4_0 * e1 - k4_0 * e2 - k2_0 * e3 + k2_0 * e4 + k4_0 * e5
+                    s[2, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k4_0 * e2 - e3 - e4
+                    s[2, 3, ch] = -e1 + e2 + k2_0 * e3 - k2_0 * e4 - k5_0 * e5
+                    s[2, 4, ch] = e0 - e1 - e2 + e3 + e4
+                    s[2, 5, ch] = e5
+                for ch in range(c):
+                    e0 = mp[18, t, ch]
+                    e1 = mp[19, t, ch]
+                    e2 = mp[20, t, ch]
+                    e3 = mp[21, t, ch]
+                    e4 = mp[22, t, ch]
+                    e5 = mp[23, t, ch]
+                    s[3, 0, ch] = k4_0 * e0
+                    s[3, 1, ch] = k4_0 * e1 - k4_0 * e2 - k2_0 * e3 + k2_0 * e4 + k4_0 * e5
+                    s[3, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k4_0 * e2 - e3 - e4
+                    s[3, 3, ch] = -e1 + e2 + k2_0 * e3 - k2_0 * e4 - k5_0 * e5
+                    s[3, 4, ch] = e0 - e1 - e2 + e3 + e4
+                    s[3, 5, ch] = e5
+                for ch in range(c):
+                    e0 = mp[24, t, ch]
+                    e1 = mp[25, t, ch]
+                    e2 = mp[26, t, ch]
+                    e3 = mp[27, t, ch]
+                    e4 = mp[28, t, ch]
+                    e5 = mp[29, t, ch]
+                    s[4, 0, ch] = k4_0 * e0
+                    s[4, 1, ch] = k4_0 * e1 - k4_0 * e2 - k2_0 * e3 + k2_0 * e4 + k4_0 * e5
+                    s[4, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k4_0 * e2 - e3 - e4
+                    s[4, 3, ch] = -e1 + e2 + k2_0 * e3 - k2_0 * e4 - k5_0 * e5
+                    s[4, 4, ch] = e0 - e1 - e2 + e3 + e4
+                    s[4, 5, ch] = e5
+                for ch in range(c):
+                    e0 = mp[30, t, ch]
+                    e1 = mp[31, t, ch]
+                    e2 = mp[32, t, ch]
+                    e3 = mp[33, t, ch]
+                    e4 = mp[34, t, ch]
+                    e5 = mp[35, t, ch]
+                    s[5, 0, ch] = k4_0 * e0
+                    s[5, 1, ch] = k4_0 * e1 - k4_0 * e2 - k2_0 * e3 + k2_0 * e4 + k4_0 * e5
+                    s[5, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k4_0 * e2 - e3 - e4
+                    s[5, 3, ch] = -e1 + e2 + k2_0 * e3 - k2_0 * e4 - k5_0 * e5
+                    s[5, 4, ch] = e0 - e1 - e2 + e3 + e4
+                    s[5, 5, ch] = e5
+                full = y0 >= 0 and z0 >= 0 and y0 + 6 <= h and z0 + 6 <= w
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 0, ch]
+                        s1 = s[1, 0, ch]
+                        s2 = s[2, 0, ch]
+                        s3 = s[3, 0, ch]
+                        s4 = s[4, 0, ch]
+                        s5 = s[5, 0, ch]
+                        dx[b, y0, z0, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        dx[b, y0 + 2, z0, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        dx[b, y0 + 3, z0, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0, ch] += s0 - s1 - s2 + s3 + s4
+                        dx[b, y0 + 5, z0, ch] += s5
+                elif 0 <= z0 < w:
+                    for ch in range(c):
+                        s0 = s[0, 0, ch]
+                        s1 = s[1, 0, ch]
+                        s2 = s[2, 0, ch]
+                        s3 = s[3, 0, ch]
+                        s4 = s[4, 0, ch]
+                        s5 = s[5, 0, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0, ch] += s0 - s1 - s2 + s3 + s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0, ch] += s5
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 1, ch]
+                        s1 = s[1, 1, ch]
+                        s2 = s[2, 1, ch]
+                        s3 = s[3, 1, ch]
+                        s4 = s[4, 1, ch]
+                        s5 = s[5, 1, ch]
+                        dx[b, y0, z0 + 1, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 1, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        dx[b, y0 + 2, z0 + 1, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        dx[b, y0 + 3, z0 + 1, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0 + 1, ch] += s0 - s1 - s2 + s3 + s4
+                        dx[b, y0 + 5, z0 + 1, ch] += s5
+                elif 0 <= z0 + 1 < w:
+                    for ch in range(c):
+                        s0 = s[0, 1, ch]
+                        s1 = s[1, 1, ch]
+                        s2 = s[2, 1, ch]
+                        s3 = s[3, 1, ch]
+                        s4 = s[4, 1, ch]
+                        s5 = s[5, 1, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 1, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 1, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 1, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 1, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 1, ch] += s0 - s1 - s2 + s3 + s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 1, ch] += s5
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 2, ch]
+                        s1 = s[1, 2, ch]
+                        s2 = s[2, 2, ch]
+                        s3 = s[3, 2, ch]
+                        s4 = s[4, 2, ch]
+                        s5 = s[5, 2, ch]
+                        dx[b, y0, z0 + 2, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 2, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        dx[b, y0 + 2, z0 + 2, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        dx[b, y0 + 3, z0 + 2, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0 + 2, ch] += s0 - s1 - s2 + s3 + s4
+                        dx[b, y0 + 5, z0 + 2, ch] += s5
+                elif 0 <= z0 + 2 < w:
+                    for ch in range(c):
+                        s0 = s[0, 2, ch]
+                        s1 = s[1, 2, ch]
+                        s2 = s[2, 2, ch]
+                        s3 = s[3, 2, ch]
+                        s4 = s[4, 2, ch]
+                        s5 = s[5, 2, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 2, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 2, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 2, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 2, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 2, ch] += s0 - s1 - s2 + s3 + s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 2, ch] += s5
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 3, ch]
+                        s1 = s[1, 3, ch]
+                        s2 = s[2, 3, ch]
+                        s3 = s[3, 3, ch]
+                        s4 = s[4, 3, ch]
+                        s5 = s[5, 3, ch]
+                        dx[b, y0, z0 + 3, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 3, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        dx[b, y0 + 2, z0 + 3, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        dx[b, y0 + 3, z0 + 3, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0 + 3, ch] += s0 - s1 - s2 + s3 + s4
+                        dx[b, y0 + 5, z0 + 3, ch] += s5
+                elif 0 <= z0 + 3 < w:
+                    for ch in range(c):
+                        s0 = s[0, 3, ch]
+                        s1 = s[1, 3, ch]
+                        s2 = s[2, 3, ch]
+                        s3 = s[3, 3, ch]
+                        s4 = s[4, 3, ch]
+                        s5 = s[5, 3, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 3, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 3, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 3, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 3, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 3, ch] += s0 - s1 - s2 + s3 + s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 3, ch] += s5
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 4, ch]
+                        s1 = s[1, 4, ch]
+                        s2 = s[2, 4, ch]
+                        s3 = s[3, 4, ch]
+                        s4 = s[4, 4, ch]
+                        s5 = s[5, 4, ch]
+                        dx[b, y0, z0 + 4, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 4, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        dx[b, y0 + 2, z0 + 4, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        dx[b, y0 + 3, z0 + 4, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0 + 4, ch] += s0 - s1 - s2 + s3 + s4
+                        dx[b, y0 + 5, z0 + 4, ch] += s5
+                elif 0 <= z0 + 4 < w:
+                    for ch in range(c):
+                        s0 = s[0, 4, ch]
+                        s1 = s[1, 4, ch]
+                        s2 = s[2, 4, ch]
+                        s3 = s[3, 4, ch]
+                        s4 = s[4, 4, ch]
+                        s5 = s[5, 4, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 4, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 4, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 4, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 4, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 4, ch] += s0 - s1 - s2 + s3 + s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 4, ch] += s5
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 5, ch]
+                        s1 = s[1, 5, ch]
+                        s2 = s[2, 5, ch]
+                        s3 = s[3, 5, ch]
+                        s4 = s[4, 5, ch]
+                        s5 = s[5, 5, ch]
+                        dx[b, y0, z0 + 5, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 5, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        dx[b, y0 + 2, z0 + 5, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        dx[b, y0 + 3, z0 + 5, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        dx[b, y0 + 4, z0 + 5, ch] += s0 - s1 - s2 + s3 + s4
+                        dx[b, y0 + 5, z0 + 5, ch] += s5
+                elif 0 <= z0 + 5 < w:
+                    for ch in range(c):
+                        s0 = s[0, 5, ch]
+                        s1 = s[1, 5, ch]
+                        s2 = s[2, 5, ch]
+                        s3 = s[3, 5, ch]
+                        s4 = s[4, 5, ch]
+                        s5 = s[5, 5, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 5, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 5, ch] += k4_0 * s1 - k4_0 * s2 - k2_0 * s3 + k2_0 * s4 + k4_0 * s5
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 5, ch] += -k5_0 * s0 + k4_0 * s1 + k4_0 * s2 - s3 - s4
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 5, ch] += -s1 + s2 + k2_0 * s3 - k2_0 * s4 - k5_0 * s5
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 5, ch] += s0 - s1 - s2 + s3 + s4
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 5, ch] += s5
+
+
+@cpu_jit(nogil=True)
 def _winograd_cpu_2_5(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v,
                    mm):
     """F(2x2, 5x5) forward: per block of images, input transform, 36 GEMMs,
@@ -1680,7 +2479,29 @@ def _weight_grad_cpu_2_5(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
                 add_into(du_t[k], part)
 
 
-KERNELS[(2, 5)] = (_winograd_cpu_2_5, _weight_grad_cpu_2_5)
+@cpu_jit(nogil=True)
+def _grads_cpu_2_5(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp):
+    """F(2x2, 5x5) weight gradient (as _weight_grad_cpu_2_5) and input gradient
+    from the same transformed output gradient: dV[k] = dM[k] U[k]^T, then the adjoint
+    of the input transform added into dx (zeroed first)."""
+    n = x.shape[0]
+    fill_zero(dx)
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_2_5(x, v, b0, b1, top, left, th, tw)
+        _dy_block_2_5(dy, dm, b0, b1, th, tw)
+        for k in range(36):
+            if b0 == 0:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
+            else:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
+                add_into(du_t[k], part)
+            numpy.dot(dm[k, :tiles], u[k].T, mp[k, :tiles])
+        _adjoint_block_2_5(mp, dx, b0, b1, top, left, th, tw)
+
+
+KERNELS[(2, 5)] = (_winograd_cpu_2_5, _weight_grad_cpu_2_5, _grads_cpu_2_5)
 
 
 @cpu_jit(nogil=True)
@@ -2435,6 +3256,413 @@ def _dy_block_3_5(dy, dm, b0, b1, th, tw):
 
 
 @cpu_jit(nogil=True)
+def _adjoint_block_3_5(mp, dx, b0, b1, top, left, th, tw):
+    """dx += B dV B^T (7x7 per tile: the adjoint of the input transform) from
+    mp[:, :tiles, :], each tile added into the input patch it was read from (patches
+    overlap; outside the input, dropped): per row p, s = dV B^T; per column j, B s."""
+    n_, h, w, c = dx.shape
+    zero = dx.dtype.type(0)
+    k2_0 = dx.dtype.type(2.0)
+    k3_0 = dx.dtype.type(3.0)
+    k4_0 = dx.dtype.type(4.0)
+    k5_0 = dx.dtype.type(5.0)
+    k7_0 = dx.dtype.type(7.0)
+    k8_0 = dx.dtype.type(8.0)
+    k9_0 = dx.dtype.type(9.0)
+    k10_0 = dx.dtype.type(10.0)
+    k12_0 = dx.dtype.type(12.0)
+    k32_0 = dx.dtype.type(32.0)
+    k128_0 = dx.dtype.type(128.0)
+    k160_0 = dx.dtype.type(160.0)
+    s = numpy.empty((7, 7, c), dtype=dx.dtype)
+    for b in range(b0, b1):
+        for i in range(th):
+            y0 = 3 * i - top
+            for j in range(tw):
+                z0 = 3 * j - left
+                t = ((b - b0) * th + i) * tw + j
+                for ch in range(c):
+                    e0 = mp[0, t, ch]
+                    e1 = mp[1, t, ch]
+                    e2 = mp[2, t, ch]
+                    e3 = mp[3, t, ch]
+                    e4 = mp[4, t, ch]
+                    e5 = mp[5, t, ch]
+                    e6 = mp[6, t, ch]
+                    s[0, 0, ch] = k4_0 * e0
+                    s[0, 1, ch] = -k8_0 * e0 - k4_0 * e1 - k4_0 * e2 + k2_0 * e3 + k2_0 * e4 + k128_0 * e5 - k4_0 * e6
+                    s[0, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k12_0 * e2 - k3_0 * e3 - k5_0 * e4 + k8_0 * e6
+                    s[0, 3, ch] = k10_0 * e0 + k9_0 * e1 - k7_0 * e2 - k4_0 * e3 - k160_0 * e5 + k5_0 * e6
+                    s[0, 4, ch] = e0 - e1 - k3_0 * e2 + k3_0 * e3 + k5_0 * e4 - k10_0 * e6
+                    s[0, 5, ch] = -k2_0 * e0 - k2_0 * e1 + k2_0 * e2 + k2_0 * e3 - k2_0 * e4 + k32_0 * e5 - e6
+                    s[0, 6, ch] = k2_0 * e6
+                for ch in range(c):
+                    e0 = mp[7, t, ch]
+                    e1 = mp[8, t, ch]
+                    e2 = mp[9, t, ch]
+                    e3 = mp[10, t, ch]
+                    e4 = mp[11, t, ch]
+                    e5 = mp[12, t, ch]
+                    e6 = mp[13, t, ch]
+                    s[1, 0, ch] = k4_0 * e0
+                    s[1, 1, ch] = -k8_0 * e0 - k4_0 * e1 - k4_0 * e2 + k2_0 * e3 + k2_0 * e4 + k128_0 * e5 - k4_0 * e6
+                    s[1, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k12_0 * e2 - k3_0 * e3 - k5_0 * e4 + k8_0 * e6
+                    s[1, 3, ch] = k10_0 * e0 + k9_0 * e1 - k7_0 * e2 - k4_0 * e3 - k160_0 * e5 + k5_0 * e6
+                    s[1, 4, ch] = e0 - e1 - k3_0 * e2 + k3_0 * e3 + k5_0 * e4 - k10_0 * e6
+                    s[1, 5, ch] = -k2_0 * e0 - k2_0 * e1 + k2_0 * e2 + k2_0 * e3 - k2_0 * e4 + k32_0 * e5 - e6
+                    s[1, 6, ch] = k2_0 * e6
+                for ch in range(c):
+                    e0 = mp[14, t, ch]
+                    e1 = mp[15, t, ch]
+                    e2 = mp[16, t, ch]
+                    e3 = mp[17, t, ch]
+                    e4 = mp[18, t, ch]
+                    e5 = mp[19, t, ch]
+                    e6 = mp[20, t, ch]
+                    s[2, 0, ch] = k4_0 * e0
+                    s[2, 1, ch] = -k8_0 * e0 - k4_0 * e1 - k4_0 * e2 + k2_0 * e3 + k2_0 * e4 + k128_0 * e5 - k4_0 * e6
+                    s[2, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k12_0 * e2 - k3_0 * e3 - k5_0 * e4 + k8_0 * e6
+                    s[2, 3, ch] = k10_0 * e0 + k9_0 * e1 - k7_0 * e2 - k4_0 * e3 - k160_0 * e5 + k5_0 * e6
+                    s[2, 4, ch] = e0 - e1 - k3_0 * e2 + k3_0 * e3 + k5_0 * e4 - k10_0 * e6
+                    s[2, 5, ch] = -k2_0 * e0 - k2_0 * e1 + k2_0 * e2 + k2_0 * e3 - k2_0 * e4 + k32_0 * e5 - e6
+                    s[2, 6, ch] = k2_0 * e6
+                for ch in range(c):
+                    e0 = mp[21, t, ch]
+                    e1 = mp[22, t, ch]
+                    e2 = mp[23, t, ch]
+                    e3 = mp[24, t, ch]
+                    e4 = mp[25, t, ch]
+                    e5 = mp[26, t, ch]
+                    e6 = mp[27, t, ch]
+                    s[3, 0, ch] = k4_0 * e0
+                    s[3, 1, ch] = -k8_0 * e0 - k4_0 * e1 - k4_0 * e2 + k2_0 * e3 + k2_0 * e4 + k128_0 * e5 - k4_0 * e6
+                    s[3, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k12_0 * e2 - k3_0 * e3 - k5_0 * e4 + k8_0 * e6
+                    s[3, 3, ch] = k10_0 * e0 + k9_0 * e1 - k7_0 * e2 - k4_0 * e3 - k160_0 * e5 + k5_0 * e6
+                    s[3, 4, ch] = e0 - e1 - k3_0 * e2 + k3_0 * e3 + k5_0 * e4 - k10_0 * e6
+                    s[3, 5, ch] = -k2_0 * e0 - k2_0 * e1 + k2_0 * e2 + k2_0 * e3 - k2_0 * e4 + k32_0 * e5 - e6
+                    s[3, 6, ch] = k2_0 * e6
+                for ch in range(c):
+                    e0 = mp[28, t, ch]
+                    e1 = mp[29, t, ch]
+                    e2 = mp[30, t, ch]
+                    e3 = mp[31, t, ch]
+                    e4 = mp[32, t, ch]
+                    e5 = mp[33, t, ch]
+                    e6 = mp[34, t, ch]
+                    s[4, 0, ch] = k4_0 * e0
+                    s[4, 1, ch] = -k8_0 * e0 - k4_0 * e1 - k4_0 * e2 + k2_0 * e3 + k2_0 * e4 + k128_0 * e5 - k4_0 * e6
+                    s[4, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k12_0 * e2 - k3_0 * e3 - k5_0 * e4 + k8_0 * e6
+                    s[4, 3, ch] = k10_0 * e0 + k9_0 * e1 - k7_0 * e2 - k4_0 * e3 - k160_0 * e5 + k5_0 * e6
+                    s[4, 4, ch] = e0 - e1 - k3_0 * e2 + k3_0 * e3 + k5_0 * e4 - k10_0 * e6
+                    s[4, 5, ch] = -k2_0 * e0 - k2_0 * e1 + k2_0 * e2 + k2_0 * e3 - k2_0 * e4 + k32_0 * e5 - e6
+                    s[4, 6, ch] = k2_0 * e6
+                for ch in range(c):
+                    e0 = mp[35, t, ch]
+                    e1 = mp[36, t, ch]
+                    e2 = mp[37, t, ch]
+                    e3 = mp[38, t, ch]
+                    e4 = mp[39, t, ch]
+                    e5 = mp[40, t, ch]
+                    e6 = mp[41, t, ch]
+                    s[5, 0, ch] = k4_0 * e0
+                    s[5, 1, ch] = -k8_0 * e0 - k4_0 * e1 - k4_0 * e2 + k2_0 * e3 + k2_0 * e4 + k128_0 * e5 - k4_0 * e6
+                    s[5, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k12_0 * e2 - k3_0 * e3 - k5_0 * e4 + k8_0 * e6
+                    s[5, 3, ch] = k10_0 * e0 + k9_0 * e1 - k7_0 * e2 - k4_0 * e3 - k160_0 * e5 + k5_0 * e6
+                    s[5, 4, ch] = e0 - e1 - k3_0 * e2 + k3_0 * e3 + k5_0 * e4 - k10_0 * e6
+                    s[5, 5, ch] = -k2_0 * e0 - k2_0 * e1 + k2_0 * e2 + k2_0 * e3 - k2_0 * e4 + k32_0 * e5 - e6
+                    s[5, 6, ch] = k2_0 * e6
+                for ch in range(c):
+                    e0 = mp[42, t, ch]
+                    e1 = mp[43, t, ch]
+                    e2 = mp[44, t, ch]
+                    e3 = mp[45, t, ch]
+                    e4 = mp[46, t, ch]
+                    e5 = mp[47, t, ch]
+                    e6 = mp[48, t, ch]
+                    s[6, 0, ch] = k4_0 * e0
+                    s[6, 1, ch] = -k8_0 * e0 - k4_0 * e1 - k4_0 * e2 + k2_0 * e3 + k2_0 * e4 + k128_0 * e5 - k4_0 * e6
+                    s[6, 2, ch] = -k5_0 * e0 + k4_0 * e1 + k12_0 * e2 - k3_0 * e3 - k5_0 * e4 + k8_0 * e6
+                    s[6, 3, ch] = k10_0 * e0 + k9_0 * e1 - k7_0 * e2 - k4_0 * e3 - k160_0 * e5 + k5_0 * e6
+                    s[6, 4, ch] = e0 - e1 - k3_0 * e2 + k3_0 * e3 + k5_0 * e4 - k10_0 * e6
+                    s[6, 5, ch] = -k2_0 * e0 - k2_0 * e1 + k2_0 * e2 + k2_0 * e3 - k2_0 * e4 + k32_0 * e5 - e6
+                    s[6, 6, ch] = k2_0 * e6
+                full = y0 >= 0 and z0 >= 0 and y0 + 7 <= h and z0 + 7 <= w
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 0, ch]
+                        s1 = s[1, 0, ch]
+                        s2 = s[2, 0, ch]
+                        s3 = s[3, 0, ch]
+                        s4 = s[4, 0, ch]
+                        s5 = s[5, 0, ch]
+                        s6 = s[6, 0, ch]
+                        dx[b, y0, z0, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        dx[b, y0 + 2, z0, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        dx[b, y0 + 3, z0, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        dx[b, y0 + 4, z0, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        dx[b, y0 + 5, z0, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        dx[b, y0 + 6, z0, ch] += k2_0 * s6
+                elif 0 <= z0 < w:
+                    for ch in range(c):
+                        s0 = s[0, 0, ch]
+                        s1 = s[1, 0, ch]
+                        s2 = s[2, 0, ch]
+                        s3 = s[3, 0, ch]
+                        s4 = s[4, 0, ch]
+                        s5 = s[5, 0, ch]
+                        s6 = s[6, 0, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        if 0 <= y0 + 6 < h:
+                            dx[b, y0 + 6, z0, ch] += k2_0 * s6
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 1, ch]
+                        s1 = s[1, 1, ch]
+                        s2 = s[2, 1, ch]
+                        s3 = s[3, 1, ch]
+                        s4 = s[4, 1, ch]
+                        s5 = s[5, 1, ch]
+                        s6 = s[6, 1, ch]
+                        dx[b, y0, z0 + 1, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 1, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        dx[b, y0 + 2, z0 + 1, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        dx[b, y0 + 3, z0 + 1, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        dx[b, y0 + 4, z0 + 1, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        dx[b, y0 + 5, z0 + 1, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        dx[b, y0 + 6, z0 + 1, ch] += k2_0 * s6
+                elif 0 <= z0 + 1 < w:
+                    for ch in range(c):
+                        s0 = s[0, 1, ch]
+                        s1 = s[1, 1, ch]
+                        s2 = s[2, 1, ch]
+                        s3 = s[3, 1, ch]
+                        s4 = s[4, 1, ch]
+                        s5 = s[5, 1, ch]
+                        s6 = s[6, 1, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 1, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 1, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 1, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 1, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 1, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 1, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        if 0 <= y0 + 6 < h:
+                            dx[b, y0 + 6, z0 + 1, ch] += k2_0 * s6
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 2, ch]
+                        s1 = s[1, 2, ch]
+                        s2 = s[2, 2, ch]
+                        s3 = s[3, 2, ch]
+                        s4 = s[4, 2, ch]
+                        s5 = s[5, 2, ch]
+                        s6 = s[6, 2, ch]
+                        dx[b, y0, z0 + 2, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 2, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        dx[b, y0 + 2, z0 + 2, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        dx[b, y0 + 3, z0 + 2, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        dx[b, y0 + 4, z0 + 2, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        dx[b, y0 + 5, z0 + 2, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        dx[b, y0 + 6, z0 + 2, ch] += k2_0 * s6
+                elif 0 <= z0 + 2 < w:
+                    for ch in range(c):
+                        s0 = s[0, 2, ch]
+                        s1 = s[1, 2, ch]
+                        s2 = s[2, 2, ch]
+                        s3 = s[3, 2, ch]
+                        s4 = s[4, 2, ch]
+                        s5 = s[5, 2, ch]
+                        s6 = s[6, 2, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 2, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 2, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 2, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 2, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 2, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 2, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        if 0 <= y0 + 6 < h:
+                            dx[b, y0 + 6, z0 + 2, ch] += k2_0 * s6
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 3, ch]
+                        s1 = s[1, 3, ch]
+                        s2 = s[2, 3, ch]
+                        s3 = s[3, 3, ch]
+                        s4 = s[4, 3, ch]
+                        s5 = s[5, 3, ch]
+                        s6 = s[6, 3, ch]
+                        dx[b, y0, z0 + 3, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 3, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        dx[b, y0 + 2, z0 + 3, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        dx[b, y0 + 3, z0 + 3, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        dx[b, y0 + 4, z0 + 3, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        dx[b, y0 + 5, z0 + 3, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        dx[b, y0 + 6, z0 + 3, ch] += k2_0 * s6
+                elif 0 <= z0 + 3 < w:
+                    for ch in range(c):
+                        s0 = s[0, 3, ch]
+                        s1 = s[1, 3, ch]
+                        s2 = s[2, 3, ch]
+                        s3 = s[3, 3, ch]
+                        s4 = s[4, 3, ch]
+                        s5 = s[5, 3, ch]
+                        s6 = s[6, 3, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 3, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 3, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 3, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 3, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 3, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 3, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        if 0 <= y0 + 6 < h:
+                            dx[b, y0 + 6, z0 + 3, ch] += k2_0 * s6
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 4, ch]
+                        s1 = s[1, 4, ch]
+                        s2 = s[2, 4, ch]
+                        s3 = s[3, 4, ch]
+                        s4 = s[4, 4, ch]
+                        s5 = s[5, 4, ch]
+                        s6 = s[6, 4, ch]
+                        dx[b, y0, z0 + 4, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 4, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        dx[b, y0 + 2, z0 + 4, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        dx[b, y0 + 3, z0 + 4, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        dx[b, y0 + 4, z0 + 4, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        dx[b, y0 + 5, z0 + 4, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        dx[b, y0 + 6, z0 + 4, ch] += k2_0 * s6
+                elif 0 <= z0 + 4 < w:
+                    for ch in range(c):
+                        s0 = s[0, 4, ch]
+                        s1 = s[1, 4, ch]
+                        s2 = s[2, 4, ch]
+                        s3 = s[3, 4, ch]
+                        s4 = s[4, 4, ch]
+                        s5 = s[5, 4, ch]
+                        s6 = s[6, 4, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 4, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 4, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 4, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 4, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 4, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 4, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        if 0 <= y0 + 6 < h:
+                            dx[b, y0 + 6, z0 + 4, ch] += k2_0 * s6
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 5, ch]
+                        s1 = s[1, 5, ch]
+                        s2 = s[2, 5, ch]
+                        s3 = s[3, 5, ch]
+                        s4 = s[4, 5, ch]
+                        s5 = s[5, 5, ch]
+                        s6 = s[6, 5, ch]
+                        dx[b, y0, z0 + 5, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 5, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        dx[b, y0 + 2, z0 + 5, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        dx[b, y0 + 3, z0 + 5, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        dx[b, y0 + 4, z0 + 5, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        dx[b, y0 + 5, z0 + 5, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        dx[b, y0 + 6, z0 + 5, ch] += k2_0 * s6
+                elif 0 <= z0 + 5 < w:
+                    for ch in range(c):
+                        s0 = s[0, 5, ch]
+                        s1 = s[1, 5, ch]
+                        s2 = s[2, 5, ch]
+                        s3 = s[3, 5, ch]
+                        s4 = s[4, 5, ch]
+                        s5 = s[5, 5, ch]
+                        s6 = s[6, 5, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 5, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 5, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 5, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 5, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 5, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 5, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        if 0 <= y0 + 6 < h:
+                            dx[b, y0 + 6, z0 + 5, ch] += k2_0 * s6
+                if full:
+                    for ch in range(c):
+                        s0 = s[0, 6, ch]
+                        s1 = s[1, 6, ch]
+                        s2 = s[2, 6, ch]
+                        s3 = s[3, 6, ch]
+                        s4 = s[4, 6, ch]
+                        s5 = s[5, 6, ch]
+                        s6 = s[6, 6, ch]
+                        dx[b, y0, z0 + 6, ch] += k4_0 * s0
+                        dx[b, y0 + 1, z0 + 6, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        dx[b, y0 + 2, z0 + 6, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        dx[b, y0 + 3, z0 + 6, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        dx[b, y0 + 4, z0 + 6, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        dx[b, y0 + 5, z0 + 6, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        dx[b, y0 + 6, z0 + 6, ch] += k2_0 * s6
+                elif 0 <= z0 + 6 < w:
+                    for ch in range(c):
+                        s0 = s[0, 6, ch]
+                        s1 = s[1, 6, ch]
+                        s2 = s[2, 6, ch]
+                        s3 = s[3, 6, ch]
+                        s4 = s[4, 6, ch]
+                        s5 = s[5, 6, ch]
+                        s6 = s[6, 6, ch]
+                        if 0 <= y0 < h:
+                            dx[b, y0, z0 + 6, ch] += k4_0 * s0
+                        if 0 <= y0 + 1 < h:
+                            dx[b, y0 + 1, z0 + 6, ch] += -k8_0 * s0 - k4_0 * s1 - k4_0 * s2 + k2_0 * s3 + k2_0 * s4 + k128_0 * s5 - k4_0 * s6
+                        if 0 <= y0 + 2 < h:
+                            dx[b, y0 + 2, z0 + 6, ch] += -k5_0 * s0 + k4_0 * s1 + k12_0 * s2 - k3_0 * s3 - k5_0 * s4 + k8_0 * s6
+                        if 0 <= y0 + 3 < h:
+                            dx[b, y0 + 3, z0 + 6, ch] += k10_0 * s0 + k9_0 * s1 - k7_0 * s2 - k4_0 * s3 - k160_0 * s5 + k5_0 * s6
+                        if 0 <= y0 + 4 < h:
+                            dx[b, y0 + 4, z0 + 6, ch] += s0 - s1 - k3_0 * s2 + k3_0 * s3 + k5_0 * s4 - k10_0 * s6
+                        if 0 <= y0 + 5 < h:
+                            dx[b, y0 + 5, z0 + 6, ch] += -k2_0 * s0 - k2_0 * s1 + k2_0 * s2 + k2_0 * s3 - k2_0 * s4 + k32_0 * s5 - s6
+                        if 0 <= y0 + 6 < h:
+                            dx[b, y0 + 6, z0 + 6, ch] += k2_0 * s6
+
+
+@cpu_jit(nogil=True)
 def _winograd_cpu_3_5(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v,
                    mm):
     """F(3x3, 5x5) forward: per block of images, input transform, 49 GEMMs,
@@ -2467,4 +3695,26 @@ def _weight_grad_cpu_3_5(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
                 add_into(du_t[k], part)
 
 
-KERNELS[(3, 5)] = (_winograd_cpu_3_5, _weight_grad_cpu_3_5)
+@cpu_jit(nogil=True)
+def _grads_cpu_3_5(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp):
+    """F(3x3, 5x5) weight gradient (as _weight_grad_cpu_3_5) and input gradient
+    from the same transformed output gradient: dV[k] = dM[k] U[k]^T, then the adjoint
+    of the input transform added into dx (zeroed first)."""
+    n = x.shape[0]
+    fill_zero(dx)
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_3_5(x, v, b0, b1, top, left, th, tw)
+        _dy_block_3_5(dy, dm, b0, b1, th, tw)
+        for k in range(49):
+            if b0 == 0:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
+            else:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
+                add_into(du_t[k], part)
+            numpy.dot(dm[k, :tiles], u[k].T, mp[k, :tiles])
+        _adjoint_block_3_5(mp, dx, b0, b1, top, left, th, tw)
+
+
+KERNELS[(3, 5)] = (_winograd_cpu_3_5, _weight_grad_cpu_3_5, _grads_cpu_3_5)

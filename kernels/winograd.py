@@ -282,14 +282,21 @@ def reference_weight_grad(x, dy, padding="valid", m=2, r=3):
     top, left, oh, ow, th, tw = _geometry(x.shape, padding, m, r)
     dy = _check_dy(x, dy, oh, ow)
     xp = get_array_module(x)
-    n, f, a = x.shape[0], dy.shape[3], m + r - 1
     v = _reference_v(x, top, th, tw, left, m, r)
-    dyp = xp.zeros((n, m * th, m * tw, f), dtype=x.dtype)
+    dm = _reference_dm(dy.astype(x.dtype, copy=False), th, tw, m, r)
+    return _weights_from_transformed(xp.matmul(dm.transpose(0, 2, 1), v), x.dtype, m, r)
+
+
+def _reference_dm(dy, th, tw, m, r):
+    """dM = A dY A^T of every output tile (zero outside the output), (n*n, N*TH*TW, F)."""
+    xp = get_array_module(dy)
+    n, oh, ow, f = dy.shape
+    a = m + r - 1
+    dyp = xp.zeros((n, m * th, m * tw, f), dtype=dy.dtype)
     dyp[:, :oh, :ow, :] = dy
     tiles = dyp.reshape(n, th, m, tw, m, f)  # (n, i, r, j, e, f)
-    at = xp.asarray(transforms(m, r)[0], dtype=x.dtype)
-    dm = xp.einsum("rp,nirjef,eq->pqnijf", at, tiles, at).reshape(a * a, n * th * tw, f)
-    return _weights_from_transformed(xp.matmul(dm.transpose(0, 2, 1), v), x.dtype, m, r)
+    at = xp.asarray(transforms(m, r)[0], dtype=dy.dtype)
+    return xp.einsum("rp,nirjef,eq->pqnijf", at, tiles, at).reshape(a * a, n * th * tw, f)
 
 
 # ---------------------------------------------------------------- Numba CPU
@@ -517,13 +524,21 @@ def _cuda_weight_grad_g(x, dy, padding, mt, r):
     xp = get_array_module(x)
     dy = xp.ascontiguousarray(_check_dy(x, dy, oh, ow), dtype=x.dtype)
     x = xp.ascontiguousarray(x)
-    a, t, f = mt + r - 1, x.shape[0] * th * tw, dy.shape[3]
     v = _cuda_v(x, mt, r, top, left, th, tw)
-    dm = xp.empty((a * a, t, f), x.dtype)
+    dm = _cuda_dm(dy, mt, r, th, tw)
+    return _weights_from_transformed(xp.matmul(dm.transpose(0, 2, 1), v), x.dtype, mt, r)
+
+
+def _cuda_dm(dy, mt, r, th, tw):
+    """dM = A dY A^T of every output tile of a C-contiguous dy, (n*n, N*TH*TW, F)."""
+    _bind_float64()
+    xp = get_array_module(dy)
+    a, t, f = mt + r - 1, dy.shape[0] * th * tw, dy.shape[3]
+    dm = xp.empty((a * a, t, f), dy.dtype)
     at = xp.asarray(transforms(mt, r)[0], dtype=numpy.float64)
     blocks, threads = grid_for(t * f)
     launch(_dy_cuda_g, blocks, threads, dy, dm, at, th, tw, t * f)
-    return _weights_from_transformed(xp.matmul(dm.transpose(0, 2, 1), v), x.dtype, mt, r)
+    return dm
 
 
 def numba_cuda(x, u, padding="valid", out=None, bias=None, relu=False, r=3):

@@ -24,17 +24,19 @@ kernels, per tile (m, r):
 
     _winograd_cpu_M_R(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v, mm)
     _weight_grad_cpu_M_R(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
+    _grads_cpu_M_R(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp)
 
-with the buffers and blocking of `winograd.numba_cpu` / `numba_cpu_weight_grad`: per block of
-images the input (and output-gradient) transforms, n*n GEMMs through BLAS, and the output
-transform (+ bias, ReLU) while the block is in cache, all without the GIL.
+with the buffers and blocking of `winograd.numba_cpu` / `numba_cpu_weight_grad` /
+`winograd_grads.numba_cpu`: per block of images the input (and output-gradient) transforms,
+n*n GEMMs through BLAS, and the output transform (+ bias, ReLU) or the adjoint input
+transform while the block is in cache, all without the GIL.
 """
 import numpy
 
 from ._jit import cpu_jit
-from ._loops import add_into
+from ._loops import add_into, fill_zero
 
-KERNELS = {{}}  # (m, r) -> (forward, weight gradient)
+KERNELS = {{}}  # (m, r) -> (forward, weight gradient, weight and input gradients)
 '''
 
 
@@ -225,6 +227,39 @@ def _dy_block(m, r):
     return name, out
 
 
+def _adjoint_block(m, r):
+    _, _, bt = transforms(m, r)
+    n = m + r - 1
+    name = f"_adjoint_block_{m}_{r}"
+    consts, out = _start(name, "mp, dx, b0, b1, top, left, th, tw", [
+        f"dx += B dV B^T ({n}x{n} per tile: the adjoint of the input transform) from",
+        "mp[:, :tiles, :], each tile added into the input patch it was read from (patches",
+        "overlap; outside the input, dropped): per row p, s = dV B^T; per column j, B s."],
+        bt, "dx", "n_, h, w, c = dx.shape")
+    out += [f"    s = numpy.empty(({n}, {n}, c), dtype=dx.dtype)"]
+    out += _tile_loops("    ", m, (" - top", " - left"))
+    body = "                "
+    for p in range(n):
+        out += _pass(body, "ch in range(c)",
+                     [(f"e{q}", f"mp[{p * n + q}, t, ch]") for q in range(n)],
+                     [(f"s[{p}, {j}, ch]", bt[:, j], [f"e{q}" for q in range(n)])
+                      for j in range(n)], consts)
+    out += [f"{body}full = y0 >= 0 and z0 >= 0 and y0 + {n} <= h and z0 + {n} <= w"]
+    for j in range(n):
+        sums = [(i, _combination(bt[:, i], [f"s{p}" for p in range(n)], consts))
+                for i in range(n)]
+        loads = [f"{body}    for ch in range(c):"]
+        loads += [f"{body}        s{p} = s[{p}, {j}, ch]" for p in range(n)]
+        out += [f"{body}if full:"] + loads
+        out += [f"{body}        dx[b, {_at('y0', i)}, {_at('z0', j)}, ch] += {expr}"
+                for i, expr in sums]
+        out += [f"{body}elif 0 <= {_at('z0', j)} < w:"] + loads
+        for i, expr in sums:
+            out += [f"{body}        if 0 <= {_at('y0', i)} < h:",
+                    f"{body}            dx[b, {_at('y0', i)}, {_at('z0', j)}, ch] += {expr}"]
+    return name, out
+
+
 def _drivers(m, r):
     n = m + r - 1
     s = f"{m}_{r}"
@@ -258,16 +293,37 @@ def _drivers(m, r):
             "            else:",
             "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)",
             "                add_into(du_t[k], part)",
+            "", "",
+            "@cpu_jit(nogil=True)",
+            f"def _grads_cpu_{s}(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp):",
+            f'    """F({m}x{m}, {r}x{r}) weight gradient (as _weight_grad_cpu_{s}) and input gradient',
+            "    from the same transformed output gradient: dV[k] = dM[k] U[k]^T, then the adjoint",
+            '    of the input transform added into dx (zeroed first)."""',
+            "    n = x.shape[0]",
+            "    fill_zero(dx)",
+            "    for b0 in range(0, n, per_block):",
+            "        b1 = min(b0 + per_block, n)",
+            "        tiles = (b1 - b0) * th * tw",
+            f"        _input_block_{s}(x, v, b0, b1, top, left, th, tw)",
+            f"        _dy_block_{s}(dy, dm, b0, b1, th, tw)",
+            f"        for k in range({n * n}):",
+            "            if b0 == 0:",
+            "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])",
+            "            else:",
+            "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)",
+            "                add_into(du_t[k], part)",
+            "            numpy.dot(dm[k, :tiles], u[k].T, mp[k, :tiles])",
+            f"        _adjoint_block_{s}(mp, dx, b0, b1, top, left, th, tw)",
             "",
             "",
-            f"KERNELS[({m}, {r})] = (_winograd_cpu_{s}, _weight_grad_cpu_{s})"]
+            f"KERNELS[({m}, {r})] = (_winograd_cpu_{s}, _weight_grad_cpu_{s}, _grads_cpu_{s})"]
 
 
 def source():
     """The generated module's text."""
     lines = [HEADER.format().rstrip("\n")]
     for m, r in TILES:
-        for make in (_input_block, _output_block, _dy_block):
+        for make in (_input_block, _output_block, _dy_block, _adjoint_block):
             lines += make(m, r)[1]
         lines += _drivers(m, r)
     return "\n".join(lines) + "\n"

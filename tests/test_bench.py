@@ -12,7 +12,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im", "max_pool",
            "max_pool_backward", "max_pool_relu_grad", "dropout_mask", "relu_bias_grad",
-           "winograd_conv", "winograd_weight_grad", "conv_forward", "conv_weight_grad",
+           "winograd_conv", "winograd_weight_grad", "winograd_grads", "conv_forward", "conv_weight_grad",
            "conv_input_grad", "batch_norm_forward", "batch_norm_backward"}
 
 
@@ -35,7 +35,7 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 46  # Winograd forward and weight gradient at 4 shapes, default tiles
+    assert len(rows) == 47  # Winograd forward and weight gradient at 4 shapes (default tiles), both gradients at 1
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):

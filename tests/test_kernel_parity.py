@@ -309,6 +309,53 @@ def test_winograd_is_the_convolution_and_its_weight_gradient(form, dtype, m, r, 
                                    rtol=tol, atol=tol)
 
 
+def _conv_input_grad_math(dy, kernel, x_shape, pad):
+    """The input gradient of a stride-1 convolution by definition, in float64: each output
+    gradient times the kernel, added into the input patch it came from (padding dropped)."""
+    r, _, c, f = kernel.shape
+    n, h, w, _ = x_shape
+    (top, bottom), (left, right) = pad
+    dxp = np.zeros((n, h + top + bottom, w + left + right, c))
+    k = kernel.astype(np.float64)
+    for y in range(dy.shape[1]):
+        for z in range(dy.shape[2]):
+            dxp[:, y:y + r, z:z + r, :] += np.einsum("nf,ijcf->nijc", dy[:, y, z, :], k)
+    return dxp[:, top:top + h, left:left + w, :]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (2, 5), (3, 5)])
+@pytest.mark.parametrize("h,w,padding", [(6, 6, "valid"), (7, 9, "valid"), (5, 6, "same"),
+                                         (9, 7, "same")])
+def test_winograd_grads_are_the_weight_and_input_gradients(form, dtype, m, r, h, w, padding):
+    """winograd_grads: the kernel gradient P^T dy and the input gradient (the adjoint of the
+    convolution) by definition, in float64 math, partial edge tiles and 'same' padding
+    included; `out` receives the input gradient."""
+    rng = np.random.default_rng(h * 10 + w + r + m)
+    x = rng.standard_normal((2, h, w, 3)).astype(dtype)
+    kernel = rng.standard_normal((r, r, 3, 2)).astype(dtype)
+    pad = {"valid": ((0, 0), (0, 0)),
+           "same": (kernels.same_padding(h, r, 1), kernels.same_padding(w, r, 1))}[padding]
+    if h + sum(pad[0]) < r or w + sum(pad[1]) < r:
+        pytest.skip("input smaller than the kernel")
+    cols, _ = _conv_math(x, kernel, (1, 1), pad)
+    oh, ow = h + sum(pad[0]) - r + 1, w + sum(pad[1]) - r + 1
+    dy = rng.standard_normal((2, oh, ow, 2)).astype(dtype)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    with form.running():
+        assert kernels.current_implementation("winograd_grads", form.device(x)) == form.expected
+        u = kernels.winograd_weights(form.device(kernel), m=m)
+        out = form.xp().full(x.shape, np.nan, dtype=dtype)
+        dw, dx = kernels.winograd_grads(form.device(x), form.device(dy), u, padding, out=out,
+                                        r=r)
+    assert dx is out and form.is_device_array(dw) and dw.shape == kernel.shape
+    assert dw.dtype == dtype and dx.dtype == dtype
+    np.testing.assert_allclose(form.host(dw).reshape(-1, 2),
+                               cols.T @ dy.reshape(-1, 2).astype(np.float64), rtol=tol, atol=tol)
+    np.testing.assert_allclose(form.host(dx), _conv_input_grad_math(dy, kernel, x.shape, pad),
+                               rtol=tol, atol=tol)
+
+
 def _adam_math(p, g, m, v, v_hat, step_size, b1, b2, eps, decay, steps):
     """`steps` Adam steps (with v_hat: AMSGrad) in float64, from the definition."""
     p, g, m, v = (a.astype(np.float64) for a in (p, g, m, v))

@@ -112,19 +112,26 @@ def test_transposed_weights_give_the_input_gradient():
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("padding", ["valid", "same"])  # 'same': Winograd dx as well
-def test_conv2d_winograd_backward_matches_im2col(monkeypatch, padding):
+@pytest.mark.parametrize("padding,filters,both", [
+    ("valid", 16, True), ("same", 16, False), ("same", 24, False)])  # 'same': Winograd dx too
+def test_conv2d_winograd_backward_matches_im2col(monkeypatch, padding, filters, both):
+    """Winograd backward passes (both gradients from one transform of dz where
+    `winograd_grads_applies`: 'valid') = im2col's."""
     monkeypatch.delenv("ACCELNET_KERNELS", raising=False)
     monkeypatch.setenv("ACCELNET_CHUNK_KB", "64")
     rng = np.random.default_rng(9)
     x = rng.standard_normal((7, 6, 7, 16)).astype(np.float32)
     random.seed(5)
-    layer = layers.Conv2D(16, 3, padding=padding, activation="relu")
+    layer = layers.Conv2D(filters, 3, padding=padding, activation="relu")
     layer.build(x.shape[1:])
     grad = rng.standard_normal((7,) + layer.compute_output_shape(x.shape[1:])).astype(np.float32)
+    calls = []
+    real = kernels.winograd_grads
+    monkeypatch.setattr(kernels, "winograd_grads", lambda *a, **k: calls.append(1) or real(*a, **k))
     results = []
     for use in (True, False):
         if not use:
+            assert bool(calls) == both
             monkeypatch.setattr(kernels, "winograd_tile", lambda *a: None)
         layer.forward(x)
         results.append([layer.backward(grad.copy())] + [g.copy() for g in layer.grads.values()])

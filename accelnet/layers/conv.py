@@ -296,6 +296,9 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
                      if st["tile_dx"] is not None else None)
         st["tile_dw"] = None if self._dilated() else kernels.winograd_tile(
             x, self.kernel_size, self.strides, self.padding, "weight_grad")
+        both = (st["tile_dx"] is not None and st["tile_dw"] is not None
+                and kernels.winograd_grads_applies(self.padding, x.shape[-1], f))
+        st["u"] = kernels.winograd_weights(self.params["kernel"], m=st["tile_dw"]) if both else None
         return st
 
     def _backward_slice(self, st, start, stop, dz=None, dx_out=None):
@@ -316,6 +319,10 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
             dzc, bias_part = kernels.relu_bias_grad(
                 dzc, self._out[start:stop].reshape(-1, f),
                 out=kernels.scratch(x, "dz", (rows, f), grad.dtype))
+        dx = st["dx"][start:stop] if dx_out is None and st["dx"] is not None else dx_out
+        if dx is not None and st["u"] is not None:  # both from one transform of dz
+            kernel_part, _ = kernels.winograd_grads(xc, dzc, st["u"], self.padding, out=dx, r=r)
+            return kernel_part.reshape(-1, f), bias_part
         if self._dilated():
             kernel_part = xp.matmul(self._columns(xc).T, dzc)
         elif st["tile_dw"] is not None:
@@ -323,7 +330,6 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
                                                        r=r).reshape(-1, f)
         else:
             kernel_part = kernels.conv_weight_grad(xc, dzc, *self._conv_args())
-        dx = st["dx"][start:stop] if dx_out is None and st["dx"] is not None else dx_out
         if dx is not None and st["tile_dx"] is not None:  # the rotated kernel over dz
             kernels.winograd_conv(dzc.reshape((stop - start,) + self.out_hw + (f,)), st["u_t"],
                                   kernels.winograd_input_grad_padding(self.padding), out=dx, r=r)
