@@ -4,7 +4,7 @@ kernels, per tile (m, r):
 
     _winograd_cpu_M_R(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v, mm)
     _weight_grad_cpu_M_R(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
-    _grads_cpu_M_R(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp)
+    _grads_cpu_M_R(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp)
 
 with the buffers and blocking of `winograd.numba_cpu` / `numba_cpu_weight_grad` /
 `winograd_grads.numba_cpu`: per block of images the input (and output-gradient) transforms,
@@ -520,10 +520,12 @@ def _weight_grad_cpu_2_3(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
 
 
 @cpu_jit(nogil=True)
-def _grads_cpu_2_3(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp):
+def _grads_cpu_2_3(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, dm,
+                  mp):
     """F(2x2, 3x3) weight gradient (as _weight_grad_cpu_2_3) and input gradient
-    from the same transformed output gradient: dV[k] = dM[k] U[k]^T, then the adjoint
-    of the input transform added into dx (zeroed first)."""
+    from the same transformed output gradient: dV[k] = dM[k] U[k]^T (u_t[k] = U[k]^T,
+    contiguous: as u[k].T the GEMMs took 45 % longer), then the adjoint of the input
+    transform added into dx (zeroed first)."""
     n = x.shape[0]
     fill_zero(dx)
     for b0 in range(0, n, per_block):
@@ -537,7 +539,7 @@ def _grads_cpu_2_3(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm
             else:
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
                 add_into(du_t[k], part)
-            numpy.dot(dm[k, :tiles], u[k].T, mp[k, :tiles])
+            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])
         _adjoint_block_2_3(mp, dx, b0, b1, top, left, th, tw)
 
 
@@ -1603,10 +1605,12 @@ def _weight_grad_cpu_4_3(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
 
 
 @cpu_jit(nogil=True)
-def _grads_cpu_4_3(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp):
+def _grads_cpu_4_3(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, dm,
+                  mp):
     """F(4x4, 3x3) weight gradient (as _weight_grad_cpu_4_3) and input gradient
-    from the same transformed output gradient: dV[k] = dM[k] U[k]^T, then the adjoint
-    of the input transform added into dx (zeroed first)."""
+    from the same transformed output gradient: dV[k] = dM[k] U[k]^T (u_t[k] = U[k]^T,
+    contiguous: as u[k].T the GEMMs took 45 % longer), then the adjoint of the input
+    transform added into dx (zeroed first)."""
     n = x.shape[0]
     fill_zero(dx)
     for b0 in range(0, n, per_block):
@@ -1620,7 +1624,7 @@ def _grads_cpu_4_3(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm
             else:
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
                 add_into(du_t[k], part)
-            numpy.dot(dm[k, :tiles], u[k].T, mp[k, :tiles])
+            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])
         _adjoint_block_4_3(mp, dx, b0, b1, top, left, th, tw)
 
 
@@ -2480,10 +2484,12 @@ def _weight_grad_cpu_2_5(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
 
 
 @cpu_jit(nogil=True)
-def _grads_cpu_2_5(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp):
+def _grads_cpu_2_5(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, dm,
+                  mp):
     """F(2x2, 5x5) weight gradient (as _weight_grad_cpu_2_5) and input gradient
-    from the same transformed output gradient: dV[k] = dM[k] U[k]^T, then the adjoint
-    of the input transform added into dx (zeroed first)."""
+    from the same transformed output gradient: dV[k] = dM[k] U[k]^T (u_t[k] = U[k]^T,
+    contiguous: as u[k].T the GEMMs took 45 % longer), then the adjoint of the input
+    transform added into dx (zeroed first)."""
     n = x.shape[0]
     fill_zero(dx)
     for b0 in range(0, n, per_block):
@@ -2497,7 +2503,7 @@ def _grads_cpu_2_5(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm
             else:
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
                 add_into(du_t[k], part)
-            numpy.dot(dm[k, :tiles], u[k].T, mp[k, :tiles])
+            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])
         _adjoint_block_2_5(mp, dx, b0, b1, top, left, th, tw)
 
 
@@ -3696,10 +3702,12 @@ def _weight_grad_cpu_3_5(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
 
 
 @cpu_jit(nogil=True)
-def _grads_cpu_3_5(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp):
+def _grads_cpu_3_5(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, dm,
+                  mp):
     """F(3x3, 5x5) weight gradient (as _weight_grad_cpu_3_5) and input gradient
-    from the same transformed output gradient: dV[k] = dM[k] U[k]^T, then the adjoint
-    of the input transform added into dx (zeroed first)."""
+    from the same transformed output gradient: dV[k] = dM[k] U[k]^T (u_t[k] = U[k]^T,
+    contiguous: as u[k].T the GEMMs took 45 % longer), then the adjoint of the input
+    transform added into dx (zeroed first)."""
     n = x.shape[0]
     fill_zero(dx)
     for b0 in range(0, n, per_block):
@@ -3713,7 +3721,7 @@ def _grads_cpu_3_5(x, dy, u, du_t, part, dx, top, left, th, tw, per_block, v, dm
             else:
                 numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
                 add_into(du_t[k], part)
-            numpy.dot(dm[k, :tiles], u[k].T, mp[k, :tiles])
+            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])
         _adjoint_block_3_5(mp, dx, b0, b1, top, left, th, tw)
 
 

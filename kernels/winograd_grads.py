@@ -13,9 +13,9 @@ forward) transforms dy once more and, for 'valid', runs a ring of extra tiles.
 Where it pays (`applies`): only for 'valid' convolutions, whose separate input gradient
 runs a ring of extra tiles. Measured on 2 workers (16 slices of 8 images, as Conv2D runs
 them), float32, ms per batch of 128, weight + input gradient as two passes | from one
-transform: F(4x4, 3x3) 'valid' 26x26x32->64 (mnist conv2) 13.3 | 12.2, 13.0 | 12.2;
-'same' 16x16x32->64 5.9 | 6.6, 16x16x64->64 9.9 | 11.2, 32x32x32->32 12.5 | 14.5; F(3x3, 5x5)
-'same' 14x14x32->64 (seed 004's conv2) 11.7 | 13.5. The adjoint adds n x n values per tile
+transform: F(4x4, 3x3) 'valid' 26x26x32->64 (mnist conv2) 13.4 | 10.9, 13.1 | 10.8;
+'same' 16x16x32->64 6.0 | 6.5, 16x16x64->64 9.2 | 10.2, 32x32x32->32 11.8 | 12.5; F(3x3,
+5x5) 'same' 14x14x32->64 (seed 004's conv2) 11.8 | 12.2. The adjoint adds n x n values per tile
 into overlapping patches where the forward writes m x m (read-modify-write, ~2.25x the
 input's size at F(4x4, 3x3)). (One thread alone, 'same' looked 5-10 % faster at F > C:
 measure with both workers busy.)
@@ -96,9 +96,20 @@ def numba_cpu(x, dy, u, padding="valid", out=None, r=3):
     du_t = numpy.empty((a * a, f, c), x.dtype)
     out = numpy.empty(x.shape, x.dtype) if out is None else out
     with _workers.one_blas_thread():
-        kernel[2](x, dy, numpy.ascontiguousarray(u, dtype=x.dtype), du_t, part, out, top, left,
-                  th, tw, per_block, v, dm, mp)
+        kernel[2](x, dy, _transposed(u, x.dtype), du_t, part, out, top, left, th, tw,
+                  per_block, v, dm, mp)
     return _weights_from_transformed(du_t, x.dtype, m, r), out
+
+
+def _transposed(u, dtype):
+    """U[k]^T for every k, (n*n, F, C) C-contiguous, in this thread's scratch buffer (a
+    Conv2D backward calls this once per slice with the same U)."""
+    n2, c, f = u.shape
+    buf = _buffer(u, "winograd_u_t", (n2, f, c)) if u.dtype == dtype else None
+    if buf is None:
+        return numpy.ascontiguousarray(u.transpose(0, 2, 1), dtype=dtype)
+    buf[...] = u.transpose(0, 2, 1)
+    return buf
 
 
 @cuda_jit
