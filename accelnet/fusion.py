@@ -10,6 +10,11 @@ shared, and the first's output is not the model's output. Only training steps fu
 (inference keeps the plain per-layer forward), and a fused pair gives the same bits as the
 two layers run in a row.
 
+Forward chains: a Conv2D with bias + ReLU whose output only the next Conv2D consumes runs
+that one's forward (and its fused pool) inside its own, per slice of the second's
+(`Layer.chains_forward`, `Conv2D.forward_chained`): the slice of the first's output is written
+whole (the backward needs it) and convolved again while in cache. Same bits.
+
 Backward chains: where such a pair's first layer trains but needs no input gradient (the
 model's first Conv2D), the second may run the first's backward inside its own, slice by
 slice (`Layer.chains_backward`, `Conv2D.backward_chained`): each slice's input gradient

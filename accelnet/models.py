@@ -257,17 +257,33 @@ class Model(Trainer, Layer):
         out_node = g["output"].node
         fusable = fusion.pairs(g) if training and fusion.enabled() else {}
         fused = {}  # id(second node) -> the node whose layer ran it (accelnet.fusion)
+        ran = set()  # nodes run inside another node's forward (chained)
+        self._chained_forward_layers = []
         for node in g["nodes"]:
-            if id(node.output) in values:  # run by the node before it, fused
+            if id(node.output) in values or id(node) in ran:  # run by a node before it
                 continue
             args = [values[id(t)] for t in node.inputs]
             arg = args if node.multi else args[0]
             mode = training if node.training is None else node.training
             nxt = fusable.get(id(node))
-            if (nxt is not None and mode and (nxt.training is None or nxt.training)
-                    and node.layer.fuses_with(nxt.layer, arg)):
+            if nxt is not None and not (mode and (nxt.training is None or nxt.training)):
+                nxt = None
+            if nxt is not None and node.layer.fuses_with(nxt.layer, arg):
                 values[id(nxt.output)] = node.layer.forward_fused(arg, nxt.layer)
                 fused[id(nxt)] = node
+                continue
+            if nxt is not None and node.layer.chains_forward(nxt.layer, arg):
+                pool = fusable.get(id(nxt))  # the consumer's own fused pool, if any
+                if pool is not None and not ((pool.training is None or pool.training)
+                                             and nxt.layer.fuses_with(pool.layer, arg)):
+                    pool = None
+                values[id(node.output)], out = node.layer.forward_chained(
+                    arg, nxt.layer, None if pool is None else pool.layer)
+                values[id((nxt if pool is None else pool).output)] = out
+                if pool is not None:
+                    fused[id(pool)] = nxt
+                ran.add(id(nxt))
+                self._chained_forward_layers.append(nxt.layer)
                 continue
             if logits and node is out_node:
                 out = node.layer.forward(arg, training=mode, logits=True)

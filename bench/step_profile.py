@@ -7,7 +7,8 @@ the whole step. The minimum over rounds is kept per entry (the least disturbed r
 `step_ms` is the minimum whole-step time, not the sum of the minima. Where the model
 fuses a layer pair (accelnet.fusion: Conv2D + MaxPooling2D), the pair's time is its first
 layer's and the second shows 0; where a Conv2D's backward runs the one before it inside
-(`backward_chained`), both backwards count as the later layer's, the earlier's backward shows 0.
+(`backward_chained`), both backwards count as the later layer's, the earlier's backward shows 0;
+a forward chain (`forward_chained`) counts as the earlier layer's forward, the later's shows 0.
 
 accelnet: each layer's `forward`/`backward`, the model's loss and the optimizer's
 `apply` are wrapped with timers on the instance. PyTorch: forward pre/post hooks per
@@ -46,6 +47,9 @@ class AccelnetSteps:
             self.names.append(name)
             layer.forward = _timed(layer.forward, self.record, (name, "forward"))
             layer.backward = _timed(layer.backward, self.record, (name, "backward"))
+            if hasattr(layer, "forward_chained"):  # a forward chain counts as its first layer
+                layer.forward_chained = _timed(layer.forward_chained, self.record,
+                                               (name, "forward"))
             if hasattr(layer, "backward_chained"):  # a chain counts as its later layer
                 layer.backward_chained = _timed(layer.backward_chained, self.record,
                                                 (name, "backward"))
@@ -69,6 +73,8 @@ class AccelnetSteps:
                 self.record[(index[id(node.layer)], kind)] = 0.0
         for layer in self.model._chained_layers:  # its backward ran inside the next one's
             self.record[(index[id(layer)], "backward")] = 0.0
+        for layer in self.model._chained_forward_layers:  # its forward ran in the one before
+            self.record[(index[id(layer)], "forward")] = 0.0
         return dict(self.record, step=total)
 
 

@@ -155,3 +155,30 @@ def test_a_chained_backward_has_the_same_bits_for_every_thread_count(monkeypatch
     for other in runs[1:]:
         for got, want in zip(other, runs[0]):
             np.testing.assert_array_equal(got, want)
+
+
+def test_a_chained_forward_gives_the_unchained_outputs_bit_for_bit(monkeypatch):
+    """The second convolution (and its fused pool) runs inside the first's forward, per
+    slice of the second's (`Conv2D.forward_chained`): every layer's output and the model's
+    are the same bits as with the layers one after the other."""
+    monkeypatch.setenv("ACCELNET_CHUNK_KB", "64")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((20, 12, 12, 1)).astype(np.float32)
+    model = chained_convnet()
+    model.predict(x[:2], verbose=0)  # build
+    runs = {}
+    for fuse in ("1", "0"):
+        monkeypatch.setenv("ACCELNET_FUSE", fuse)
+        with kernels.worker_step(x):
+            out = model.forward(x, training=True)
+        conv1, conv2, _, conv3 = model.layers[:4]
+        runs[fuse] = [out.copy(), conv2._x.copy(), conv3._x.copy()]  # conv1's, pool's output
+        chained = list(model._chained_forward_layers)
+        model.backward(np.zeros_like(out))  # clear the layers' forward state
+        if fuse == "1":
+            assert chained == [model.layers[1]]
+            assert list(model._fused_pairs.values())[0].layer is model.layers[1]
+        else:
+            assert chained == []
+    for got, want in zip(runs["1"], runs["0"]):
+        np.testing.assert_array_equal(got, want)

@@ -107,6 +107,12 @@ class Layer:
         `backward_fused(grad)` (see accelnet.fusion). Most layers never do."""
         return False
 
+    def chains_forward(self, layer, x):
+        """Whether a model's training step may run `layer`'s forward, which alone consumes
+        this layer's output, inside this layer's `forward_chained(x, layer, pool)`, slice by
+        slice (see accelnet.fusion). Most layers never do."""
+        return False
+
     def chains_backward(self, layer):
         """Whether a model's training step may run `layer`'s backward, which produced this
         layer's only input and needs no input gradient, inside this layer's

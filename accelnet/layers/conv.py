@@ -157,63 +157,116 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         pooled (never written to memory whole, nor read back). Returns pool's output; the
         backward is `backward_fused`, from pool's output gradient. Same bits as the two
         layers' forward and backward in a row."""
+        self._check_pool(pool)
+        self._pool = pool
+        return self._forward(x, False)
+
+    def chains_forward(self, layer, x):
+        """Whether a model's training step may run `layer`'s forward, which alone consumes
+        this layer's output, inside this layer's, per batch slice (`forward_chained`): a
+        Conv2D after this layer's bias + ReLU, on the CPU's worker threads, neither
+        dilated (ACCELNET_FUSE=0 turns it off)."""
+        return (isinstance(layer, Conv2D) and layer is not self and self._fuse_relu(False)
+                and not self._dilated() and not layer._dilated() and kernels.threaded(x)
+                and fusion_enabled())
+
+    def forward_chained(self, x, consumer, pool=None):
+        """This layer's forward (bias + ReLU) and then `consumer`'s (a Conv2D, with `pool`
+        fused as in `forward_fused` when given), slice by slice on the consumer's batch
+        slices: each slice of this layer's output is written whole (the backward needs it)
+        and convolved again while it is in cache. Returns (this layer's output, the
+        consumer's or pool's output). Same bits as the layers one after the other: every
+        image's convolution is computed alike whatever the slice."""
+        self._pool = None
+        mine = self._forward_state(x, False)
+        consumer._pool = None
+        consumer.ensure_built(mine["z"])
+        if pool is not None:
+            consumer._check_pool(pool)
+            consumer._pool = pool
+        theirs = consumer._forward_state(mine["z"], False)
+
+        def work(chunks):
+            for start, stop in chunks:
+                self._forward_slice(mine, start, stop)
+                consumer._forward_slice(theirs, start, stop)
+
+        kernels.run_tasks(x, work, consumer._tasks(mine["z"]))
+        return self._forward_finish(mine, False), consumer._forward_finish(theirs, False)
+
+    def _check_pool(self, pool):
         if pool.input_shape != self.out_hw + (self.filters,):
             raise ShapeError(f"Layer {pool.name!r} expects input of shape "
                              f"{(None,) + tuple(pool.input_shape)}, but Conv2D {self.name!r} "
                              f"gives {(None,) + self.out_hw + (self.filters,)}.")
-        self._pool = pool
-        return self._forward(x, False)
 
     def _forward(self, x, logits):
-        self.ensure_built(x)
-        xp = get_array_module(x)
-        n, f, pool = x.shape[0], self.filters, self._pool
-        w2 = self.params["kernel"].reshape(-1, f)
-        bias = self.params["bias"] if self.use_bias else None
-        fused = self._fuse_relu(logits)  # bias + ReLU in the convolution's last pass
-        if pool is None:
-            z = xp.empty((n,) + self.out_hw + (f,), dtype=x.dtype)
-        else:
-            z = xp.empty((n,) + pool.out_hw + (f,), dtype=x.dtype)
-            argmax = xp.empty(z.shape, dtype=kernels.max_pool_argmax_dtype(pool.pool_size))
-        tile = None if self._dilated() else kernels.winograd_tile(
-            x, self.kernel_size, self.strides, self.padding, "forward")
-        winograd = tile is not None
-        u = kernels.winograd_weights(self.params["kernel"], m=tile) if winograd else None
-        r = self.kernel_size[0]
-        epilogue = dict(bias=bias if fused else None, relu=fused)
+        st = self._forward_state(x, logits)
 
         def work(chunks):
             for start, stop in chunks:
-                xc, zc = x[start:stop], z[start:stop]
-                if pool is not None:  # the slice's output, pooled below while in cache
-                    shape = (stop - start,) + self.out_hw + (f,)
-                    zc = kernels.scratch(x, "conv_out", shape, x.dtype)
-                    zc = xp.empty(shape, dtype=x.dtype) if zc is None else zc
-                if winograd:  # 3x3 / 5x5 stride 1: Winograd F(m x m, r x r)
-                    kernels.winograd_conv(xc, u, self.padding, out=zc, r=r, **epilogue)
-                elif self._dilated():
-                    zc2 = zc.reshape(-1, f)
-                    xp.matmul(self._columns(xc), w2, out=zc2)
-                    if fused:
-                        kernels.bias_relu(zc2, bias)
-                else:
-                    kernels.conv_forward(xc, w2, *self._conv_args(), out=zc, **epilogue)
-                if pool is not None:
-                    kernels.max_pool(zc, pool.pool_size, pool.strides, pool.padding,
-                                     out=z[start:stop], argmax=argmax[start:stop])
+                self._forward_slice(st, start, stop)
 
-        self._x = x
         kernels.run_tasks(x, work, self._tasks(x))
-        self._fused = fused
+        return self._forward_finish(st, logits)
+
+    def _forward_state(self, x, logits):
+        """What every slice of a forward pass needs: the input, the output array (pooled,
+        with its argmax, when a pool is fused), the algorithm and the epilogue."""
+        self.ensure_built(x)
+        xp = get_array_module(x)
+        n, f, pool = x.shape[0], self.filters, self._pool
+        fused = self._fuse_relu(logits)  # bias + ReLU in the convolution's last pass
+        bias = self.params["bias"] if self.use_bias else None
+        st = {"x": x, "fused": fused, "w2": self.params["kernel"].reshape(-1, f), "bias": bias,
+              "epilogue": dict(bias=bias if fused else None, relu=fused)}
+        if pool is None:
+            st["z"] = xp.empty((n,) + self.out_hw + (f,), dtype=x.dtype)
+        else:
+            st["z"] = xp.empty((n,) + pool.out_hw + (f,), dtype=x.dtype)
+            st["argmax"] = xp.empty(st["z"].shape,
+                                    dtype=kernels.max_pool_argmax_dtype(pool.pool_size))
+        st["tile"] = None if self._dilated() else kernels.winograd_tile(
+            x, self.kernel_size, self.strides, self.padding, "forward")
+        st["u"] = (kernels.winograd_weights(self.params["kernel"], m=st["tile"])
+                   if st["tile"] is not None else None)
+        return st
+
+    def _forward_slice(self, st, start, stop):
+        """The convolution (+ bias, ReLU, and the fused pool) of images start..stop."""
+        x, z, f, pool = st["x"], st["z"], self.filters, self._pool
+        xp = get_array_module(x)
+        xc, zc = x[start:stop], z[start:stop]
+        if pool is not None:  # the slice's output, pooled below while in cache
+            shape = (stop - start,) + self.out_hw + (f,)
+            zc = kernels.scratch(x, "conv_out", shape, x.dtype)
+            zc = xp.empty(shape, dtype=x.dtype) if zc is None else zc
+        if st["u"] is not None:  # 3x3 / 5x5 stride 1: Winograd F(m x m, r x r)
+            kernels.winograd_conv(xc, st["u"], self.padding, out=zc, r=self.kernel_size[0],
+                                  **st["epilogue"])
+        elif self._dilated():
+            zc2 = zc.reshape(-1, f)
+            xp.matmul(self._columns(xc), st["w2"], out=zc2)
+            if st["fused"]:
+                kernels.bias_relu(zc2, st["bias"])
+        else:
+            kernels.conv_forward(xc, st["w2"], *self._conv_args(), out=zc, **st["epilogue"])
         if pool is not None:
-            self._out, self._argmax = z, argmax  # pool's output: the ReLU's mask
+            kernels.max_pool(zc, pool.pool_size, pool.strides, pool.padding,
+                             out=z[start:stop], argmax=st["argmax"][start:stop])
+
+    def _forward_finish(self, st, logits):
+        """Keep what the backward needs; the output (activated unless fused)."""
+        z, pool = st["z"], self._pool
+        self._x, self._fused = st["x"], st["fused"]
+        if pool is not None:
+            self._out, self._argmax = z, st["argmax"]  # pool's output: the ReLU's mask
             return z
-        if fused:
+        if st["fused"]:
             self._logits, self._out = False, z
             return z
         if self.use_bias:
-            z += bias
+            z += st["bias"]
         return self.activate(z, logits)
 
     def backward(self, grad):
