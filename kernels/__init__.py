@@ -64,6 +64,7 @@ from .winograd import input_grad_padding as winograd_input_grad_padding
 from .winograd import tile as winograd_tile
 from .winograd import winograd_conv, winograd_weight_grad, winograd_weights
 from .winograd_grads import applies as winograd_grads_applies
+from .winograd_grads import transposed as winograd_transposed
 from .winograd_grads import winograd_grads
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
@@ -75,6 +76,6 @@ __all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backw
            "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",
            "sgd_update", "softmax_cross_entropy", "task_slices", "threaded",
            "winograd_applies", "winograd_applies_input_grad", "winograd_conv", "winograd_grads",
-           "winograd_grads_applies",
+           "winograd_grads_applies", "winograd_transposed",
            "winograd_input_grad_padding", "winograd_tile", "winograd_weight_grad", "winograd_weights",
            "worker_step"]

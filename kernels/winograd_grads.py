@@ -53,7 +53,7 @@ def _prepare(x, dy, u, padding, out, r):
     return m, geometry, dy
 
 
-def reference(x, dy, u, padding="valid", out=None, r=3):
+def reference(x, dy, u, padding="valid", out=None, r=3, u_t=None):
     """Pure NumPy/CuPy form: einsum transforms, n*n GEMMs each way, and the adjoint's
     overlapping patches added by strided slicing (one slice per patch position)."""
     m, (top, left, _, _, th, tw), dy = _prepare(x, dy, u, padding, out, r)
@@ -77,13 +77,13 @@ def reference(x, dy, u, padding="valid", out=None, r=3):
     return dw, out
 
 
-def numba_cpu(x, dy, u, padding="valid", out=None, r=3):
+def numba_cpu(x, dy, u, padding="valid", out=None, r=3, u_t=None):
     """Numba CPU form: one GIL-free call (`_grads_cpu_M_R`, generated); per block of images
     both transforms, the 2 n*n GEMMs and the adjoint while the block is in cache."""
     m, (top, left, _, _, th, tw), dy = _prepare(x, dy, u, padding, out, r)
     kernel = _generated(m, r)
     if kernel is None:  # (the dispatcher sends other dtypes to the reference)
-        return reference(x, dy, u, padding, out, r)
+        return reference(x, dy, u, padding, out, r)  # (u_t: only a shortcut for this form)
     a = m + r - 1
     x = numpy.ascontiguousarray(x)
     dy = numpy.ascontiguousarray(dy, dtype=x.dtype)
@@ -96,20 +96,15 @@ def numba_cpu(x, dy, u, padding="valid", out=None, r=3):
     du_t = numpy.empty((a * a, f, c), x.dtype)
     out = numpy.empty(x.shape, x.dtype) if out is None else out
     with _workers.one_blas_thread():
-        kernel[2](x, dy, _transposed(u, x.dtype), du_t, part, out, top, left, th, tw,
-                  per_block, v, dm, mp)
+        u_t = transposed(u) if u_t is None else u_t
+        kernel[2](x, dy, numpy.ascontiguousarray(u_t, dtype=x.dtype), du_t, part, out, top,
+                  left, th, tw, per_block, v, dm, mp)
     return _weights_from_transformed(du_t, x.dtype, m, r), out
 
 
-def _transposed(u, dtype):
-    """U[k]^T for every k, (n*n, F, C) C-contiguous, in this thread's scratch buffer (a
-    Conv2D backward calls this once per slice with the same U)."""
-    n2, c, f = u.shape
-    buf = _buffer(u, "winograd_u_t", (n2, f, c)) if u.dtype == dtype else None
-    if buf is None:
-        return numpy.ascontiguousarray(u.transpose(0, 2, 1), dtype=dtype)
-    buf[...] = u.transpose(0, 2, 1)
-    return buf
+def transposed(u):
+    """U[k]^T for every k, (n*n, F, C) C-contiguous: `winograd_grads`'s `u_t`."""
+    return get_array_module(u).ascontiguousarray(u.transpose(0, 2, 1))
 
 
 @cuda_jit
@@ -141,7 +136,7 @@ def _adjoint_cuda(dv, dx, bt, top, left, th, tw, m, total):
         dx[b, y, z, ch] = acc
 
 
-def numba_cuda(x, dy, u, padding="valid", out=None, r=3):
+def numba_cuda(x, dy, u, padding="valid", out=None, r=3, u_t=None):
     """Numba CUDA form: the weight gradient as `winograd_weight_grad`'s CUDA form; dM again
     one thread per (tile, filter), CuPy's GEMMs for dV, the adjoint one thread per input
     element."""
@@ -161,8 +156,11 @@ def numba_cuda(x, dy, u, padding="valid", out=None, r=3):
     return dw, out
 
 
-def winograd_grads(x, dy, u, padding="valid", out=None, r=3):
+def winograd_grads(x, dy, u, padding="valid", out=None, r=3, u_t=None):
     """(kernel gradient (r, r, C, F), input gradient (N, H, W, C) in `out` if given) of an
     r x r stride-1 convolution of x with U = winograd_weights(kernel, m), whose output
-    gradient is dy ((N, OH, OW, F) or (N*OH*OW, F)), from one Winograd transform of dy."""
-    return _dispatch.form("winograd_grads", x, dy)(x, dy, u, padding, out, r)
+    gradient is dy ((N, OH, OW, F) or (N*OH*OW, F)), from one Winograd transform of dy.
+    u_t = transposed(u), when the caller reuses one U over many calls (Conv2D's slices):
+    the Numba CPU form needs U[k]^T contiguous (as u[k].T, an F-ordered operand, its GEMMs
+    took 45 % longer) and would copy it per call (50 us at mnist conv2)."""
+    return _dispatch.form("winograd_grads", x, dy)(x, dy, u, padding, out, r, u_t)

@@ -330,7 +330,7 @@ def _conv_input_grad_math(dy, kernel, x_shape, pad):
 def test_winograd_grads_are_the_weight_and_input_gradients(form, dtype, m, r, h, w, padding):
     """winograd_grads: the kernel gradient P^T dy and the input gradient (the adjoint of the
     convolution) by definition, in float64 math, partial edge tiles and 'same' padding
-    included; `out` receives the input gradient."""
+    included; `out` receives the input gradient; a precomputed U^T (`u_t`) gives the same."""
     rng = np.random.default_rng(h * 10 + w + r + m)
     x = rng.standard_normal((2, h, w, 3)).astype(dtype)
     kernel = rng.standard_normal((r, r, 3, 2)).astype(dtype)
@@ -348,6 +348,10 @@ def test_winograd_grads_are_the_weight_and_input_gradients(form, dtype, m, r, h,
         out = form.xp().full(x.shape, np.nan, dtype=dtype)
         dw, dx = kernels.winograd_grads(form.device(x), form.device(dy), u, padding, out=out,
                                         r=r)
+        dw_t, dx_t = kernels.winograd_grads(form.device(x), form.device(dy), u, padding, r=r,
+                                            u_t=kernels.winograd_transposed(u))
+    np.testing.assert_array_equal(form.host(dw_t), form.host(dw))  # the caller's U^T: same
+    np.testing.assert_array_equal(form.host(dx_t), form.host(dx))
     assert dx is out and form.is_device_array(dw) and dw.shape == kernel.shape
     assert dw.dtype == dtype and dx.dtype == dtype
     np.testing.assert_allclose(form.host(dw).reshape(-1, 2),

@@ -352,6 +352,7 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         both = (st["tile_dx"] is not None and st["tile_dw"] is not None
                 and kernels.winograd_grads_applies(self.padding, x.shape[-1], f))
         st["u"] = kernels.winograd_weights(self.params["kernel"], m=st["tile_dw"]) if both else None
+        st["u_grads_t"] = kernels.winograd_transposed(st["u"]) if both else None  # once a call
         return st
 
     def _backward_slice(self, st, start, stop, dz=None, dx_out=None):
@@ -374,7 +375,8 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
                 out=kernels.scratch(x, "dz", (rows, f), grad.dtype))
         dx = st["dx"][start:stop] if dx_out is None and st["dx"] is not None else dx_out
         if dx is not None and st["u"] is not None:  # both from one transform of dz
-            kernel_part, _ = kernels.winograd_grads(xc, dzc, st["u"], self.padding, out=dx, r=r)
+            kernel_part, _ = kernels.winograd_grads(xc, dzc, st["u"], self.padding, out=dx, r=r,
+                                                    u_t=st["u_grads_t"])
             return kernel_part.reshape(-1, f), bias_part
         if self._dilated():
             kernel_part = xp.matmul(self._columns(xc).T, dzc)
