@@ -157,6 +157,38 @@ def test_a_chained_backward_has_the_same_bits_for_every_thread_count(monkeypatch
             np.testing.assert_array_equal(got, want)
 
 
+def consumer_variants():
+    """conv -> conv (no activation, stride 2, or 'same' with tanh) -> Dense: chains that
+    end without a fused pool."""
+    random.seed(8)
+    return [an.Sequential([L.Conv2D(6, 3, activation="relu", input_shape=(12, 12, 1)),
+                           L.Conv2D(8, 3, **kwargs), L.Flatten(),
+                           L.Dense(5, activation="softmax")])
+            for kwargs in (dict(), dict(strides=2, activation="relu"),
+                           dict(padding="same", activation="tanh"))]
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_chains_without_a_pool_give_the_unchained_steps(monkeypatch, variant):
+    monkeypatch.setenv("ACCELNET_CHUNK_KB", "64")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((20, 12, 12, 1)).astype(np.float32)
+    y = rng.integers(0, 5, 20)
+    runs = {}
+    for fuse in ("1", "0"):
+        monkeypatch.setenv("ACCELNET_FUSE", fuse)
+        model = consumer_variants()[variant]
+        model.compile(optimizer=an.optimizers.SGD(1e-9), loss="sparse_categorical_crossentropy")
+        loss = float(model.train_on_batch(x, y))
+        chained = (list(model._chained_forward_layers), list(model._chained_layers))
+        runs[fuse] = [loss] + [g.copy() for layer in model.layers for g in layer.grads.values()]
+        if fuse == "1":
+            assert chained == ([model.layers[1]], [model.layers[0]])
+    assert runs["1"][0] == runs["0"][0]  # the forward: same bits
+    for got, want in zip(runs["1"][1:], runs["0"][1:]):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+
+
 def test_a_chained_forward_gives_the_unchained_outputs_bit_for_bit(monkeypatch):
     """The second convolution (and its fused pool) runs inside the first's forward, per
     slice of the second's (`Conv2D.forward_chained`): every layer's output and the model's
