@@ -113,18 +113,20 @@ def _forward_cpu(x, w2, z, bias, use_bias, relu, kh, kw, sh, sw, top, left, oh, 
 
 
 @cpu_jit(nogil=True)
-def _weight_grad_cpu(x, dz, dw_t, kh, kw, sh, sw, top, left, oh, ow, per_block, cols, part):
-    """dw_t (F, K) = dz^T @ cols, block by block (this orientation measured 1.5x faster
-    than cols^T @ dz in OpenBLAS at one image's 576 rows)."""
+def _weight_grad_cpu(x, dz, dw, kh, kw, sh, sw, top, left, oh, ow, per_block, cols, part):
+    """dw (K, F) = cols^T @ dz, block by block. This orientation measured faster than
+    dz^T @ cols at every shape tried (one thread, slices of 8 images, us): K = 9 (mnist
+    conv1) 65.8 / 72.2, K = 25 (seed 004 conv1) 202 / 224, K = 27 (CIFAR conv1) 263 / 287,
+    K = 288 (mnist conv2) 1230 / 1636, K = 800 (seed 004 conv2) 1174 / 1385; same bits."""
     n = x.shape[0]
     for b0 in range(0, n, per_block):  # blocks in order: a fixed summation order
         b1 = min(b0 + per_block, n)
         rows = (b1 - b0) * oh * ow
         _im2col_cpu(x[b0:b1], cols[:rows], kh, kw, sh, sw, top, left, oh, ow)
-        target = dw_t if b0 == 0 else part
-        numpy.dot(dz[b0 * oh * ow:b1 * oh * ow].T, cols[:rows], target)
+        target = dw if b0 == 0 else part
+        numpy.dot(cols[:rows].T, dz[b0 * oh * ow:b1 * oh * ow], target)
         if b0 != 0:
-            add_into(dw_t, part)
+            add_into(dw, part)
 
 
 @cpu_jit(nogil=True)
@@ -176,11 +178,11 @@ def numba_cpu_weight_grad(x, dz, kernel_size, stride=1, padding="valid"):
     k, f = kh * kw * x.shape[3], dz.shape[1]
     per_block = _per_block(g, x.shape[0])
     cols = _buffer(x, "conv_cols", (per_block * oh * ow, k), x.dtype)
-    part = _buffer(x, "conv_dw_part", (f, k), x.dtype)
-    dw_t = numpy.empty((f, k), x.dtype)
+    part = _buffer(x, "conv_dw_part", (k, f), x.dtype)
+    dw = numpy.empty((k, f), x.dtype)
     with _workers.one_blas_thread():
-        _weight_grad_cpu(x, dz, dw_t, kh, kw, sh, sw, top, left, oh, ow, per_block, cols, part)
-    return dw_t.T
+        _weight_grad_cpu(x, dz, dw, kh, kw, sh, sw, top, left, oh, ow, per_block, cols, part)
+    return dw
 
 
 def numba_cpu_input_grad(dz, w2, x_shape, kernel_size, stride=1, padding="valid", out=None):
