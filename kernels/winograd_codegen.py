@@ -260,6 +260,23 @@ def _adjoint_block(m, r):
     return name, out
 
 
+def _weight_grad_blocks(s, n, per_k=(), per_block=()):
+    """The weight gradient's loop over blocks of images (both transforms, du_t[k] +=
+    dM[k]^T V[k] in block order), with `per_k` lines inside its loop over the n*n
+    positions and `per_block` lines after it."""
+    return ["    for b0 in range(0, n, per_block):",
+            "        b1 = min(b0 + per_block, n)",
+            "        tiles = (b1 - b0) * th * tw",
+            f"        _input_block_{s}(x, v, b0, b1, top, left, th, tw)",
+            f"        _dy_block_{s}(dy, dm, b0, b1, th, tw)",
+            f"        for k in range({n * n}):",
+            "            if b0 == 0:",
+            "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])",
+            "            else:",
+            "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)",
+            "                add_into(du_t[k], part)"] + list(per_k) + list(per_block)
+
+
 def _drivers(m, r):
     n = m + r - 1
     s = f"{m}_{r}"
@@ -281,18 +298,7 @@ def _drivers(m, r):
             f"def _weight_grad_cpu_{s}(x, dy, du_t, part, top, left, th, tw, per_block, v, dm):",
             f'    """F({m}x{m}, {r}x{r}) weight gradient: du_t[k] (F, C) = sum over tiles of',
             '    dM[k]^T V[k], block by block in order."""',
-            "    n = x.shape[0]",
-            "    for b0 in range(0, n, per_block):",
-            "        b1 = min(b0 + per_block, n)",
-            "        tiles = (b1 - b0) * th * tw",
-            f"        _input_block_{s}(x, v, b0, b1, top, left, th, tw)",
-            f"        _dy_block_{s}(dy, dm, b0, b1, th, tw)",
-            f"        for k in range({n * n}):",
-            "            if b0 == 0:",
-            "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])",
-            "            else:",
-            "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)",
-            "                add_into(du_t[k], part)",
+            "    n = x.shape[0]"] + _weight_grad_blocks(s, n) + [
             "", "",
             "@cpu_jit(nogil=True)",
             f"def _grads_cpu_{s}(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, dm,",
@@ -302,20 +308,9 @@ def _drivers(m, r):
             "    contiguous: as u[k].T the GEMMs took 45 % longer), then the adjoint of the input",
             '    transform added into dx (zeroed first)."""',
             "    n = x.shape[0]",
-            "    fill_zero(dx)",
-            "    for b0 in range(0, n, per_block):",
-            "        b1 = min(b0 + per_block, n)",
-            "        tiles = (b1 - b0) * th * tw",
-            f"        _input_block_{s}(x, v, b0, b1, top, left, th, tw)",
-            f"        _dy_block_{s}(dy, dm, b0, b1, th, tw)",
-            f"        for k in range({n * n}):",
-            "            if b0 == 0:",
-            "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])",
-            "            else:",
-            "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)",
-            "                add_into(du_t[k], part)",
-            "            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])",
-            f"        _adjoint_block_{s}(mp, dx, b0, b1, top, left, th, tw)",
+            "    fill_zero(dx)"] + _weight_grad_blocks(s, n, [
+                "            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])"], [
+                f"        _adjoint_block_{s}(mp, dx, b0, b1, top, left, th, tw)"]) + [
             "",
             "",
             f"KERNELS[({m}, {r})] = (_winograd_cpu_{s}, _weight_grad_cpu_{s}, _grads_cpu_{s})"]
