@@ -272,7 +272,8 @@ class Model(Trainer, Layer):
                 values[id(nxt.output)] = node.layer.forward_fused(arg, nxt.layer)
                 fused[id(nxt)] = node
                 continue
-            if nxt is not None and node.layer.chains_forward(nxt.layer, arg):
+            if (nxt is not None and not (logits and nxt is out_node)
+                    and node.layer.chains_forward(nxt.layer, arg)):
                 pool = fusable.get(id(nxt))  # the consumer's own fused pool, if any
                 if pool is not None and not ((pool.training is None or pool.training)
                                              and nxt.layer.fuses_with(pool.layer, arg)):
@@ -324,7 +325,7 @@ class Model(Trainer, Layer):
         if (not run or needs_input or id(producer.layer) in g["shared"]
                 or producer is g["input_node"]):
             return None
-        producer.layer.needs_input_grad = False
+        producer.layer.needs_input_grad = False  # what its own backward would be told
         return producer if node.layer.chains_backward(producer.layer) else None
 
     def backward(self, grad, on_layer_done=None):
