@@ -344,15 +344,17 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         computes_dx = self.needs_input_grad and grad is not None and not self._dilated()
         st["tile_dx"] = kernels.winograd_tile(st["dz"], self.kernel_size, self.strides,
                                               self.padding, "input_grad") if computes_dx else None
-        st["u_t"] = (kernels.winograd_weights(self.params["kernel"], transpose=True,
-                                              m=st["tile_dx"])
-                     if st["tile_dx"] is not None else None)
         st["tile_dw"] = None if self._dilated() else kernels.winograd_tile(
             x, self.kernel_size, self.strides, self.padding, "weight_grad")
         both = (st["tile_dx"] is not None and st["tile_dw"] is not None
                 and kernels.winograd_grads_applies(self.padding, x.shape[-1], f))
-        st["u"] = kernels.winograd_weights(self.params["kernel"], m=st["tile_dw"]) if both else None
-        st["u_grads_t"] = kernels.winograd_transposed(st["u"]) if both else None  # once a call
+        kernel = self.params["kernel"]
+        # weights once a call: the forward's U (and U^T) for both gradients at once, else the
+        # rotated kernel's for a separate Winograd input gradient
+        st["u"] = kernels.winograd_weights(kernel, m=st["tile_dw"]) if both else None
+        st["u_grads_t"] = kernels.winograd_transposed(st["u"]) if both else None
+        st["u_t"] = (kernels.winograd_weights(kernel, transpose=True, m=st["tile_dx"])
+                     if st["tile_dx"] is not None and not both else None)
         return st
 
     def _backward_slice(self, st, start, stop, dz=None, dx_out=None):
