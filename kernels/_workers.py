@@ -201,8 +201,8 @@ def gemm(a, b, out=None):
         return get_array_module(a, b).matmul(a, b, out=out)
     out = numpy.empty((m, n), numpy.result_type(a, b)) if out is None else out
     axis = split_axis(m, k, n)
-    half = {"m": m, "n": n, "k": k}[axis] // 2
     extent = {"m": m, "n": n, "k": k}[axis]
+    half = extent // 2
     partial = numpy.empty_like(out) if axis == "k" else None
 
     def part(task):
