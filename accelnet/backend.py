@@ -211,6 +211,8 @@ def _blas_controller():
             import scipy.linalg.cython_blas  # noqa: F401
         except ImportError:
             pass
+        from .kernels import _mkl
+        _mkl.library()  # MKL where installed (kernels.gemm's products): limit it too
         try:
             from threadpoolctl import ThreadpoolController
             _blas.append(ThreadpoolController().select(user_api="blas") or None)

@@ -157,6 +157,12 @@ class Optimizer:
         """Host-side scalars shared by all parameters of step t (1-based), e.g. Adam's bias
         corrections."""
 
+    def plain_step_rate(self):
+        """lr when the next `apply` is exactly p -= lr * g for every parameter, else None. A
+        model may then fold a layer's update into its gradient's product (Dense: W += -lr x^T dz
+        in one GEMM) and `apply` the rest; only plain SGD says yes."""
+        return None
+
     def update_one(self, key, p, g, lr):
         """Update parameter `p` in place from its gradient `g` at learning rate `lr`. An
         override marked `fuses_weight_decay` also takes `decay` (p·decay first)."""
@@ -267,6 +273,14 @@ class SGD(Optimizer):
         kernels.sgd_update(p, g, lr, self.momentum, v, self.nesterov, decay)
 
     update_one.fuses_weight_decay = True
+
+    def plain_step_rate(self):
+        if (self.momentum or self.weight_decay or self.clipnorm is not None
+                or self.clipvalue is not None or self.global_clipnorm is not None
+                or type(self).update_one is not SGD.update_one
+                or type(self).apply is not Optimizer.apply):  # a subclass's own step
+            return None
+        return self.current_learning_rate()
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}

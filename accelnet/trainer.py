@@ -243,10 +243,34 @@ class Trainer:
         self._prepare_step()
 
     def _prepare_step(self):
-        """What the steps of one fit use: the trainable arrays and the loss mode."""
+        """What the steps of one fit use: the trainable arrays, the layers that may fold a
+        plain SGD update into their backward (`_fold_rate`), the rest, and the loss mode."""
         self._train_params = self.trainable_params
         self._train_grads = self.trainable_grads
+        uses = {}
+        for node in (self._graph or {}).get("nodes", ()):
+            uses[id(node.layer)] = uses.get(id(node.layer), 0) + 1
+        self._fold_layers = [
+            layer for layer in self.layers
+            if getattr(layer, "folds_sgd_update", False) and layer.trainable and self.trainable
+            and not layer.regularizers and uses.get(id(layer), 1) == 1]  # shared: no
+        folded = {f"{layer.name}/{key}" for layer in self._fold_layers for key in layer.params}
+        self._rest_params = {k: v for k, v in self._train_params.items() if k not in folded}
+        self._rest_grads = {k: v for k, v in self._train_grads.items() if k not in folded}
         self._setup_loss()
+
+    def _fold_rate(self, x):
+        """The plain-SGD rate to fold into this step's Dense backwards, or None: only on one
+        process (no gradient all-reduce), outside worker-thread steps, where the GEMM adds
+        into its output in the same pass (MKL: `kernels.gemm_accumulates`) and the optimizer's
+        step is p -= lr * g (`plain_step_rate`). Same update as `apply`, to rounding; the
+        MLP's epoch on 2 cores: see the README's CPU section."""
+        if not self._fold_layers or self._dp is not LOCAL or self.uses_worker_threads:
+            return None
+        rate = getattr(self.optimizer, "plain_step_rate", None)
+        if rate is None or not kernels.gemm_accumulates(x):
+            return None
+        return rate()
 
     def train_on_batch(self, x, y, sample_weight=None):
         """One optimizer step on a device batch; returns the batch loss (incl. penalties)
@@ -290,12 +314,24 @@ class Trainer:
             # nobody reads the gradient of the training inputs: skip the first layer's
             # input-gradient GEMM (a model nested in another gets this flag from its parent)
             self.needs_input_grad = False
-            self.backward(grad, self._dp.layer_done)
+            rate = self._fold_rate(x)
+            if rate is not None:
+                for layer in self._fold_layers:
+                    layer._update_rate = rate
+            try:
+                self.backward(grad, self._dp.layer_done)
+            finally:
+                for layer in self._fold_layers:
+                    layer._update_rate = None
         else:
+            rate = None
             for g in self.grads.values():
                 g[...] = 0
         self._dp.finish_step()
-        self.optimizer.apply(self._train_params, self._train_grads)
+        if rate is not None:  # the folded layers are updated: the rest, and the step count
+            self.optimizer.apply(self._rest_params, self._rest_grads)
+        else:
+            self.optimizer.apply(self._train_params, self._train_grads)
         return loss, out, True
 
     # -- data preparation (once per call, off the batch path) ------------------------------

@@ -39,7 +39,8 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   statistics) and its backward, two passes each, deterministic float64 statistics.
 
 Batch-chunked layer work on accelnet's worker threads: `batch_tasks`, `run_tasks`,
-`task_slices`, `scratch`, `threaded`, `worker_step`, `gemm` (see `_workers`).
+`task_slices`, `scratch`, `threaded`, `worker_step`, `gemm`, `gemm_accumulates` (see
+`_workers`; `gemm` runs Intel MKL's GEMM where the `mkl` wheel is installed: `_mkl`).
 
 Which form runs: see `_dispatch` (`DEFAULTS`, `ACCELNET_KERNELS=numba|reference`,
 `with implementation(...)`, `current_implementation(kernel, array)`). Importing this
@@ -47,8 +48,8 @@ package compiles nothing and imports neither Numba nor CuPy: CPU kernels compile
 call (cached on disk), CUDA kernels on first launch.
 """
 from ._dispatch import DEFAULTS, current_implementation, implementation
-from ._workers import (adaptive_blas_threads, batch_tasks, gemm, run_tasks, scratch,
-                       task_slices, threaded, worker_step)
+from ._workers import (adaptive_blas_threads, batch_tasks, gemm, gemm_accumulates, run_tasks,
+                       scratch, task_slices, threaded, worker_step)
 from .batch_norm import batch_norm_backward, batch_norm_forward
 from .bias_relu import bias_relu, relu_bias_grad
 from .conv_gemm import conv_forward, conv_input_grad, conv_weight_grad
@@ -71,7 +72,7 @@ from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 __all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backward", "batch_norm_forward",
            "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_forward",
            "conv_input_grad", "conv_output_size", "conv_weight_grad", "current_implementation",
-           "dropout_mask", "gemm", "im2col", "implementation", "max_pool", "max_pool_argmax_dtype",
+           "dropout_mask", "gemm", "gemm_accumulates", "im2col", "implementation", "max_pool", "max_pool_argmax_dtype",
            "max_pool_backward", "max_pool_relu_grad",
            "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",
            "sgd_update", "softmax_cross_entropy", "task_slices", "threaded",

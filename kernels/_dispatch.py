@@ -159,14 +159,20 @@ _ENVIRON = os.environ
 _ENV_KEY = getattr(_ENVIRON, "encodekey", lambda key: None)(ENV_VAR)
 
 
-def _environment_value():
-    """os.environ.get(ENV_VAR), read at every call; without `Mapping.get`'s Python frames
+_ENV_KEYS = {}
+
+
+def _environment_value(name=ENV_VAR):
+    """os.environ.get(name), read at every call; without `Mapping.get`'s Python frames
     when os.environ is CPython's `_Environ` (a dict lookup on its encoded data)."""
     environ = os.environ
     data = getattr(environ, "_data", None)
-    if environ is not _ENVIRON or _ENV_KEY is None or type(data) is not dict:
-        return environ.get(ENV_VAR)
-    value = data.get(_ENV_KEY)
+    key = _ENV_KEY if name == ENV_VAR else _ENV_KEYS.get(name)
+    if key is None and name != ENV_VAR and environ is _ENVIRON and hasattr(environ, "encodekey"):
+        key = _ENV_KEYS[name] = environ.encodekey(name)
+    if environ is not _ENVIRON or key is None or type(data) is not dict:
+        return environ.get(name)
+    value = data.get(key)
     return None if value is None else environ.decodevalue(value)
 
 

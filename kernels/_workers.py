@@ -16,6 +16,7 @@ than one (measured).
     buffer = scratch(x, "cols", shape, dtype)  # this thread's reusable buffer (None: allocate)
     with worker_step(x): ...                # a model step: BLAS at one thread throughout
     gemm(a, b)                              # inside a step: two halves on the workers
+    gemm(a, b, out, alpha, beta)            # out = alpha a @ b + beta out (MKL: one pass)
     tuner = adaptive_blas_threads(x)        # Dense-only models: BLAS's threads or one, timed
 
 A task is a fixed run of consecutive chunks (at most TASKS per call, fixed by the batch and
@@ -41,7 +42,7 @@ import time
 import numpy
 
 from ..backend import _blas_controller, get_array_module
-from . import _dispatch
+from . import _dispatch, _mkl
 
 DEFAULT_CHUNK_KB = 2048  # measured on 2 workers, batch 128, min of 30 alternated steps:
 # mnist_cnn 35.1 ms at 8 MiB, 33.7 at 2 MiB; seed 004 27.8 / 27.2; CIFAR-shaped 87.2 / 85.4
@@ -188,17 +189,47 @@ def split_axis(m, k, n):
     return min(reads, key=reads.get)
 
 
-def gemm(a, b, out=None):
-    """a @ b for 2-D arrays. Inside a `worker_step`, a product of at least MIN_SPLIT_FLOPS
-    runs as two fixed halves on the worker threads, split along `split_axis` (rows, columns
-    or the inner dimension, whose two partial products are added in a fixed order): the
-    split never depends on the thread count, so neither do the bits. Elsewhere one matmul
-    with BLAS's own threading."""
+def matmul(a, b, out=None, alpha=1.0, beta=0.0):
+    """out = alpha * a @ b + beta * out: MKL's GEMM where it applies (kernels._mkl), else
+    the arrays' own matmul (with the scaling as separate passes)."""
+    result = _mkl.gemm(a, b, out, alpha, beta)
+    if result is not None:
+        return result
+    xp = get_array_module(a, b)
+    if beta == 0:
+        out = xp.matmul(a, b, out=out)
+        if alpha != 1:
+            out *= alpha
+        return out
+    product = xp.matmul(a, b)
+    if alpha != 1:
+        product *= alpha
+    if beta != 1:
+        out *= beta
+    out += product
+    return out
+
+
+def gemm_accumulates(array):
+    """Whether `gemm(a, b, out, alpha, beta=1)` adds into `out` inside the product (MKL) for
+    arrays like `array`, instead of a product, a scaling and an addition as separate passes:
+    only then is folding an update into a gradient's product (Dense) worth it."""
+    return (type(array) is numpy.ndarray and array.dtype in (numpy.float32, numpy.float64)
+            and _mkl.enabled())
+
+
+def gemm(a, b, out=None, alpha=1.0, beta=0.0):
+    """alpha * a @ b + beta * out for 2-D arrays (out = a @ b by default). Inside a
+    `worker_step`, a plain product of at least MIN_SPLIT_FLOPS runs as two fixed halves on
+    the worker threads, split along `split_axis` (rows, columns or the inner dimension,
+    whose two partial products are added in a fixed order): the split never depends on the
+    thread count, so neither do the bits. Elsewhere one `matmul` (MKL where installed, else
+    NumPy's, with BLAS's own threading)."""
     m, k = a.shape
     n = b.shape[1]
     if (min(m, n, k) < 2 or 2.0 * m * n * k < MIN_SPLIT_FLOPS or not getattr(_local, "step", False)
-            or getattr(_local, "inside", False) or not threaded(a)):
-        return get_array_module(a, b).matmul(a, b, out=out)
+            or getattr(_local, "inside", False) or not threaded(a) or alpha != 1 or beta != 0):
+        return matmul(a, b, out, alpha, beta)
     out = numpy.empty((m, n), numpy.result_type(a, b)) if out is None else out
     axis = split_axis(m, k, n)
     extent = {"m": m, "n": n, "k": k}[axis]

@@ -53,7 +53,14 @@ class ActivationMixin:
 
 
 class Dense(ActivationMixin, KernelBiasMixin, Layer):
-    """y = activation(x @ kernel + bias) on the last axis."""
+    """y = activation(x @ kernel + bias) on the last axis.
+
+    `folds_sgd_update`: when a training step sets `_update_rate` (the model's plain-SGD
+    rate, `Model._fold_rate`), `backward` updates kernel and bias itself, the kernel inside
+    the weight gradient's GEMM, and leaves `grads['kernel']` unwritten."""
+
+    folds_sgd_update = True
+    _update_rate = None
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
@@ -106,13 +113,20 @@ class Dense(ActivationMixin, KernelBiasMixin, Layer):
                 xp.sum(dz2, axis=0, out=self.grads["bias"])
         x_shape = self._x.shape
         x2 = self._x.reshape(-1, x_shape[-1])
-        kernels.gemm(x2.T, dz2, out=self.grads["kernel"])
-        self.add_regularization_grads()
         self._x = None
-        if not self.needs_input_grad:
-            return None
-        dx = kernels.gemm(dz2, self.params["kernel"].T)
-        return dx.reshape(x_shape[:-1] + (dx.shape[1],))
+        dx = None
+        if self.needs_input_grad:  # from the kernel as it was before this step's update
+            dx = kernels.gemm(dz2, self.params["kernel"].T)
+            dx = dx.reshape(x_shape[:-1] + (dx.shape[1],))
+        rate = self._update_rate
+        if rate is None:
+            kernels.gemm(x2.T, dz2, out=self.grads["kernel"])
+            self.add_regularization_grads()
+        else:  # plain SGD folded into the product: kernel += -rate * x^T dz, one GEMM pass
+            kernels.gemm(x2.T, dz2, out=self.params["kernel"], alpha=-rate, beta=1.0)
+            if self.use_bias:
+                kernels.sgd_update(self.params["bias"], self.grads["bias"], rate)
+        return dx
 
     def get_config(self):
         config = super().get_config()
