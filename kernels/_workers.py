@@ -147,7 +147,7 @@ def split_batch(array, n, fn, min_bytes=MIN_SPLIT_BYTES):
     and `array` holds at least `min_bytes`, else fn(0, n) on the calling thread. For
     kernels whose samples are independent (no sums across the batch), so the result does
     not depend on the split."""
-    workers = num_threads() if threaded(array) and array.nbytes >= min_bytes else 1
+    workers = num_threads() if array.nbytes >= min_bytes and threaded(array) else 1
     workers = max(1, min(workers, n))
     if workers == 1:
         fn(0, n)
