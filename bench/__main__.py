@@ -7,7 +7,7 @@ import time
 
 import accelnet as an
 
-from . import kernels_bench, machine, report, train_bench
+from . import gemm_bench, kernels_bench, machine, report, train_bench
 
 PEERS = ("torch", "numpy")
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -87,6 +87,10 @@ def main(argv=None):
         print(f"\nKernels: Numba form vs reference, float32, median of alternated runs"
               f"{report.load_note(results['other_load_kernels'])}\n"
               + report.kernels_table(results["kernels"]), flush=True)
+        if backend.name == "cpu":
+            results["gemm"] = gemm_bench.run(args.quick)
+            targets += gemm_bench.targets(results["gemm"])
+            print("\n" + gemm_bench.table(results["gemm"]), flush=True)
     if args.suite in ("train", "all"):
         load = machine.OtherLoad()
         results["train"] = train_bench.run(backend, info, args.quick, args.peers, args.repeat,

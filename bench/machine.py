@@ -113,6 +113,7 @@ def collect(backend, quick):
         "numba": numba.__version__,
         "cupy": version("cupy", "cupy-cuda12x", "cupy-cuda13x", "cupy"),
         "torch": version("torch"),
+        "mkl": _mkl_version(),
         "backend": backend.name,
         "backend_describe": backend.describe(),
         "git_commit": git("rev-parse", "HEAD") or "unknown",
@@ -123,6 +124,12 @@ def collect(backend, quick):
     if backend.name == "gpu":
         info.update(_gpu(backend, n))
     return info
+
+
+def _mkl_version():
+    """Intel MKL's version where kernels.gemm uses it (the mkl wheel), else None."""
+    from .gemm_bench import version as mkl_version
+    return mkl_version()
 
 
 def _physical_cores():
@@ -154,6 +161,7 @@ def line(info):
             f"numba threads {info['numba_threads']}; numpy {info['numpy']}, numba {info['numba']}, "
             f"torch {info['torch'] or '-'}"
             + (f", cupy {info['cupy']}" if info.get("cupy") else "")
+            + (f"; GEMMs by {info['mkl']}" if info.get("mkl") else "")
             + "".join(f"; {k}={v}" for k, v in info["env"].items()))
     if info.get("gpu_name"):
         text += (f"; GPU {info['gpu_name']} {info['gpu_memory_gib']} GiB, "

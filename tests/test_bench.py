@@ -94,6 +94,15 @@ def test_kernels_suite_alone(tmp_path):
     check_kernels(results["kernels"])
     assert results["train"] is None
     assert "Training" not in stdout
+    gemm = results["gemm"]  # MKL against NumPy at the MLP's shapes, where MKL is installed
+    assert (gemm["mkl"] is None) == (results["machine"]["mkl"] is None)
+    assert "GEMM" in stdout
+    if gemm["mkl"]:
+        assert len(gemm["rows"]) == 5 and all(r["numpy_ms"] > 0 and r["mkl_ms"] > 0
+                                              for r in gemm["rows"])
+        assert any(t["name"].startswith("gemm: MKL") for t in results["targets"])
+    else:
+        assert gemm["rows"] == [] and gemm["note"]
 
 
 def test_missing_torch_becomes_an_unavailable_row_and_the_suite_goes_on(monkeypatch):
