@@ -39,11 +39,16 @@ def as_float_input(x, what="x"):
 def check_finite(x, what="x"):
     """Raise if x holds NaN or inf (one vectorised pass; once per fit)."""
     xp = get_array_module(x)
-    # A float64 sum is NaN/inf exactly when some element is (float32 values cannot overflow
-    # it) and streams through x without allocating an x-sized boolean mask.
-    if bool(xp.isfinite(x.sum(dtype=xp.float64))):
+    # A sum is NaN/inf when some element is, and streams through x without allocating an
+    # x-sized boolean mask. In x's own dtype (float32: 12 ms for MNIST's 60,000 x 784 against
+    # 21 in float64) it can also overflow to inf from finite values: then the exact check.
+    with numpy.errstate(over="ignore", invalid="ignore"):  # no warning from the sum itself
+        total = x.sum(dtype=x.dtype if x.dtype.kind == "f" else xp.float64)
+    if bool(xp.isfinite(total)):
         return
     bad = ~numpy.isfinite(to_numpy(x))
+    if not bad.any():  # the sum overflowed; every value is finite
+        return
     first = numpy.argwhere(bad)[0]
     raise InvalidArgumentError(
         f"{what} contains {int(bad.sum())} NaN or inf values (first at index "

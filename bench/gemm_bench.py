@@ -73,7 +73,7 @@ def version():
     buffer = ctypes.create_string_buffer(256)
     lib[0].MKL_Get_Version_String(buffer, len(buffer))
     text = buffer.value.decode(errors="replace").strip()
-    match = re.search(r"Version (\S+)", text)
+    match = re.search(r"Version ([0-9.]+)", text)
     return f"Intel MKL {match.group(1)}" if match else text
 
 

@@ -226,3 +226,18 @@ def test_20_device_array_into_cpu_model_is_moved_once_with_a_warning():
     with pytest.warns(UserWarning, match="device array.*copying it to the host once"):
         probs = model.predict(x_dev)
     assert probs.shape == (4, 10)
+
+
+def test_finite_values_whose_float32_sum_overflows_are_not_called_nan():
+    """check_finite sums in x's dtype; large finite values can overflow that sum to inf,
+    which must fall back to the exact check (passes), while a real inf is still named."""
+    from accelnet import validation
+    x = np.full((4, 784), 3e37, np.float32)  # the sum is inf in float32, every value finite
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(x.sum(dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no overflow warning for the user
+        validation.check_finite(x)
+    x[1, 7] = np.inf
+    with pytest.raises(errors.InvalidArgumentError, match=r"NaN or inf.*\(1, 7\)"):
+        validation.check_finite(x)
