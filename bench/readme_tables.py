@@ -2,8 +2,8 @@
 
     python -m bench.readme_tables bench/results/bench_<time>_<backend>_<host>.json
 
-rewrites the blocks between `<!-- bench:kernels -->` / `<!-- bench:train -->` (from a bench
-JSON) or `<!-- bench:busy -->` (from a busy-suite JSON) and their
+rewrites the blocks between `<!-- bench:kernels -->` / `<!-- bench:gemm -->` /
+`<!-- bench:train -->` (from a bench JSON) or `<!-- bench:busy -->` (from a busy-suite JSON) and their
 closing `<!-- /bench:... -->` markers in README.md. tests/test_readme_tables.py checks that
 the README's blocks equal what this renders from the JSON each block names.
 """
@@ -97,7 +97,22 @@ def busy_block(results, path):
     return "\n".join(lines)
 
 
-BLOCKS = {"kernels": kernels_block, "train": train_block, "busy": busy_block}
+def gemm_block(results, path):
+    gemm = results.get("gemm") or {"rows": []}
+    if not gemm["rows"]:
+        return (f"Measured by `python -m bench` ({_machine(results, path, 'other_load_kernels')}) "
+                f"no MKL there: {gemm.get('note', 'not measured')}.")
+    lines = [f"Measured by `python -m bench` ({_machine(results, path, 'other_load_kernels')}) "
+             f"`kernels.gemm` by {gemm['mkl']} against NumPy's matmul, float32, the MLP's "
+             f"products at batch 128, best of alternated runs:", "",
+             "| product (m, k, n) | NumPy ms | MKL ms | speedup |", "|---|---|---|---|"]
+    for row in gemm["rows"] + [dict(gemm["total"], case="all five (one MLP step)")]:
+        lines.append(f"| {row['case']} | {row['numpy_ms']:.3f} | {row['mkl_ms']:.3f} "
+                     f"| {row['speedup']:.2f}× |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"kernels": kernels_block, "gemm": gemm_block, "train": train_block, "busy": busy_block}
 PATTERN = re.compile(r"<!-- bench:(\w+) (\S+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
 
 
@@ -109,7 +124,8 @@ def render(name, json_path):
 
 def kinds(json_path):
     """The blocks a JSON can fill: a busy-suite file the busy table, a bench file the others."""
-    return {"busy"} if os.path.basename(json_path).startswith("busy_") else {"kernels", "train"}
+    return ({"busy"} if os.path.basename(json_path).startswith("busy_")
+            else {"kernels", "gemm", "train"})
 
 
 def update(readme_text, json_path):
