@@ -153,3 +153,18 @@ def test_busy_suite_times_quiet_then_under_a_competing_load(tmp_path):
         assert row["quiet_s"]["accelnet"] > 0 and row["busy_s"]["accelnet"] > 0
         assert row["slowdown"]["accelnet"] == pytest.approx(
             row["busy_s"]["accelnet"] / row["quiet_s"]["accelnet"])
+
+
+def test_mlp_arms_times_openblas_mkl_folded_and_torch(capsys):
+    """bench.mlp_arms: the four arms alternated in one process (where MKL is installed)."""
+    from accelnet.kernels import _mkl
+    if _mkl.library() is None:
+        pytest.skip("the mkl wheel is not installed")
+    pytest.importorskip("torch")
+    from bench import mlp_arms
+    previous = os.environ.get("ACCELNET_MKL")
+    mlp_arms.main(["--rounds", "1", "--quick"])
+    assert os.environ.get("ACCELNET_MKL") == previous  # given back as it was
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["openblas", "mkl", "mkl+fold", "torch"]
+    assert all(float(line.split()[2]) > 0 for line in lines)

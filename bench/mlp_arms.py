@@ -1,0 +1,67 @@
+"""The MLP's epoch in four arms, alternated in one process (issue 13's record of what MKL and
+the folded SGD update each bring): accelnet on NumPy's OpenBLAS (ACCELNET_MKL=0), on MKL with
+the optimizer's own update, on MKL with the update folded into Dense's GEMM, and PyTorch-CPU.
+
+    python -m bench.mlp_arms [--rounds 4] [--quick]
+
+Prints the best and median epoch of each arm; writes nothing (the figures go to the README
+and the issue's note by hand, with the command)."""
+import argparse
+import os
+import statistics
+import time
+
+from . import workloads
+from .train_bench import AccelnetTrainer
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="8 batches instead of an epoch")
+    args = parser.parse_args(argv)
+    from accelnet.kernels import _mkl
+    if _mkl.library() is None:
+        raise SystemExit("the mkl wheel is not installed: nothing to compare")
+    workload = workloads.mlp(args.quick)
+    x, y = workloads.data(workload, workload.samples)
+    accelnet = AccelnetTrainer(workload, x, y)
+    real_fold = accelnet.model._fold_rate
+    arms = {"openblas": ("0", lambda x: None), "mkl": ("1", lambda x: None),
+            "mkl+fold": ("1", real_fold)}
+    runs = {name: [] for name in list(arms) + ["torch"]}
+    from .peers_torch import TorchTrainer
+    import numba
+    torch = TorchTrainer(workload, x, y, "cpu", numba.get_num_threads())  # as the train suite
+
+    def epoch(name):
+        if name == "torch":
+            trainer = torch
+        else:
+            os.environ[_mkl.ENV_VAR], accelnet.model._fold_rate = arms[name]
+            trainer = accelnet
+        start = time.perf_counter()
+        trainer.train(workload.samples)
+        return time.perf_counter() - start
+
+    previous = os.environ.get(_mkl.ENV_VAR)
+    try:
+        for name in runs:  # warm-up: compile, caches, the BLAS tuner's first probes
+            epoch(name)
+        for _ in range(args.rounds):
+            for name in runs:
+                runs[name].append(epoch(name))
+    finally:
+        if previous is None:
+            os.environ.pop(_mkl.ENV_VAR, None)
+        else:
+            os.environ[_mkl.ENV_VAR] = previous
+    best_torch = min(runs["torch"])
+    for name, times in runs.items():
+        print(f"{name:<10} best {min(times):.3f} s  median {statistics.median(times):.3f} s  "
+              f"best / torch best {min(times) / best_torch:.2f}x  runs "
+              + " ".join(f"{t:.3f}" for t in times))
+
+
+if __name__ == "__main__":
+    main()
