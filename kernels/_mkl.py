@@ -15,6 +15,7 @@ the weight gradient's product (Dense.backward) needs that, and NumPy's matmul ha
 Threads: threadpoolctl sees MKL as a BLAS library (accelnet.backend loads it first), so
 `worker_step` and `adaptive_blas_threads` set its thread count together with OpenBLAS's.
 Bits: MKL and OpenBLAS round differently; a given MKL, CPU and thread count repeat them.
+A child process made by fork() leaves MKL alone (`_forked`): its OpenMP threads stay behind.
 """
 import ctypes
 import ctypes.util
@@ -71,7 +72,16 @@ def library():
     """The loaded MKL and its GEMMs, or None where it cannot be loaded (found once)."""
     if not _state:
         _state.append(_load())
+        if _state[0] is not None and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_forked)
     return _state[0]
+
+
+def _forked():
+    """In a child made by fork(): GNU OpenMP's threads did not come along, and the first
+    parallel product would wait for them forever (measured: a hang). The child's products
+    go to NumPy instead."""
+    _state[:] = [None]
 
 
 def enabled():

@@ -187,3 +187,28 @@ def test_a_shared_dense_layer_is_not_folded():
     model.compile(optimizer=an.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
     model._prepare_step()
     assert shared not in model._fold_layers and len(model._fold_layers) == 1
+
+
+@pytest.mark.skipif(_mkl.library() is None, reason="the mkl wheel is not installed")
+def test_a_forked_child_computes_its_products_without_mkl():
+    """GNU OpenMP's threads do not survive fork(): a child's first threaded MKL product hung.
+    The child's products go to NumPy (a subprocess, so a regression fails by timeout)."""
+    import subprocess
+    import sys
+    script = (
+        "import os, sys, numpy as np\n"
+        "from accelnet import kernels\n"
+        "from accelnet.kernels import _mkl\n"
+        "a = np.random.default_rng(0).random((512, 512), dtype=np.float32)\n"
+        "kernels.gemm(a, a)\n"  # MKL's threads started in the parent
+        "assert _mkl.enabled()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    r = kernels.gemm(a, a)\n"
+        "    ok = not _mkl.enabled() and np.allclose(r, a @ a, rtol=1e-5)\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n")
+    proc = subprocess.run([sys.executable, "-c", script], timeout=120, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
