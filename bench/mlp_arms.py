@@ -4,14 +4,16 @@ the optimizer's own update, on MKL with the update folded into Dense's GEMM, and
 
     python -m bench.mlp_arms [--rounds 4] [--quick]
 
-Prints the best and median epoch of each arm; writes nothing (the figures go to the README
-and the issue's note by hand, with the command)."""
+Prints the best and median epoch of each arm and writes them, with the machine, to
+bench/results/mlp_arms_<time>_<host>.json (`--out` elsewhere)."""
 import argparse
 import os
+import re
+import socket
 import statistics
 import time
 
-from . import workloads
+from . import machine, report, workloads
 from .train_bench import AccelnetTrainer
 
 
@@ -19,10 +21,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="8 batches instead of an epoch")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
     from accelnet.kernels import _mkl
     if _mkl.library() is None:
         raise SystemExit("the mkl wheel is not installed: nothing to compare")
+    started = time.time()
+    import accelnet
+    info = machine.collect(accelnet.get_backend(), quick=True)
+    load = machine.OtherLoad()
     workload = workloads.mlp(args.quick)
     x, y = workloads.data(workload, workload.samples)
     accelnet = AccelnetTrainer(workload, x, y)
@@ -61,6 +68,16 @@ def main(argv=None):
         print(f"{name:<10} best {min(times):.3f} s  median {statistics.median(times):.3f} s  "
               f"best / torch best {min(times) / best_torch:.2f}x  runs "
               + " ".join(f"{t:.3f}" for t in times))
+    results = {"schema": 1, "args": vars(args), "machine": info, "samples": workload.samples,
+               "runs_s": runs, "best_over_torch": {k: min(v) / best_torch for k, v in runs.items()},
+               "other_load": load.share()}
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())
+    path = os.path.join(args.out, f"mlp_arms_{stamp}_{host}.json")
+    os.makedirs(args.out, exist_ok=True)
+    report.write_json(path, results)
+    print(f"wrote {path} (other processes used {results['other_load']:.1%} of the CPUs)")
+    return path
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def test_busy_suite_times_quiet_then_under_a_competing_load(tmp_path):
             row["busy_s"]["accelnet"] / row["quiet_s"]["accelnet"])
 
 
-def test_mlp_arms_times_openblas_mkl_folded_and_torch(capsys):
+def test_mlp_arms_times_openblas_mkl_folded_and_torch(capsys, tmp_path):
     """bench.mlp_arms: the four arms alternated in one process (where MKL is installed)."""
     from accelnet.kernels import _mkl
     if _mkl.library() is None:
@@ -163,8 +163,12 @@ def test_mlp_arms_times_openblas_mkl_folded_and_torch(capsys):
     pytest.importorskip("torch")
     from bench import mlp_arms
     previous = os.environ.get("ACCELNET_MKL")
-    mlp_arms.main(["--rounds", "1", "--quick"])
+    path = mlp_arms.main(["--rounds", "1", "--quick", "--out", str(tmp_path)])
     assert os.environ.get("ACCELNET_MKL") == previous  # given back as it was
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["openblas", "mkl", "mkl+fold", "torch"]
-    assert all(float(line.split()[2]) > 0 for line in lines)
+    assert [line.split()[0] for line in lines[-5:-1]] == ["openblas", "mkl", "mkl+fold", "torch"]
+    assert all(float(line.split()[2]) > 0 for line in lines[-5:-1])
+    with open(path) as f:
+        results = json.load(f)
+    assert set(results["runs_s"]) == {"openblas", "mkl", "mkl+fold", "torch"}
+    assert results["machine"]["mkl"] and results["best_over_torch"]["torch"] == 1.0
