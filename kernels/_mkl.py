@@ -28,6 +28,7 @@ from . import _dispatch
 
 ENV_VAR = "ACCELNET_MKL"
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_INT_MAX = 2 ** 31 - 1
 _state = []  # [None] (unavailable) or [(library, {dtype: cblas function})]
 _GEMM_ARGS = [ctypes.c_int] * 6 + [None, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                    ctypes.c_int, None, ctypes.c_void_p, ctypes.c_int]
@@ -120,7 +121,8 @@ def gemm(a, b, out=None, alpha=1.0, beta=0.0):
     """out = alpha * a @ b + beta * out by MKL (out allocated when None; beta needs out) for
     2-D NumPy float32/float64 arrays of one dtype; None where MKL does not apply (not
     `enabled`, another dtype or device, an empty product, an operand with no contiguous axis,
-    or out not row-contiguous): the caller falls back to NumPy."""
+    out not row-contiguous or read-only, a dimension past 32-bit BLAS): the caller falls back
+    to NumPy."""
     if (type(a) is not numpy.ndarray or type(b) is not numpy.ndarray or a.ndim != 2
             or b.ndim != 2 or a.dtype != b.dtype or not enabled()):
         return None
@@ -139,10 +141,13 @@ def gemm(a, b, out=None, alpha=1.0, beta=0.0):
             return None
         out = numpy.empty((m, n), a.dtype)
     elif (type(out) is not numpy.ndarray or out.shape != (m, n) or out.dtype != a.dtype
-          or not out.flags.aligned or (n > 1 and out.strides[1] != out.itemsize)
+          or not out.flags.aligned or not out.flags.writeable
+          or (n > 1 and out.strides[1] != out.itemsize)
           or out.strides[0] % out.itemsize or (m > 1 and out.strides[0] < n * out.itemsize)):
-        return None
+        return None  # NumPy's matmul then writes it, or says why it cannot
     ldc = out.strides[0] // out.itemsize if m > 1 else n
+    if max(m, n, k, op_a[1], op_b[1], ldc) > _INT_MAX:  # cblas takes 32-bit ints
+        return None
     fn(_ROW_MAJOR, op_a[0], op_b[0], m, n, k, alpha, a.ctypes.data, op_a[1],
        b.ctypes.data, op_b[1], beta, out.ctypes.data, ldc)
     return out

@@ -48,7 +48,8 @@ def test_matmul_is_alpha_a_b_plus_beta_out(blas, dtype, layout_a, layout_b, alph
 @pytest.mark.skipif(_mkl.library() is None, reason="the mkl wheel is not installed")
 def test_mkl_declines_what_blas_cannot_take_and_gemm_falls_back(monkeypatch):
     """None (NumPy runs it) for other dtypes, mixed dtypes, no contiguous axis, an output
-    that overlaps an operand, beta without an output, ACCELNET_MKL=0, reference kernels."""
+    that overlaps an operand or is read-only, beta without an output, ACCELNET_MKL=0,
+    reference kernels."""
     rng = np.random.default_rng(1)
     a = rng.standard_normal((8, 6)).astype(np.float32)
     b = rng.standard_normal((6, 5)).astype(np.float32)
@@ -58,11 +59,16 @@ def test_mkl_declines_what_blas_cannot_take_and_gemm_falls_back(monkeypatch):
              "mixed": (a, b.astype(np.float64), None),
              "strided both ways": (np.zeros((16, 12), np.float32)[::2, ::2], b, None),
              "beta without out": (a, b, None),
-             "out overlaps a": (square, square, square)}
+             "out overlaps a": (square, square, square),
+             "read-only out": (a, b, np.zeros((8, 5), np.float32))}
+    cases["read-only out"][2].flags.writeable = False
     for name, (x, y, out) in cases.items():
         beta = 1.0 if name == "beta without out" else 0.0
         assert _mkl.gemm(x, y, out, 1.0, beta) is None, name
-        if name != "beta without out":
+        if name == "read-only out":  # NumPy refuses it, with its own message
+            with pytest.raises(ValueError, match="read-only"):
+                kernels.gemm(x, y, out)
+        elif name != "beta without out":
             want = x.astype(np.float64) @ y
             np.testing.assert_allclose(kernels.gemm(x, y, out), want, rtol=1e-5, atol=1e-5)
     monkeypatch.setenv("ACCELNET_MKL", "0")
