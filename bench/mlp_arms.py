@@ -1,6 +1,9 @@
-"""The MLP's epoch in four arms, alternated in one process (issue 13's record of what MKL and
+"""The MLP's epoch in five arms, alternated in one process (issue 13's record of what MKL and
 the folded SGD update each bring): accelnet on NumPy's OpenBLAS (ACCELNET_MKL=0), on MKL with
-the optimizer's own update, on MKL with the update folded into Dense's GEMM, and PyTorch-CPU.
+the optimizer's own update, on MKL with the update folded into Dense's GEMM, PyTorch-CPU, and
+`floor`: the same step written out by hand on the same kernels (MKL products with the folded
+update, bias + ReLU, fused softmax-cross-entropy; no model, metrics or callbacks), the least
+this design of the step costs on the machine.
 
     python -m bench.mlp_arms [--rounds 4] [--quick]
 
@@ -13,8 +16,43 @@ import socket
 import statistics
 import time
 
+import numpy
+
+from accelnet import kernels
+
 from . import machine, report, workloads
 from .train_bench import AccelnetTrainer
+
+
+class HandWritten:
+    """The MLP's SGD step written out on accelnet's kernels, nothing else: `floor`."""
+
+    def __init__(self, x, y, weights, lr=0.01, seed=0):
+        self.x, self.y, self.lr = x, y, lr
+        self.kernels, self.biases = weights[0::2], weights[1::2]
+        self.rng = numpy.random.default_rng(seed)
+
+    def train(self, n, batch_size=workloads.BATCH):
+        (w1, w2, w3), (b1, b2, b3), lr = self.kernels, self.biases, self.lr
+        order = self.rng.permutation(n)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = self.x[idx], self.y[idx]
+            h1 = kernels.bias_relu(kernels.gemm(xb, w1), b1)
+            h2 = kernels.bias_relu(kernels.gemm(h1, w2), b2)
+            z = kernels.gemm(h2, w3)
+            z += b3
+            _, dz = kernels.softmax_cross_entropy(z, yb)
+            dh2 = kernels.gemm(dz, w3.T)
+            kernels.gemm(h2.T, dz, w3, alpha=-lr, beta=1.0)
+            kernels.sgd_update(b3, dz.sum(axis=0), lr)
+            dz2, g2 = kernels.relu_bias_grad(dh2, h2)
+            dh1 = kernels.gemm(dz2, w2.T)
+            kernels.gemm(h1.T, dz2, w2, alpha=-lr, beta=1.0)
+            kernels.sgd_update(b2, g2, lr)
+            dz1, g1 = kernels.relu_bias_grad(dh1, h1)
+            kernels.gemm(xb.T, dz1, w1, alpha=-lr, beta=1.0)
+            kernels.sgd_update(b1, g1, lr)
 
 
 def main(argv=None):
@@ -32,21 +70,23 @@ def main(argv=None):
     load = machine.OtherLoad()
     workload = workloads.mlp(args.quick)
     x, y = workloads.data(workload, workload.samples)
-    accelnet = AccelnetTrainer(workload, x, y)
-    real_fold = accelnet.model._fold_rate
+    ours = AccelnetTrainer(workload, x, y)
+    real_fold = ours.model._fold_rate
     arms = {"openblas": ("0", lambda x: None), "mkl": ("1", lambda x: None),
             "mkl+fold": ("1", real_fold)}
-    runs = {name: [] for name in list(arms) + ["torch"]}
     from .peers_torch import TorchTrainer
     import numba
-    torch = TorchTrainer(workload, x, y, "cpu", numba.get_num_threads())  # as the train suite
+    others = {"torch": TorchTrainer(workload, x, y, "cpu", numba.get_num_threads()),  # as the suite
+              "floor": HandWritten(x, y, [w.copy() for w in ours.model.get_weights()])}
+    runs = {name: [] for name in list(arms) + list(others)}
 
     def epoch(name):
-        if name == "torch":
-            trainer = torch
+        if name in others:
+            os.environ[_mkl.ENV_VAR] = "1"
+            trainer = others[name]
         else:
-            os.environ[_mkl.ENV_VAR], accelnet.model._fold_rate = arms[name]
-            trainer = accelnet
+            os.environ[_mkl.ENV_VAR], ours.model._fold_rate = arms[name]
+            trainer = ours
         start = time.perf_counter()
         trainer.train(workload.samples)
         return time.perf_counter() - start

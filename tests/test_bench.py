@@ -155,8 +155,8 @@ def test_busy_suite_times_quiet_then_under_a_competing_load(tmp_path):
             row["busy_s"]["accelnet"] / row["quiet_s"]["accelnet"])
 
 
-def test_mlp_arms_times_openblas_mkl_folded_and_torch(capsys, tmp_path):
-    """bench.mlp_arms: the four arms alternated in one process (where MKL is installed)."""
+def test_mlp_arms_times_openblas_mkl_folded_torch_and_the_floor(capsys, tmp_path):
+    """bench.mlp_arms: the five arms alternated in one process (where MKL is installed)."""
     from accelnet.kernels import _mkl
     if _mkl.library() is None:
         pytest.skip("the mkl wheel is not installed")
@@ -166,9 +166,10 @@ def test_mlp_arms_times_openblas_mkl_folded_and_torch(capsys, tmp_path):
     path = mlp_arms.main(["--rounds", "1", "--quick", "--out", str(tmp_path)])
     assert os.environ.get("ACCELNET_MKL") == previous  # given back as it was
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[-5:-1]] == ["openblas", "mkl", "mkl+fold", "torch"]
-    assert all(float(line.split()[2]) > 0 for line in lines[-5:-1])
+    arms = ["openblas", "mkl", "mkl+fold", "torch", "floor"]
+    assert [line.split()[0] for line in lines[-6:-1]] == arms
+    assert all(float(line.split()[2]) > 0 for line in lines[-6:-1])
     with open(path) as f:
         results = json.load(f)
-    assert set(results["runs_s"]) == {"openblas", "mkl", "mkl+fold", "torch"}
+    assert set(results["runs_s"]) == set(arms)
     assert results["machine"]["mkl"] and results["best_over_torch"]["torch"] == 1.0
