@@ -79,7 +79,8 @@ class AccelnetSteps:
 
 
 class TorchSteps:
-    """One PyTorch step (zero_grad, forward, loss, backward, Adam) with per-module hooks."""
+    """One PyTorch step (zero_grad, forward, loss, backward, the optimizer's step) with
+    per-module hooks."""
     name = "torch"
 
     def __init__(self, workload, x, y):
@@ -163,10 +164,10 @@ def profile_workload(workload, peers, rounds, log=print):
 
 
 def run(quick, peers, log=print):
-    """{workload name: profile} for every ConvNet workload."""
+    """{workload name: profile} for the MLP and every ConvNet workload."""
     rounds = 3 if quick else 15
     result = {}
-    for make in (workloads.cnn, workloads.seed004_cnn, workloads.cifar_cnn):
+    for make in (workloads.mlp, workloads.cnn, workloads.seed004_cnn, workloads.cifar_cnn):
         result[make(quick).name] = profile_workload(make(quick), peers, rounds, log)
     return result
 
@@ -190,7 +191,7 @@ def table(profiles):
 
 
 def _f(ms):
-    return "-" if ms is None else f"{ms:.1f}"
+    return "-" if ms is None else f"{ms:.2f}" if ms < 10 else f"{ms:.1f}"
 
 
 if __name__ == "__main__":  # python -m bench.step_profile [--quick]: the profile alone
