@@ -247,13 +247,11 @@ class Trainer:
         plain SGD update into their backward (`_fold_rate`), the rest, and the loss mode."""
         self._train_params = self.trainable_params
         self._train_grads = self.trainable_grads
-        uses = {}
-        for node in (self._graph or {}).get("nodes", ()):
-            uses[id(node.layer)] = uses.get(id(node.layer), 0) + 1
+        shared = (self._graph or {}).get("shared", ())  # layers called more than once
         self._fold_layers = [
             layer for layer in self.layers
             if getattr(layer, "folds_sgd_update", False) and layer.trainable and self.trainable
-            and not layer.regularizers and uses.get(id(layer), 1) == 1]  # shared: no
+            and not layer.regularizers and id(layer) not in shared]
         folded = {f"{layer.name}/{key}" for layer in self._fold_layers for key in layer.params}
         self._rest_params = {k: v for k, v in self._train_params.items() if k not in folded}
         self._rest_grads = {k: v for k, v in self._train_grads.items() if k not in folded}
