@@ -2,6 +2,7 @@
 NumPy's matmul, at the MLP's five float32 products per step (batch 128; the weight
 gradients as Dense computes them, from transposed views), alternated, best of N. MKL is the
 default only where this shows it faster: the kernel rule."""
+import contextlib
 import os
 import re
 import time
@@ -34,6 +35,19 @@ def _best(fn, runs):
     return best
 
 
+@contextlib.contextmanager
+def mkl_setting_restored():
+    """A context in which the caller may flip ACCELNET_MKL; it is left as it was after."""
+    previous = os.environ.get(_mkl.ENV_VAR)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_mkl.ENV_VAR, None)
+        else:
+            os.environ[_mkl.ENV_VAR] = previous
+
+
 def run(quick, rounds=None):
     """{'mkl': version or None, 'rows': [{case, numpy_ms, mkl_ms, speedup}], 'total': ...};
     rows only where MKL is installed."""
@@ -42,8 +56,7 @@ def run(quick, rounds=None):
     rounds = rounds or (3 if quick else 10)
     rng = numpy.random.default_rng(0)
     rows = []
-    previous = os.environ.get(_mkl.ENV_VAR)
-    try:
+    with mkl_setting_restored():
         for label, shape, trans_a, trans_b in SHAPES:
             a, b = _operands(rng, shape, trans_a, trans_b)
             out = numpy.empty((shape[0], shape[2]), numpy.float32)
@@ -54,11 +67,6 @@ def run(quick, rounds=None):
                     best[name] = min(best[name], _best(lambda: _workers.gemm(a, b, out), 20))
             rows.append({"case": f"{label} {shape}", "numpy_ms": best["numpy"] * 1e3,
                          "mkl_ms": best["mkl"] * 1e3, "speedup": best["numpy"] / best["mkl"]})
-    finally:
-        if previous is None:
-            os.environ.pop(_mkl.ENV_VAR, None)
-        else:
-            os.environ[_mkl.ENV_VAR] = previous
     total = {key: sum(r[key] for r in rows) for key in ("numpy_ms", "mkl_ms")}
     total["speedup"] = total["numpy_ms"] / total["mkl_ms"]
     return {"mkl": version(), "rows": rows, "total": total}

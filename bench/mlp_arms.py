@@ -21,6 +21,7 @@ import numpy
 from accelnet import kernels
 
 from . import machine, report, workloads
+from .gemm_bench import mkl_setting_restored
 from .train_bench import AccelnetTrainer
 
 
@@ -91,18 +92,12 @@ def main(argv=None):
         trainer.train(workload.samples)
         return time.perf_counter() - start
 
-    previous = os.environ.get(_mkl.ENV_VAR)
-    try:
+    with mkl_setting_restored():
         for name in runs:  # warm-up: compile, caches, the BLAS tuner's first probes
             epoch(name)
         for _ in range(args.rounds):
             for name in runs:
                 runs[name].append(epoch(name))
-    finally:
-        if previous is None:
-            os.environ.pop(_mkl.ENV_VAR, None)
-        else:
-            os.environ[_mkl.ENV_VAR] = previous
     best_torch = min(runs["torch"])
     for name, times in runs.items():
         print(f"{name:<10} best {min(times):.3f} s  median {statistics.median(times):.3f} s  "
