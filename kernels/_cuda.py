@@ -16,6 +16,9 @@
   the host arrays they are there.
 
 A missing or broken numba-cuda raises ImportError: the CUDA forms never silently degrade.
+NumPy 2.5 removed `np.row_stack`, which numba-cuda 0.30.x (maintenance mode, NVIDIA/numba-cuda#907)
+still overloads at import: `cuda_module()` restores that one alias (to `np.vstack`, what it always
+was) before the import, so numba-cuda's kernels run on NumPy 2.5 too.
 """
 import math
 import threading
@@ -24,9 +27,25 @@ _lock = threading.Lock()
 _streams = {}
 
 
+# aliases NumPy removed that numba-cuda still registers overloads for at import time
+_REMOVED_NUMPY_ALIASES = {"row_stack": "vstack"}
+
+
+def restore_numpy_aliases():
+    """Put back NumPy aliases numba-cuda's import needs (each exactly the function it named)."""
+    import numpy
+    restored = []
+    for alias, target in _REMOVED_NUMPY_ALIASES.items():
+        if not hasattr(numpy, alias):
+            setattr(numpy, alias, getattr(numpy, target))
+            restored.append(alias)
+    return restored
+
+
 def cuda_module():
     """`numba.cuda`, imported on first use."""
     try:
+        restore_numpy_aliases()
         from numba import cuda
     except Exception as exc:
         raise ImportError(f"accelnet's CUDA kernels need numba-cuda, whose import failed "

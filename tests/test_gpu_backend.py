@@ -137,3 +137,21 @@ def test_gpu_without_cuda_row_is_skipped_on_a_real_gpu():
     with pytest.raises(BackendError, match="no CUDA device is visible"):
         with gpu_backend(STANDIN_CUPY_DEVICES=0):
             pass
+
+
+def test_numba_cuda_imports_on_a_numpy_without_row_stack():
+    """NumPy 2.5 removed np.row_stack and numba-cuda 0.30 overloads it at import: on the first
+    GPU check (H100, NumPy 2.5.2) `from numba import cuda` failed and every kernel fell back to
+    its reference. `cuda_module()` restores that alias (to np.vstack) first."""
+    pytest.importorskip("numba_cuda")
+    code = ("import numpy as np\n"
+            "np.__dict__.pop('row_stack', None)\n"
+            "from accelnet.kernels import _cuda\n"
+            "cuda = _cuda.cuda_module()\n"
+            "import numba.cuda.np.arrayobj\n"
+            "assert np.row_stack is np.vstack\n"
+            "print('imported', cuda.__name__)\n")
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "imported numba.cuda" in done.stdout, done.stderr[-2000:]
