@@ -440,6 +440,11 @@ print("smoke:", sum(1 for v in res.values() if isinstance(v, dict) and v.get("ok
 PYEOF
 STEP_BUDGET_S=$(( $(left) < 100 ? $(left) : 100 )) run_step smoke 100 "$PY" "$OUT/_py/smoke.py"
 
+# ---------------------------------------------------------------- 5b. where a step's time goes on the device (synced per layer)
+[ "${GPU_CHECK_QUICK:-0}" = 1 ] && log "SKIP step_profile (dry run)" ||
+run_step step_profile 90 env ACCELNET_BACKEND=gpu "$PY" -m bench.step_profile --device gpu \
+  --json "$OUT/step_profile.json"
+
 # ---------------------------------------------------------------- 6. kernel microbench (numba-cuda form vs CuPy reference), if time is left
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && log "SKIP bench_kernels (dry run: the simulator is too slow)" ||
 run_step bench_kernels 75 env ACCELNET_BACKEND=gpu "$PY" -m bench --suite kernels --quick --out "$OUT/bench_kernels"
@@ -448,7 +453,7 @@ run_step bench_kernels 75 env ACCELNET_BACKEND=gpu "$PY" -m bench --suite kernel
 cat > "$OUT/_py/collect.py" <<'PYEOF'
 import json, os, glob, xml.etree.ElementTree as ET
 OUT = os.environ["OUT"]; r = {}
-for n in ("probe", "train_bench", "smoke"):
+for n in ("probe", "train_bench", "smoke", "step_profile"):
     try: r[n] = json.load(open(os.path.join(OUT, n + ".json")))
     except Exception as e: r[n] = {"missing": str(e)}
 try:

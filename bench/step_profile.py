@@ -11,7 +11,9 @@ layer's and the second shows 0; where a Conv2D's backward runs the one before it
 a forward chain (`forward_chained`) counts as the earlier layer's forward, the later's shows 0.
 
 accelnet: each layer's `forward`/`backward`, the model's loss and the optimizer's
-`apply` are wrapped with timers on the instance. PyTorch: forward pre/post hooks per
+`apply` are wrapped with timers on the instance. On the GPU backend (`--device gpu`, PyTorch on
+CUDA) every timed part is bracketed by a device sync, so it counts its kernels' run time,
+not only their launch; the whole step is timed with no syncs inside. PyTorch: forward pre/post hooks per
 module; the backward of module i is the time between the gradient reaching its output
 (full backward pre-hooks) and reaching the previous module's output.
 """
@@ -23,10 +25,18 @@ from .train_bench import AccelnetTrainer
 from .workloads import BATCH, Unavailable
 
 
-def _timed(fn, record, key):
+def _no_sync():
+    pass
+
+
+def _timed(fn, record, key, sync=_no_sync):
     def wrapper(*args, **kwargs):
+        if record.get("_syncing"):
+            sync()
         start = time.perf_counter()
         out = fn(*args, **kwargs)
+        if record.get("_syncing"):
+            sync()
         record[key] = record.get(key, 0.0) + time.perf_counter() - start
         return out
     return wrapper
@@ -36,36 +46,50 @@ class AccelnetSteps:
     """accelnet `train_on_batch` with a timer around each layer, the loss and the optimizer."""
     name = "accelnet"
 
-    def __init__(self, workload, x, y):
-        trainer = AccelnetTrainer(workload, x, y)
+    def __init__(self, workload, x, y, device=None):
+        trainer = AccelnetTrainer(workload, x, y, device)
         self.model, self.x, self.y = trainer.model, trainer.x[:BATCH], trainer.y[:BATCH]
+        self.sync = sync = trainer.sync
+        self.syncing = trainer.device == "gpu"
         self.model.fit(self.x, self.y, batch_size=BATCH, epochs=1, verbose=0)  # build, compile
         self.record = {}
         self.names = []
         for i, layer in enumerate(self.model.layers):
             name = f"{i}:{type(layer).__name__}"
             self.names.append(name)
-            layer.forward = _timed(layer.forward, self.record, (name, "forward"))
-            layer.backward = _timed(layer.backward, self.record, (name, "backward"))
+            layer.forward = _timed(layer.forward, self.record, (name, "forward"), sync)
+            layer.backward = _timed(layer.backward, self.record, (name, "backward"), sync)
             if hasattr(layer, "forward_chained"):  # a forward chain counts as its first layer
                 layer.forward_chained = _timed(layer.forward_chained, self.record,
-                                               (name, "forward"))
+                                               (name, "forward"), sync)
             if hasattr(layer, "backward_chained"):  # a chain counts as its later layer
                 layer.backward_chained = _timed(layer.backward_chained, self.record,
-                                                (name, "backward"))
+                                                (name, "backward"), sync)
             if hasattr(layer, "forward_fused"):  # a fused pair counts as its first layer
-                layer.forward_fused = _timed(layer.forward_fused, self.record, (name, "forward"))
+                layer.forward_fused = _timed(layer.forward_fused, self.record, (name, "forward"),
+                                             sync)
                 layer.backward_fused = _timed(layer.backward_fused, self.record,
-                                              (name, "backward"))
-        self.model._compute_loss = _timed(self.model._compute_loss, self.record, ("loss",))
+                                              (name, "backward"), sync)
+        self.model._compute_loss = _timed(self.model._compute_loss, self.record, ("loss",), sync)
         self.model.optimizer.apply = _timed(self.model.optimizer.apply, self.record,
-                                            ("optimizer",))
+                                            ("optimizer",), sync)
 
     def step(self):
+        """One step with synced parts, then one unsynced for the whole-step time."""
         self.record.clear()
+        self.record["_syncing"] = self.syncing
+        self.sync()
         start = time.perf_counter()
         self.model.train_on_batch(self.x, self.y)
+        self.sync()
         total = time.perf_counter() - start
+        if self.syncing:
+            self.record["_syncing"] = False
+            start = time.perf_counter()
+            self.model.train_on_batch(self.x, self.y)
+            self.sync()
+            total = time.perf_counter() - start
+        del self.record["_syncing"]
         index = {id(layer): name for layer, name in zip(self.model.layers, self.names)}
         for second in self.model._fused_pairs:  # ran inside the layer before it: 0 ms
             node = next(n for n in self.model._graph["nodes"] if id(n) == second)
@@ -83,9 +107,10 @@ class TorchSteps:
     per-module hooks."""
     name = "torch"
 
-    def __init__(self, workload, x, y):
+    def __init__(self, workload, x, y, device=None):
         from .peers_torch import TorchTrainer
-        trainer = TorchTrainer(workload, x[:BATCH], y[:BATCH], "cpu", None)
+        trainer = TorchTrainer(workload, x[:BATCH], y[:BATCH], device or "cpu", None)
+        self.sync = trainer.sync or _no_sync
         self.model, self.optimizer, self.loss_fn = trainer.model, trainer.optimizer, trainer.loss_fn
         self.x, self.y = trainer.x, trainer.y
         self.record, self.marks = {}, {}
@@ -98,23 +123,28 @@ class TorchSteps:
 
     def _mark(self, name, what):
         def hook(*args):
+            self.sync()
             self.marks[(name, what)] = time.perf_counter()
         return hook
 
+    def _now(self):
+        self.sync()
+        return time.perf_counter()
+
     def step(self):
         self.marks.clear()
-        start = time.perf_counter()
+        start = self._now()
         self.optimizer.zero_grad(set_to_none=True)
         out = self.model(self.x)
-        t_loss = time.perf_counter()
+        t_loss = self._now()
         loss = self.loss_fn(out, self.y)
-        loss_done = time.perf_counter()
+        loss_done = self._now()
         with warnings.catch_warnings():  # "no inputs require gradients" for the first module
             warnings.simplefilter("ignore", UserWarning)
             loss.backward()
-        backward_done = time.perf_counter()
+        backward_done = self._now()
         self.optimizer.step()
-        end = time.perf_counter()
+        end = self._now()
         record = {"step": end - start, ("optimizer",): end - backward_done}
         for name in self.names:
             record[(name, "forward")] = self.marks[(name, "fwd1")] - self.marks[(name, "fwd0")]
@@ -142,13 +172,13 @@ def _summary(runs, names):
             "rounds": len(runs)}
 
 
-def profile_workload(workload, peers, rounds, log=print):
+def profile_workload(workload, peers, rounds, log=print, device=None):
     """{contender: summary} for one workload, contenders alternated for `rounds` rounds."""
     x, y = workloads.data(workload, BATCH)
     contenders, out = {}, {}
     for cls in [AccelnetSteps] + ([TorchSteps] if "torch" in peers else []):
         try:
-            contenders[cls.name] = cls(workload, x, y)
+            contenders[cls.name] = cls(workload, x, y, device)
         except Unavailable as exc:
             out[cls.name] = {"unavailable": str(exc)}
     log(f"profile: {workload.name} {', '.join(contenders)} x{rounds} alternated steps")
@@ -163,12 +193,12 @@ def profile_workload(workload, peers, rounds, log=print):
     return out
 
 
-def run(quick, peers, log=print):
+def run(quick, peers, log=print, device=None):
     """{workload name: profile} for the MLP and every ConvNet workload."""
     rounds = 3 if quick else 15
     result = {}
     for make in (workloads.mlp, workloads.cnn, workloads.seed004_cnn, workloads.cifar_cnn):
-        result[make(quick).name] = profile_workload(make(quick), peers, rounds, log)
+        result[make(quick).name] = profile_workload(make(quick), peers, rounds, log, device)
     return result
 
 
@@ -194,6 +224,13 @@ def _f(ms):
     return "-" if ms is None else f"{ms:.2f}" if ms < 10 else f"{ms:.1f}"
 
 
-if __name__ == "__main__":  # python -m bench.step_profile [--quick]: the profile alone
+if __name__ == "__main__":  # python -m bench.step_profile [--quick] [--device gpu] [--json F]
+    import json
     import sys
-    print(table(run("--quick" in sys.argv, ("torch",))))
+    args = sys.argv[1:]
+    device = args[args.index("--device") + 1] if "--device" in args else None
+    profiles = run("--quick" in args, ("torch",), device=device)
+    print(table(profiles))
+    if "--json" in args:
+        with open(args[args.index("--json") + 1], "w") as f:
+            json.dump(profiles, f, indent=1)
