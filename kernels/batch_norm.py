@@ -102,9 +102,11 @@ def reference_forward(x, gamma, beta, epsilon, mean=None, var=None):
     """Pure NumPy/CuPy form: float64 mean and (two-pass) variance, then three array ops."""
     _check_forward(x, gamma, beta, mean, var)
     xp = get_array_module(x)
-    if mean is None:
-        mean = x.mean(axis=0, dtype=numpy.float64)
-        var = x.var(axis=0, dtype=numpy.float64)
+    if mean is None:  # on a float64 copy: CuPy's var(dtype=float64) of float32 x is not float64
+        x64 = x.astype(numpy.float64, copy=False)
+        mean = x64.mean(axis=0)
+        centred = x64 - mean
+        var = (centred * centred).mean(axis=0)
     else:
         mean, var = _f64(xp, mean), _f64(xp, var)
     inv_std, scale, _ = _forward_coefficients(xp, var, gamma, None, epsilon)
