@@ -91,12 +91,16 @@ FORMS = {
                    "numba-cuda": ("optimizer_update", "numba_cuda_sgd")},
 }
 
-# GPU: the reference (CuPy) forms until a measurement on a device shows a numba-cuda form
-# faster (`python -m bench --suite gpu`); none has run on a GPU yet. CPU adam_update and
+# GPU: numba-cuda only for softmax-CE, the one kernel whose numba-cuda form made whole training
+# steps faster on an H100 (bench/results/gpu_check_vm_20261127-024617: one launch against the
+# reference's ~20; MLP b128 2.26 ms/step with it, 2.44 without; mnist_cnn's loss 2.3 -> 1.1 ms).
+# The kernel bench also had dropout_mask, max_pool, Winograd and col2im 1.1-2.2x faster at 8-16
+# images, but with them on mnist_cnn's b128 step went 7.2 -> 10.5 ms: the CuPy references stay.
+# numba-cuda's launch costs ~0.2 ms from Python against CuPy's ~0.05. CPU adam_update and
 # sgd_update: one pass against the reference's several, measured 4.7x for Adam over
 # mnist_cnn's 1.2 M parameters (3.8 -> 0.8 ms) and 1.8x for SGD over the MLP's 0.67 M.
 DEFAULTS = {
-    "softmax_cross_entropy": {"cpu": "numba", "gpu": "reference"},
+    "softmax_cross_entropy": {"cpu": "numba", "gpu": "numba"},
     "relu_backward": {"cpu": "numba", "gpu": "reference"},
     "im2col": {"cpu": "numba", "gpu": "reference"},
     "col2im": {"cpu": "numba", "gpu": "reference"},
