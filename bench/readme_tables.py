@@ -3,8 +3,9 @@
     python -m bench.readme_tables bench/results/bench_<time>_<backend>_<host>.json
 
 rewrites the blocks between `<!-- bench:kernels -->` / `<!-- bench:gemm -->` /
-`<!-- bench:train -->` (from a bench JSON) or `<!-- bench:busy -->` (from a busy-suite JSON) and their
-closing `<!-- /bench:... -->` markers in README.md. tests/test_readme_tables.py checks that
+`<!-- bench:train -->` (from a bench JSON), `<!-- bench:busy -->` (from a busy-suite JSON) or
+`<!-- bench:gpu -->` (from a GPU check's results.json) and their closing `<!-- /bench:... -->`
+markers in README.md. tests/test_readme_tables.py checks that
 the README's blocks equal what this renders from the JSON each block names.
 """
 import json
@@ -112,7 +113,40 @@ def gemm_block(results, path):
     return "\n".join(lines)
 
 
-BLOCKS = {"kernels": kernels_block, "gemm": gemm_block, "train": train_block, "busy": busy_block}
+def gpu_block(results, path):
+    """The GPU check: device and versions, the gpu tests and smoke runs, training ms/step
+    against PyTorch CUDA, and the synced step profile's accelnet/torch ratios."""
+    probe, versions = results["probe"], results["probe"]["versions"]["value"]
+    cupy = probe["cupy"]["value"]
+    tests, smoke = results["pytest_gpu"], results["smoke"]
+    smoke_ok = sum(1 for v in smoke.values() if isinstance(v, dict) and v.get("ok"))
+    smoke_all = sum(1 for v in smoke.values() if isinstance(v, dict) and "ok" in v)
+    passed = int(tests["tests"]) - int(tests["failures"]) - int(tests["errors"]) - int(tests["skipped"])
+    lines = [f"Measured by `python -m bench --suite gpu` (`{os.path.relpath(path, ROOT)}`): "
+             f"{cupy['device']} (compute {cupy['cc']}), driver CUDA {cupy['driver']}, CuPy "
+             f"{cupy['cupy']} (runtime {cupy['runtime']}), numba-cuda {versions.get('numba-cuda', '-')}, "
+             f"NumPy {versions.get('numpy', '-')}, PyTorch {versions.get('torch', '-')}. "
+             f"`pytest -m gpu`: {passed} passed, {tests['failures']} failed, {tests['errors']} errors, "
+             f"{tests['skipped']} skipped; smoke runs on the device: {smoke_ok} of {smoke_all} ok.", "",
+             "| model | batch | contender | ms/step | / PyTorch CUDA |", "|---|---|---|---|---|"]
+    for row in results["train_bench"]["rows"]:
+        ratio = f"{row['accelnet_over_torch']:.2f}×" if "accelnet_over_torch" in row else "-"
+        lines.append(f"| {row['model']} | {row['batch']} | {row['lib']} | {row['ms_per_step']:.2f} "
+                     f"| {ratio} |")
+    profile = results.get("step_profile") or {}
+    if profile and "missing" not in profile:
+        parts = []
+        for name, prof in profile.items():
+            acc = prof.get("accelnet", {})
+            parts.append(f"{name} loss {acc.get('loss_ms', 0):.2f} ms, optimizer "
+                         f"{acc.get('optimizer_ms', 0):.2f} ms, step {acc.get('step_ms', 0):.2f} ms")
+        lines += ["", "Step profile at batch 128 (each part synced; default kernels): "
+                  + "; ".join(parts) + "."]
+    return "\n".join(lines)
+
+
+BLOCKS = {"kernels": kernels_block, "gemm": gemm_block, "train": train_block, "busy": busy_block,
+          "gpu": gpu_block}
 PATTERN = re.compile(r"<!-- bench:(\w+) (\S+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
 
 
@@ -123,7 +157,10 @@ def render(name, json_path):
 
 
 def kinds(json_path):
-    """The blocks a JSON can fill: a busy-suite file the busy table, a bench file the others."""
+    """The blocks a JSON can fill: a GPU check's results.json the gpu block, a busy-suite
+    file the busy table, a bench file the others."""
+    if os.path.basename(os.path.dirname(json_path)).startswith("gpu_check_"):
+        return {"gpu"}
     return ({"busy"} if os.path.basename(json_path).startswith("busy_")
             else {"kernels", "gemm", "train"})
 
