@@ -198,7 +198,8 @@ res["describe"] = be.describe()
 cp = be.xp
 try:
     kernels.relu_backward(cp.ones(8, cp.float32), cp.ones(8, cp.float32)); be.synchronize()
-    impls = ["numba", "reference"] if QUICK else ["default", "numba", "reference"]  # default: the mix
+    # default: the mix DEFAULTS picks; numba-fast: numba with ACCELNET_CUDA_FAST_LAUNCH=1
+    impls = ["numba", "reference"] if QUICK else ["default", "numba", "numba-fast", "reference"]
 except Exception as e:
     res["numba_cuda_error"] = f"{type(e).__name__}: {e}"
     impls = ["reference"]
@@ -213,15 +214,28 @@ def fit_time(model, xd, yd, n, bs):
     return time.perf_counter() - t, h.history
 warnings.simplefilter("default")
 ROUNDS = 1 if QUICK else 3
+import contextlib
+@contextlib.contextmanager
+def family(impl):
+    """kernels.implementation for the arm; numba-fast also sets ACCELNET_CUDA_FAST_LAUNCH=1."""
+    fast = impl.endswith("-fast")
+    saved = os.environ.get("ACCELNET_CUDA_FAST_LAUNCH")
+    os.environ["ACCELNET_CUDA_FAST_LAUNCH"] = "1" if fast else "0"
+    try:
+        with kernels.implementation(None if impl == "default" else impl.replace("-fast", "")):
+            yield
+    finally:
+        if saved is None: os.environ.pop("ACCELNET_CUDA_FAST_LAUNCH", None)
+        else: os.environ["ACCELNET_CUDA_FAST_LAUNCH"] = saved
 def accelnet_contender(name, impl, xd, yd, n, bs):
     """(warm-up s, run()) for one kernel family: the model built and warmed in the family's block."""
-    with kernels.implementation(None if impl == "default" else impl):
+    with family(impl):
         an.random.seed(0)
         m = workloads.accelnet_model(name)
         t0 = time.perf_counter()
         m.fit(xd[:2 * bs], yd[:2 * bs], batch_size=bs, epochs=1, verbose=0); be.synchronize()
     def run():
-        with kernels.implementation(None if impl == "default" else impl):
+        with family(impl):
             s, hist = fit_time(m, xd, yd, n, bs)
         return s, {"loss": hist["loss"][0], "acc": hist.get("accuracy", [None])[0]}
     return time.perf_counter() - t0, run
@@ -454,7 +468,14 @@ def cpu_gpu_parity_one_epoch():
 def launch_overhead_us():
     relu = importlib.import_module("accelnet.kernels.relu_backward")
     a = cp.ones(1024, cp.float32); r = {}
+    def fast(a):
+        os.environ["ACCELNET_CUDA_FAST_LAUNCH"] = "1"
+        try:
+            return relu.numba_cuda(a, a)
+        finally:
+            os.environ.pop("ACCELNET_CUDA_FAST_LAUNCH", None)
     for name, fn in (("numba_cuda relu_backward", lambda: relu.numba_cuda(a, a)),
+                     ("numba_cuda relu_backward, fast launch", lambda: fast(a)),
                      ("cupy reference relu_backward", lambda: relu.reference(a, a)),
                      ("cupy a*2", lambda: a * 2)):
         fn(); be.synchronize(); t = time.perf_counter()

@@ -6,6 +6,8 @@
 - `launch(kernel, grid, block, *args)`: runs on CuPy's current stream (ordered with the
   surrounding CuPy work, no host sync); CuPy arrays are wrapped without a copy and without
   a stream object of their own (one cached stream per CuPy stream, not one per argument).
+  With ACCELNET_CUDA_FAST_LAUNCH=1, repeat launches skip numba's per-call wrapping and
+  typing (`_cuda_launch`).
 - `probe_toolchain(xp)`: compile and launch a one-element kernel once, when the GPU
   backend starts. numba-cuda installed without its `[cu12]`/`[cu13]` extra (no NVVM/NVRTC)
   fails there, not inside `fit`: we warn once, naming the extra, and the dispatcher runs
@@ -22,6 +24,8 @@ was) before the import, so numba-cuda's kernels run on NumPy 2.5 too.
 """
 import math
 import threading
+
+from . import _cuda_launch
 
 _lock = threading.Lock()
 _streams = {}
@@ -134,7 +138,17 @@ def launch(kernel, grid, block, *args):
         dispatcher[grid, block](*[as_cuda(a) for a in args])
         return
     cuda = cuda_module()
-    dispatcher[grid, block, _current_stream(cuda)](*[as_cuda(a) for a in args])
+    stream = _current_stream(cuda)
+    if _cuda_launch.enabled():  # numba's launch once per argument signature, then a direct one
+        key = _cuda_launch.signature_key(args)
+        if _cuda_launch.try_launch(dispatcher, key, grid, block, stream, args):
+            return
+        converted = [as_cuda(a) for a in args]
+        dispatcher[grid, block, stream](*converted)
+        if not _cuda_launch.known(dispatcher, key):
+            _cuda_launch.remember(dispatcher, key, converted)
+        return
+    dispatcher[grid, block, stream](*[as_cuda(a) for a in args])
 
 
 _toolchain = {}

@@ -1,0 +1,121 @@
+"""A cheaper numba-cuda kernel launch (ACCELNET_CUDA_FAST_LAUNCH=1; off by default until a GPU
+measurement says otherwise).
+
+On an H100 a numba-cuda launch from accelnet cost ~0.2-0.25 ms of host time against ~0.05 for a
+CuPy op (bench/results/gpu_check_vm_20261127-024617, smoke `launch_overhead_us`): numba wraps
+every CuPy argument in a device-array view, types it, looks up the overload and marshals the
+parameters in Python at each call. Here the first launch of a kernel for a given argument
+signature goes through numba as usual (it compiles and checks); we then keep that overload's
+cuda.core kernel and argument types, keyed by what we can read off the arguments cheaply
+(dtype, ndim and contiguity of each array; the type of each scalar), and later launches build
+numba's parameter list directly and call the same cuda.core `launch` numba calls.
+
+numba-cuda's kernel ABI for an array argument (numba_cuda's `_Kernel._prepare_args`, 0.30):
+meminfo, parent (both 0), nitems, itemsize, data pointer, shape[ndim], strides[ndim] in bytes;
+integers as ctypes of their numba type, float32/float64 as c_float/c_double, booleans as they are.
+A kernel compiled in debug mode, cooperative, with argument extensions, or with an argument
+type outside that list keeps numba's own launch.
+"""
+import ctypes
+import os
+
+ENV_VAR = "ACCELNET_CUDA_FAST_LAUNCH"
+
+_entries = {}  # (id(dispatcher), signature key) -> (kernel, argument types) or None
+
+
+def enabled():
+    """Whether launches take the fast path (ACCELNET_CUDA_FAST_LAUNCH=1; read at every call)."""
+    return os.environ.get(ENV_VAR, "0").strip() == "1"
+
+
+def _layout(a):
+    flags = a.flags
+    return "C" if flags.c_contiguous else "F" if flags.f_contiguous else "A"
+
+
+def signature_key(args):
+    """What identifies numba's overload for these arguments, read without numba's typing."""
+    key = []
+    for a in args:
+        if hasattr(a, "__cuda_array_interface__"):
+            key.append((a.dtype.str, a.ndim, _layout(a)))
+        else:
+            key.append(type(a) if not hasattr(a, "dtype") else (type(a), a.dtype.str))
+    return tuple(key)
+
+
+def array_params(a):
+    """numba-cuda's kernel parameters for a device array (meminfo, parent, nitems, itemsize,
+    data, shape..., strides in bytes...)."""
+    return [0, 0, a.size, a.dtype.itemsize, a.data.ptr, *a.shape, *a.strides]
+
+
+def scalar_param(ty, value):
+    """numba-cuda's kernel parameter for a scalar of numba type `ty` (None: not handled here)."""
+    from numba.core import types
+    if isinstance(ty, types.Boolean):
+        return value
+    if isinstance(ty, types.Integer):
+        return getattr(ctypes, f"c_{ty}")(value)
+    if ty == types.float64:
+        return ctypes.c_double(value)
+    if ty == types.float32:
+        return ctypes.c_float(value)
+    return None
+
+
+def params(argument_types, args):
+    """The full parameter list, or None when an argument type is not one handled here."""
+    from numba.core import types
+    out = []
+    for ty, value in zip(argument_types, args):
+        if isinstance(ty, types.Array):
+            out.extend(array_params(value))
+            continue
+        param = scalar_param(ty, value)
+        if param is None:
+            return None
+        out.append(param)
+    return out
+
+
+def remember(dispatcher, key, converted_args):
+    """After numba's own launch: keep the overload it used for `key`, if the fast path can
+    launch it (else remember that it cannot)."""
+    entry = None
+    try:
+        argtypes = tuple(dispatcher.typeof_pyval(a) for a in converted_args)
+        kernel = dispatcher.overloads.get(argtypes)
+        if (kernel is not None and not kernel.debug and not kernel.cooperative
+                and not kernel.extensions):
+            entry = (kernel._codelibrary.get_cufunc().kernel, tuple(kernel.argument_types))
+    except Exception:  # another numba-cuda's internals: numba's launch stays
+        entry = None
+    _entries[(id(dispatcher), key)] = entry
+
+
+def try_launch(dispatcher, key, grid, block, stream, args):
+    """Launch through the remembered overload; False when there is none (numba launches)."""
+    entry = _entries.get((id(dispatcher), key), False)
+    if not entry:
+        return False
+    kernel, argument_types = entry
+    values = params(argument_types, args)
+    if values is None:
+        _entries[(id(dispatcher), key)] = None
+        return False
+    from numba.cuda import dispatcher as numba_dispatcher
+    if numba_dispatcher.CUDA_CORE_GE_1_0:
+        config = numba_dispatcher.LaunchConfig(grid=grid, block=block, shmem_size=0,
+                                               is_cooperative=False)
+    else:
+        config = numba_dispatcher.LaunchConfig(grid=grid, block=block, shmem_size=0,
+                                               cooperative_launch=False)
+    numba_dispatcher.launch(stream, config, kernel, *values)
+    return True
+
+
+def known(dispatcher, key):
+    """Whether `key` was seen for this kernel (remembered as launchable or not)."""
+    return (id(dispatcher), key) in _entries
