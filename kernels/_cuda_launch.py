@@ -13,8 +13,8 @@ numba's parameter list directly and call the same cuda.core `launch` numba calls
 numba-cuda's kernel ABI for an array argument (numba_cuda's `_Kernel._prepare_args`, 0.30):
 meminfo, parent (both 0), nitems, itemsize, data pointer, shape[ndim], strides[ndim] in bytes;
 integers as ctypes of their numba type, float32/float64 as c_float/c_double, booleans as they are.
-A kernel compiled in debug mode, cooperative, with argument extensions, or with an argument
-type outside that list keeps numba's own launch.
+A kernel compiled in debug mode, cooperative, with argument extensions, specialised by launch
+configuration, or with an argument type outside that list keeps numba's own launch.
 """
 import ctypes
 import os
@@ -22,6 +22,7 @@ import os
 ENV_VAR = "ACCELNET_CUDA_FAST_LAUNCH"
 
 _entries = {}  # (id(dispatcher), signature key) -> (kernel, argument types) or None
+_core_streams = {}  # id(numba stream) -> (numba stream, cuda.core stream)
 
 
 def enabled():
@@ -88,7 +89,8 @@ def remember(dispatcher, key, converted_args):
         argtypes = tuple(dispatcher.typeof_pyval(a) for a in converted_args)
         kernel = dispatcher.overloads.get(argtypes)
         if (kernel is not None and not kernel.debug and not kernel.cooperative
-                and not kernel.extensions):
+                and not kernel.extensions and not getattr(kernel, "launch_config_sensitive", False)
+                and not getattr(dispatcher, "_launch_config_sensitive", False)):
             entry = (kernel._codelibrary.get_cufunc().kernel, tuple(kernel.argument_types))
     except Exception:  # another numba-cuda's internals: numba's launch stays
         entry = None
@@ -112,8 +114,18 @@ def try_launch(dispatcher, key, grid, block, stream, args):
     else:
         config = numba_dispatcher.LaunchConfig(grid=grid, block=block, shmem_size=0,
                                                cooperative_launch=False)
-    numba_dispatcher.launch(stream, config, kernel, *values)
+    numba_dispatcher.launch(core_stream(stream), config, kernel, *values)
     return True
+
+
+def core_stream(stream):
+    """The cuda.core stream numba's launch makes of a numba stream (`_to_core_stream`), once
+    per numba stream instead of once per launch."""
+    found = _core_streams.get(id(stream))
+    if found is None or found[0] is not stream:
+        from numba.cuda.cudadrv import driver
+        found = _core_streams[id(stream)] = (stream, driver._to_core_stream(stream))
+    return found[1]
 
 
 def known(dispatcher, key):

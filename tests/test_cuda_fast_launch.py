@@ -81,6 +81,7 @@ def test_first_launch_is_numbas_then_the_remembered_overload_launches(monkeypatc
     from numba.cuda import dispatcher as numba_dispatcher
     calls = []
     monkeypatch.setattr(numba_dispatcher, "launch", lambda *a: calls.append(a))
+    monkeypatch.setattr(_cuda_launch, "core_stream", lambda stream: stream)
     monkeypatch.setattr(_cuda_launch, "_entries", {})
     dispatcher, x = FakeDispatcher(FakeKernel()), DeviceArray(np.zeros(6, np.float32))
     key = _cuda_launch.signature_key([x, 6])
@@ -92,8 +93,8 @@ def test_first_launch_is_numbas_then_the_remembered_overload_launches(monkeypatc
     assert values[:7] == [0, 0, 6, 4, x.data.ptr, 6, 4] and values[7].value == 6
 
 
-@pytest.mark.parametrize("flag", ["debug", "cooperative"])
-def test_debug_or_cooperative_kernels_keep_numbas_launch(monkeypatch, flag):
+@pytest.mark.parametrize("flag", ["debug", "cooperative", "launch_config_sensitive"])
+def test_debug_cooperative_or_launch_config_kernels_keep_numbas_launch(monkeypatch, flag):
     monkeypatch.setattr(_cuda_launch, "_entries", {})
     kernel = FakeKernel()
     setattr(kernel, flag, True)
