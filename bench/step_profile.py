@@ -48,10 +48,11 @@ class AccelnetSteps:
 
     def __init__(self, workload, x, y, device=None):
         trainer = AccelnetTrainer(workload, x, y, device)
-        self.model, self.x, self.y = trainer.model, trainer.x[:BATCH], trainer.y[:BATCH]
+        batch = len(x)
+        self.model, self.x, self.y = trainer.model, trainer.x[:batch], trainer.y[:batch]
         self.sync = sync = trainer.sync
         self.syncing = trainer.device == "gpu"
-        self.model.fit(self.x, self.y, batch_size=BATCH, epochs=1, verbose=0)  # build, compile
+        self.model.fit(self.x, self.y, batch_size=batch, epochs=1, verbose=0)  # build, compile
         self.record = {}
         self.names = []
         for i, layer in enumerate(self.model.layers):
@@ -109,7 +110,7 @@ class TorchSteps:
 
     def __init__(self, workload, x, y, device=None):
         from .peers_torch import TorchTrainer
-        trainer = TorchTrainer(workload, x[:BATCH], y[:BATCH], device or "cpu", None)
+        trainer = TorchTrainer(workload, x, y, device or "cpu", None)
         self.sync = trainer.sync or _no_sync
         self.model, self.optimizer, self.loss_fn = trainer.model, trainer.optimizer, trainer.loss_fn
         self.x, self.y = trainer.x, trainer.y
@@ -172,9 +173,9 @@ def _summary(runs, names):
             "rounds": len(runs)}
 
 
-def profile_workload(workload, peers, rounds, log=print, device=None):
+def profile_workload(workload, peers, rounds, log=print, device=None, batch=BATCH):
     """{contender: summary} for one workload, contenders alternated for `rounds` rounds."""
-    x, y = workloads.data(workload, BATCH)
+    x, y = workloads.data(workload, batch)
     contenders, out = {}, {}
     for cls in [AccelnetSteps] + ([TorchSteps] if "torch" in peers else []):
         try:
@@ -193,12 +194,17 @@ def profile_workload(workload, peers, rounds, log=print, device=None):
     return out
 
 
-def run(quick, peers, log=print, device=None):
-    """{workload name: profile} for the MLP and every ConvNet workload."""
+def run(quick, peers, log=print, device=None, batch=BATCH, names=None):
+    """{workload name: profile} for the MLP and every ConvNet workload (or those in `names`);
+    keys get "@<batch>" when the batch is not the bench's 128."""
     rounds = 3 if quick else 15
     result = {}
     for make in (workloads.mlp, workloads.cnn, workloads.seed004_cnn, workloads.cifar_cnn):
-        result[make(quick).name] = profile_workload(make(quick), peers, rounds, log, device)
+        workload = make(quick)
+        if names and workload.name not in names:
+            continue
+        key = workload.name if batch == BATCH else f"{workload.name}@{batch}"
+        result[key] = profile_workload(workload, peers, rounds, log, device, batch)
     return result
 
 
@@ -224,12 +230,15 @@ def _f(ms):
     return "-" if ms is None else f"{ms:.2f}" if ms < 10 else f"{ms:.1f}"
 
 
-if __name__ == "__main__":  # python -m bench.step_profile [--quick] [--device gpu] [--json F]
+if __name__ == "__main__":
+    # python -m bench.step_profile [--quick] [--device gpu] [--batch N] [--only cnn,mlp] [--json F]
     import json
     import sys
     args = sys.argv[1:]
     device = args[args.index("--device") + 1] if "--device" in args else None
-    profiles = run("--quick" in args, ("torch",), device=device)
+    batch = int(args[args.index("--batch") + 1]) if "--batch" in args else BATCH
+    names = args[args.index("--only") + 1].split(",") if "--only" in args else None
+    profiles = run("--quick" in args, ("torch",), device=device, batch=batch, names=names)
     print(table(profiles))
     if "--json" in args:
         with open(args[args.index("--json") + 1], "w") as f:
