@@ -25,15 +25,16 @@ sum of squared deviations, or the backward's sums) go to its own slot and the bl
 merged in order (Chan et al.'s pairwise update for the variance), so results do not depend
 on how blocks are spread over accelnet's worker threads (`_workers.run_tasks`), and a
 large mean offset costs no precision. The references use NumPy/CuPy float64 reductions;
-the CUDA forms give one thread per channel for the statistics (rows in order) and one per
-element for y and dx.
+the CUDA forms take the statistics and sums as parallel column sums over chunks of 64 rows
+(kernels._cuda_reduce: fixed order, deterministic) and give one thread per element for y and
+dx.
 """
 
 import numpy
 
 from ..backend import get_array_module
 from ..errors import ShapeError
-from . import _dispatch, _workers
+from . import _cuda_reduce, _dispatch, _workers
 from ._cuda import cuda_jit, grid_for, launch
 from ._jit import cpu_jit
 
@@ -338,19 +339,18 @@ def numba_cpu_backward(dy, x, gamma, mean, inv_std, training=True):
 # ---------------------------------------------------------------- Numba CUDA
 
 @cuda_jit
-def _stats_cuda(x, mean, var):
+def _dev2_partials_cuda(x, mean, part, chunk_rows):
+    """First level of the column sums of (x - mean)^2 (kernels._cuda_reduce)."""
     rows, c = x.shape
-    for j in range(cuda.grid(1), c, cuda.gridsize(1)):  # one channel per thread, rows in order
-        s = mean[j]  # 0, as a float64 (a literal 0.0 would be float32 in the simulator)
-        for r in range(rows):
-            s += x[r, j]
-        m = s / rows
-        q = var[j]
-        for r in range(rows):
+    for e in range(cuda.grid(1), part.shape[0] * c, cuda.gridsize(1)):
+        k = e // c
+        j = e - k * c
+        s = part[k, j]  # 0, as a float64 (a literal 0.0 would be float32 in the simulator)
+        m = mean[j]
+        for r in range(k * chunk_rows, min(rows, (k + 1) * chunk_rows)):
             d = x[r, j] - m
-            q += d * d
-        mean[j] = m
-        var[j] = q / rows
+            s += d * d
+        part[k, j] = s
 
 
 @cuda_jit
@@ -363,18 +363,21 @@ def _affine_cuda(x, mean, scale, offset, y, total):
 
 
 @cuda_jit
-def _grad_sums_cuda(dy, x, mean, sum_dy, sum_dy_dev):
+def _grad_partials_cuda(dy, x, mean, part_dy, part_dev, chunk_rows):
+    """First level of the column sums of dy and dy * (x - mean) (kernels._cuda_reduce)."""
     rows, c = x.shape
-    for j in range(cuda.grid(1), c, cuda.gridsize(1)):
-        s = sum_dy[j]  # float64 zeros
-        t = sum_dy_dev[j]
+    for e in range(cuda.grid(1), part_dy.shape[0] * c, cuda.gridsize(1)):
+        k = e // c
+        j = e - k * c
+        s = part_dy[k, j]  # float64 zeros
+        t = part_dev[k, j]
         m = mean[j]
-        for r in range(rows):
+        for r in range(k * chunk_rows, min(rows, (k + 1) * chunk_rows)):
             g = dy[r, j]
             s += g
             t += g * (x[r, j] - m)
-        sum_dy[j] = s
-        sum_dy_dev[j] = t
+        part_dy[k, j] = s
+        part_dev[k, j] = t
 
 
 @cuda_jit
@@ -387,7 +390,8 @@ def _dx_cuda(dy, x, mean, a, b, c_, dx, total):
 
 
 def numba_cuda_forward(x, gamma, beta, epsilon, mean=None, var=None):
-    """Numba CUDA form: one thread per channel for the statistics, one per element for y."""
+    """Numba CUDA form: the statistics as parallel column sums (kernels._cuda_reduce: the
+    sums, then the squared deviations from the mean), one thread per element for y."""
     _check_forward(x, gamma, beta, mean, var)
     rows, c = x.shape
     if rows == 0 or c == 0:
@@ -395,8 +399,11 @@ def numba_cuda_forward(x, gamma, beta, epsilon, mean=None, var=None):
     xp = get_array_module(x)
     x = xp.ascontiguousarray(x)
     if mean is None:
-        mean, var = xp.zeros(c, dtype=numpy.float64), xp.zeros(c, dtype=numpy.float64)
-        launch(_stats_cuda, *grid_for(c), x, mean, var)
+        sums, var = xp.zeros(c, dtype=numpy.float64), xp.zeros(c, dtype=numpy.float64)
+        mean = _cuda_reduce.column_sums(xp, x, sums) / rows
+        part = _cuda_reduce.zeros(xp, rows, c)
+        launch(_dev2_partials_cuda, *grid_for(part.size), x, mean, part, _cuda_reduce.CHUNK_ROWS)
+        var = _cuda_reduce.finish(xp, part, var) / rows
     else:
         mean, var = _f64(xp, mean), _f64(xp, var)
     inv_std, scale, offset = _forward_coefficients(xp, var, gamma, beta, epsilon)
@@ -406,7 +413,8 @@ def numba_cuda_forward(x, gamma, beta, epsilon, mean=None, var=None):
 
 
 def numba_cuda_backward(dy, x, gamma, mean, inv_std, training=True):
-    """Numba CUDA form: one thread per channel for the sums, one per element for dx."""
+    """Numba CUDA form: the two sums as parallel column sums (kernels._cuda_reduce), one
+    thread per element for dx."""
     _check_backward(dy, x, gamma, mean, inv_std)
     rows, c = x.shape
     if rows == 0 or c == 0:
@@ -415,7 +423,11 @@ def numba_cuda_backward(dy, x, gamma, mean, inv_std, training=True):
     dy, x = xp.ascontiguousarray(dy), xp.ascontiguousarray(x)
     mean, inv_std = _f64(xp, mean), _f64(xp, inv_std)
     sum_dy, sum_dy_dev = xp.zeros(c, dtype=numpy.float64), xp.zeros(c, dtype=numpy.float64)
-    launch(_grad_sums_cuda, *grid_for(c), dy, x, mean, sum_dy, sum_dy_dev)
+    part_dy, part_dev = _cuda_reduce.zeros(xp, rows, c), _cuda_reduce.zeros(xp, rows, c)
+    launch(_grad_partials_cuda, *grid_for(part_dy.size), dy, x, mean, part_dy, part_dev,
+           _cuda_reduce.CHUNK_ROWS)
+    _cuda_reduce.finish(xp, part_dy, sum_dy)
+    _cuda_reduce.finish(xp, part_dev, sum_dy_dev)
     dgamma, a, b, c_ = _backward_coefficients(xp, sum_dy, sum_dy_dev, gamma, inv_std, rows,
                                               training)
     dx = xp.empty_like(dy)

@@ -8,16 +8,17 @@
 `z`/`dy`/`y` are C-contiguous 2-D arrays (rows, F) with F = bias.size (a convolution's
 output reshaped to (N*OH*OW, F) is one). NaN stays NaN in the forward, as with
 `maximum(z, 0)`. `bias_grad` is float64 (sums over many rows; the caller casts or adds it
-to other chunks' sums in a fixed order, so results are deterministic); every form sums
-the rows in order per column, so the Numba forms agree with each other to the last bit
-and with the reference (a pairwise NumPy sum) to rounding.
+to other chunks' sums in a fixed order, so results are deterministic). The Numba CPU form
+sums the rows in order per column; the CUDA form sums chunks of 64 rows in parallel, then
+the chunks (kernels._cuda_reduce); both agree with the reference (a pairwise NumPy sum) to
+rounding.
 """
 
 import numpy
 
 from ..backend import get_array_module
 from ..errors import ShapeError
-from . import _dispatch
+from . import _cuda_reduce, _dispatch
 from ._cuda import cuda_jit, grid_for, launch
 from ._jit import cpu_jit, prange
 
@@ -120,22 +121,18 @@ def _bias_relu_cuda(z, bias, total):
 
 
 @cuda_jit
-def _relu_mask_cuda(dy, y, dz, total):
-    f = dy.shape[1]
-    for e in range(cuda.grid(1), total, cuda.gridsize(1)):
-        r = e // f
-        j = e - r * f
-        dz[r, j] = dy[r, j] if y[r, j] > 0 else 0
-
-
-@cuda_jit
-def _column_sums_cuda(dz, acc):
-    rows, f = dz.shape
-    for j in range(cuda.grid(1), f, cuda.gridsize(1)):  # one column per thread, rows in order
-        s = acc[j]  # 0, as a float64 (a literal 0.0 would be float32 in the simulator)
-        for r in range(rows):
-            s += dz[r, j]
-        acc[j] = s
+def _relu_mask_partials_cuda(dy, y, dz, part, chunk_rows):
+    """The mask and the first level of its column sums (kernels._cuda_reduce) in one pass."""
+    rows, f = dy.shape
+    for e in range(cuda.grid(1), part.shape[0] * f, cuda.gridsize(1)):
+        k = e // f
+        j = e - k * f
+        s = part[k, j]  # 0, as a float64 (a literal 0.0 would be float32 in the simulator)
+        for r in range(k * chunk_rows, min(rows, (k + 1) * chunk_rows)):
+            v = dy[r, j] if y[r, j] > 0 else 0
+            dz[r, j] = v
+            s += v
+        part[k, j] = s
 
 
 def numba_cuda(z, bias):
@@ -152,17 +149,18 @@ def numba_cuda(z, bias):
 
 
 def numba_cuda_grad(dy, y, out=None):
-    """Numba CUDA form: the mask per element, then one thread per column sums it in order."""
+    """Numba CUDA form: the mask and the first level of its column sums in one pass (one
+    thread per chunk of rows of a column), then the partials summed (kernels._cuda_reduce)."""
     _check_grad(dy, y, out)
     xp = get_array_module(dy, y)
     dy, y = xp.ascontiguousarray(dy), xp.ascontiguousarray(y)
     dz = out if out is not None and out.flags.c_contiguous else xp.empty_like(dy)
     acc = xp.zeros(dy.shape[1], dtype=numpy.float64)
     if dy.size:
-        blocks, threads = grid_for(dy.size)
-        launch(_relu_mask_cuda, blocks, threads, dy, y, dz, dy.size)
-        blocks, threads = grid_for(dy.shape[1])
-        launch(_column_sums_cuda, blocks, threads, dz, acc)
+        part = _cuda_reduce.zeros(xp, *dy.shape)
+        launch(_relu_mask_partials_cuda, *grid_for(part.size), dy, y, dz, part,
+               _cuda_reduce.CHUNK_ROWS)
+        _cuda_reduce.finish(xp, part, acc)
     if out is not None and dz is not out:
         out[...] = dz
         dz = out

@@ -360,15 +360,15 @@ def numba_cuda_backward(grad, argmax, x_shape, pool_size, strides, padding="vali
 
 def numba_cuda_relu_grad(grad, argmax, pooled, x_shape, pool_size, strides, padding="valid",
                          out=None):
-    """Numba CUDA form: the mask by CuPy, the CUDA backward's gather, then one thread per
-    column sums its rows in order (bias_relu's column-sum kernel)."""
-    from .bias_relu import _column_sums_cuda
+    """Numba CUDA form: the mask by CuPy, the CUDA backward's gather, then the column sums in
+    parallel chunks of rows (kernels._cuda_reduce)."""
+    from . import _cuda_reduce
     dz, x_shape = _masked_backward(numba_cuda_backward, grad, argmax, pooled, x_shape,
                                    pool_size, strides, padding, out)
-    acc = get_array_module(dz).zeros(x_shape[3], dtype=numpy.float64)
+    xp = get_array_module(dz)
+    acc = xp.zeros(x_shape[3], dtype=numpy.float64)
     if dz.size:
-        blocks, threads = grid_for(x_shape[3])
-        launch(_column_sums_cuda, blocks, threads, dz, acc)
+        _cuda_reduce.column_sums(xp, dz.reshape(-1, x_shape[3]), acc)
     return dz, acc
 
 

@@ -68,3 +68,46 @@ def test_winograd_conv(dtype, shape, padding):
     want = wg.reference(x, u, padding, bias=bias, relu=True)
     got = wg.numba_cuda(x, u, padding, bias=bias, relu=True)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+red = importlib.import_module("accelnet.kernels._cuda_reduce")
+
+
+@pytest.mark.parametrize("rows", [1, 64, 65, 4097])
+def test_column_sums_in_chunks_equal_the_float64_sums(rows):
+    """Chunks of 64 rows, then the chunks' partials, level by level (4097 rows: 65 partial rows,
+    then 2, then the sum): the float64 column sums to rounding, in a fixed order."""
+    rng = np.random.default_rng(rows)
+    a = rng.standard_normal((rows, 3)).astype(np.float32)
+    got = red.column_sums(np, a, np.zeros(3))
+    np.testing.assert_allclose(got, a.sum(axis=0, dtype=np.float64), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(red.column_sums(np, a, np.zeros(3)), got)  # same order
+
+
+def test_relu_bias_grad_past_one_chunk_level():
+    rng = np.random.default_rng(1)
+    dy = rng.standard_normal((4200, 2)).astype(np.float32)
+    y = rng.standard_normal((4200, 2)).astype(np.float32)
+    want_dz, want_db = br.reference_grad(dy, y)
+    dz, db = br.numba_cuda_grad(dy, y)
+    np.testing.assert_array_equal(dz, want_dz)
+    np.testing.assert_allclose(db, want_db, rtol=1e-12, atol=1e-12)
+
+
+def test_batch_norm_statistics_and_sums_past_one_chunk_level():
+    bn = importlib.import_module("accelnet.kernels.batch_norm")
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((4200, 2)) * 3 + 0.5).astype(np.float32)
+    dy = rng.standard_normal((4200, 2)).astype(np.float32)
+    want = bn.reference_forward(x, None, None, 1e-3)
+    got = bn.numba_cuda_forward(x, None, None, 1e-3)
+    for g, w in zip(got[1:], want[1:]):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    got_b = bn.numba_cuda_backward(dy, x, None, want[1], want[3])
+    np.testing.assert_allclose(got_b[0], bn.reference_backward(dy, x, None, want[1], want[3])[0],
+                               rtol=1e-4, atol=1e-5)
+    # the sums are float64 arithmetic on the float32 inputs: the float64 reference's, to rounding
+    want_b = bn.reference_backward(dy.astype(np.float64), x.astype(np.float64), None, want[1],
+                                   want[3])
+    for g, w in zip(got_b[1:], want_b[1:]):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-9)
