@@ -119,14 +119,15 @@ def _adjoint_cuda(dv, dx, bt, top, left, th, tw, m, total):
         y = (e // (c * w)) % h
         b = e // (c * w * h)
         acc = 0.0
-        for i in range(th):
+        # only the tiles whose patch holds (y, z): 0 <= y + top - m*i < a (a few, not th)
+        i0 = max(0, -((a - 1 - y - top) // m))
+        i1 = min(th, (y + top) // m + 1)
+        j0 = max(0, -((a - 1 - z - left) // m))
+        j1 = min(tw, (z + left) // m + 1)
+        for i in range(i0, i1):
             p = y + top - m * i
-            if p < 0 or p >= a:
-                continue
-            for j in range(tw):
+            for j in range(j0, j1):
                 q = z + left - m * j
-                if q < 0 or q >= a:
-                    continue
                 t = (b * th + i) * tw + j
                 for p2 in range(a):
                     row = 0.0
