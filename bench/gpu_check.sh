@@ -501,8 +501,11 @@ run_step step_profile_1024 60 env ACCELNET_BACKEND=gpu "$PY" -m bench.step_profi
   --batch 1024 --only cnn --json "$OUT/step_profile_1024.json"
 
 # ---------------------------------------------------------------- 6. kernel microbench (numba-cuda form vs CuPy reference), if time is left
+# (full shapes: the quick ones, 8-16 images, left every GPU kernel launch-bound; numba-cuda
+# with the direct launch, whose "match" column also checks it)
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && log "SKIP bench_kernels (dry run: the simulator is too slow)" ||
-run_step bench_kernels 75 env ACCELNET_BACKEND=gpu "$PY" -m bench --suite kernels --quick --out "$OUT/bench_kernels"
+run_step bench_kernels 120 env ACCELNET_BACKEND=gpu ACCELNET_CUDA_FAST_LAUNCH=1 "$PY" -m bench --suite kernels \
+  --out "$OUT/bench_kernels"
 
 # ---------------------------------------------------------------- 7. one results.json + summary
 cat > "$OUT/_py/collect.py" <<'PYEOF'
