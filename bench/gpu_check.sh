@@ -203,6 +203,24 @@ try:
 except Exception as e:
     res["numba_cuda_error"] = f"{type(e).__name__}: {e}"
     impls = ["reference"]
+if "numba-fast" in impls:  # a wrong launch could poison this process's CUDA context: try it apart
+    import subprocess
+    check = ("import os, cupy as cp, numpy as np, importlib\n"
+             "os.environ['ACCELNET_CUDA_FAST_LAUNCH'] = '1'\n"
+             "import accelnet as an; an.use('gpu')\n"
+             "relu = importlib.import_module('accelnet.kernels.relu_backward')\n"
+             "dy = cp.asarray(np.random.default_rng(0).standard_normal(4099).astype(np.float32))\n"
+             "x = cp.asarray(np.random.default_rng(1).standard_normal(4099).astype(np.float32))\n"
+             "want = relu.reference(dy, x).get()\n"
+             "for _ in range(3):\n"
+             "    got = relu.numba_cuda(dy, x); cp.cuda.get_current_stream().synchronize()\n"
+             "    assert np.array_equal(got.get(), want)\n"
+             "print('fast launch ok')\n")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    res["fast_launch_check"] = (done.stdout + done.stderr)[-1500:]
+    if done.returncode != 0:
+        impls.remove("numba-fast")
+        res["notes"].append("numba-fast arm left out: the direct launch failed its check")
 from bench import workloads, peers_torch
 BATCH = 128
 PLAN = ([("mlp", 16, 2), ("cnn", 2, 1), ("mlp", 32, 1)] if QUICK else   # dry run (simulator)
