@@ -42,7 +42,7 @@ import time
 import numpy
 
 from ..backend import _blas_controller, get_array_module
-from . import _dispatch, _mkl
+from . import _cublas, _dispatch, _mkl
 
 DEFAULT_CHUNK_KB = 2048  # measured on 2 workers, batch 128, min of 30 alternated steps:
 # mnist_cnn 35.1 ms at 8 MiB, 33.7 at 2 MiB; seed 004 27.8 / 27.2; CIFAR-shaped 87.2 / 85.4
@@ -190,9 +190,12 @@ def split_axis(m, k, n):
 
 
 def matmul(a, b, out=None, alpha=1.0, beta=0.0):
-    """out = alpha * a @ b + beta * out: MKL's GEMM where it applies (kernels._mkl), else
-    the arrays' own matmul (with the scaling as separate passes)."""
+    """out = alpha * a @ b + beta * out: MKL's GEMM where it applies (kernels._mkl), cuBLAS's
+    with alpha/beta for CuPy arrays where that applies (kernels._cublas), else the arrays' own
+    matmul (with the scaling as separate passes)."""
     result = _mkl.gemm(a, b, out, alpha, beta)
+    if result is None and (alpha != 1 or beta != 0):  # a plain product: CuPy's matmul
+        result = _cublas.gemm(a, b, out, alpha, beta)
     if result is not None:
         return result
     xp = get_array_module(a, b)
@@ -211,11 +214,13 @@ def matmul(a, b, out=None, alpha=1.0, beta=0.0):
 
 
 def gemm_accumulates(array):
-    """Whether `gemm(a, b, out, alpha, beta=1)` adds into `out` inside the product (MKL) for
-    arrays like `array`, instead of a product, a scaling and an addition as separate passes:
-    only then is folding an update into a gradient's product (Dense) worth it."""
-    return (type(array) is numpy.ndarray and array.dtype in (numpy.float32, numpy.float64)
-            and _mkl.enabled())
+    """Whether `gemm(a, b, out, alpha, beta=1)` adds into `out` inside the product (MKL, or
+    cuBLAS for CuPy arrays) for arrays like `array`, instead of a product, a scaling and an
+    addition as separate passes: only then is folding an update into a gradient's product
+    (Dense) worth it."""
+    if type(array) is numpy.ndarray:
+        return array.dtype in (numpy.float32, numpy.float64) and _mkl.enabled()
+    return _cublas.applies(array)
 
 
 def gemm(a, b, out=None, alpha=1.0, beta=0.0):
