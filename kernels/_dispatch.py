@@ -91,13 +91,15 @@ FORMS = {
                    "numba-cuda": ("optimizer_update", "numba_cuda_sgd")},
 }
 
-# GPU: numba-cuda only for softmax-CE, the one kernel whose numba-cuda form made whole training
-# steps faster on an H100 (bench/results/gpu_check_vm_20261127-024617: one launch against the
-# reference's ~20; MLP b128 2.26 ms/step with it, 2.44 without; mnist_cnn's loss 2.3 -> 1.1 ms).
-# The kernel bench also had dropout_mask, max_pool, Winograd and col2im 1.1-2.2x faster at 8-16
-# images, but with them on mnist_cnn's b128 step went 7.2 -> 10.5 ms: the CuPy references stay.
-# numba-cuda's launch costs ~0.2 ms from Python against CuPy's ~0.05. CPU adam_update and
-# sgd_update: one pass against the reference's several, measured 4.7x for Adam over
+# GPU: numba-cuda only for softmax-CE: one launch against the reference's ~20, 1.8-1.9x in the
+# H100 kernel bench at every shape (bench/results/gpu_check_vm_20261127-024617), 0.99 against
+# 1.85 ms of host time behind queued work (gpu_launch_sync_vm_20261127-025500), mnist_cnn's
+# synced loss part 2.3 -> 1.1 ms. Elsewhere the CuPy references: a numba-cuda launch costs
+# ~0.2 ms of host time against CuPy's ~0.05 (relu_backward 0.4x, relu_bias_grad 0.3x,
+# batch_norm 0.3-0.5x); dropout_mask, max_pool, Winograd and col2im were 1.1-2.2x at 8-16
+# images, which that check's fit rows could not confirm (contenders timed one after another;
+# see the README). ACCELNET_CUDA_FAST_LAUNCH (kernels._cuda_launch) may change this.
+# CPU adam_update and sgd_update: one pass against the reference's several, measured 4.7x for Adam over
 # mnist_cnn's 1.2 M parameters (3.8 -> 0.8 ms) and 1.8x for SGD over the MLP's 0.67 M.
 DEFAULTS = {
     "softmax_cross_entropy": {"cpu": "numba", "gpu": "numba"},
