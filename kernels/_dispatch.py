@@ -99,8 +99,8 @@ FORMS = {
 # batch_norm 0.3-0.5x); dropout_mask, max_pool, Winograd and col2im were 1.1-2.2x at 8-16
 # images, which that check's fit rows could not confirm (contenders timed one after another;
 # see the README). ACCELNET_CUDA_FAST_LAUNCH (kernels._cuda_launch) may change this.
-# CPU adam_update and sgd_update: one pass against the reference's several, measured 4.7x for Adam over
-# mnist_cnn's 1.2 M parameters (3.8 -> 0.8 ms) and 1.8x for SGD over the MLP's 0.67 M.
+# CPU adam_update and sgd_update: one pass against the reference's several, measured 4.7x for
+# Adam over mnist_cnn's 1.2 M parameters (3.8 -> 0.8 ms) and 1.8x for SGD over the MLP's 0.67 M.
 DEFAULTS = {
     "softmax_cross_entropy": {"cpu": "numba", "gpu": "numba"},
     "relu_backward": {"cpu": "numba", "gpu": "reference"},
