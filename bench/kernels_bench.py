@@ -201,7 +201,8 @@ def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
     fn = getattr(K, kernel)
     host_args, kwargs = make(numpy.random.default_rng(seed))
     args = tuple(backend.asarray(a) if isinstance(a, numpy.ndarray) else a for a in host_args)
-    kwargs = {k: backend.asarray(v) if isinstance(v, numpy.ndarray) else v for k, v in kwargs.items()}
+    kwargs = {k: backend.asarray(v) if isinstance(v, numpy.ndarray) else v
+              for k, v in kwargs.items()}
 
     def form(name):
         def call():

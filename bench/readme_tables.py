@@ -121,13 +121,15 @@ def gpu_block(results, path):
     tests, smoke = results["pytest_gpu"], results["smoke"]
     smoke_ok = sum(1 for v in smoke.values() if isinstance(v, dict) and v.get("ok"))
     smoke_all = sum(1 for v in smoke.values() if isinstance(v, dict) and "ok" in v)
-    passed = int(tests["tests"]) - int(tests["failures"]) - int(tests["errors"]) - int(tests["skipped"])
+    failed, errors, skipped = int(tests["failures"]), int(tests["errors"]), int(tests["skipped"])
+    passed = int(tests["tests"]) - failed - errors - skipped
     lines = [f"Measured by `python -m bench --suite gpu` (`{os.path.relpath(path, ROOT)}`): "
              f"{cupy['device']} (compute {cupy['cc']}), driver CUDA {cupy['driver']}, CuPy "
-             f"{cupy['cupy']} (runtime {cupy['runtime']}), numba-cuda {versions.get('numba-cuda', '-')}, "
+             f"{cupy['cupy']} (runtime {cupy['runtime']}), "
+             f"numba-cuda {versions.get('numba-cuda', '-')}, "
              f"NumPy {versions.get('numpy', '-')}, PyTorch {versions.get('torch', '-')}. "
-             f"`pytest -m gpu`: {passed} passed, {tests['failures']} failed, {tests['errors']} errors, "
-             f"{tests['skipped']} skipped; smoke runs on the device: {smoke_ok} of {smoke_all} ok.", "",
+             f"`pytest -m gpu`: {passed} passed, {failed} failed, {errors} errors, "
+             f"{skipped} skipped; smoke runs on the device: {smoke_ok} of {smoke_all} ok.", "",
              "| model | batch | contender | ms/step | / PyTorch CUDA |", "|---|---|---|---|---|"]
     for row in results["train_bench"]["rows"]:
         ratio = f"{row['accelnet_over_torch']:.2f}×" if "accelnet_over_torch" in row else "-"
@@ -139,7 +141,8 @@ def gpu_block(results, path):
         for name, prof in profile.items():
             acc = prof.get("accelnet", {})
             parts.append(f"{name} loss {acc.get('loss_ms', 0):.2f} ms, optimizer "
-                         f"{acc.get('optimizer_ms', 0):.2f} ms, step {acc.get('step_ms', 0):.2f} ms")
+                         f"{acc.get('optimizer_ms', 0):.2f} ms, "
+                         f"step {acc.get('step_ms', 0):.2f} ms")
         lines += ["", "Step profile at batch 128 (each part synced; default kernels): "
                   + "; ".join(parts) + "."]
     return "\n".join(lines)

@@ -11,10 +11,10 @@ layer's and the second shows 0; where a Conv2D's backward runs the one before it
 a forward chain (`forward_chained`) counts as the earlier layer's forward, the later's shows 0.
 
 accelnet: each layer's `forward`/`backward`, the model's loss and the optimizer's
-`apply` are wrapped with timers on the instance. On the GPU backend (`--device gpu`, PyTorch on
-CUDA) every timed part is bracketed by a device sync, so it counts its kernels' run time,
-not only their launch; the whole step is timed with no syncs inside. PyTorch: forward pre/post hooks per
-module; the backward of module i is the time between the gradient reaching its output
+`apply` are wrapped with timers on the instance. On the GPU backend (`--device gpu`, PyTorch
+on CUDA) every timed part is bracketed by a device sync, so it counts its kernels' run time,
+not only their launch; the whole step is timed with no syncs inside. PyTorch: forward pre/post
+hooks per module; the backward of module i is the time between the gradient reaching its output
 (full backward pre-hooks) and reaching the previous module's output.
 """
 import time

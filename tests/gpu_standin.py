@@ -3,8 +3,8 @@
 `install()` puts the stand-in on `sys.path` and imports it as `cupy` (once per process; it
 then stays, as a real CuPy would). Where a real CuPy is installed (tests/conftest.py imports it
 first) the stand-in cannot be `cupy` too: the test or module that asks for it is skipped, and
-the `gpu`-marked tests run on the real device instead. `gpu_backend(**env)` makes a fresh `GpuBackend` over it
-the active backend for a `with` block: `_import_cupy`, device binding and the numba-cuda
+the `gpu`-marked tests run on the real device instead. `gpu_backend(**env)` makes a fresh
+`GpuBackend` over it the active backend for a `with` block: `_import_cupy`, device binding and the numba-cuda
 toolchain probe all run for real. Environment keys (`STANDIN_CUPY_DEVICES`, `..._DRIVER`,
 `..._RUNTIME`, `..._BROKEN`) configure the stand-in for that block.
 """
