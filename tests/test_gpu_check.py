@@ -10,14 +10,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_gpu_check_dry_run_on_the_standin(tmp_path):
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", BUDGET_S="240",
+def _dry_run(tmp_path, **env):
+    """The GPU check's dry run on the stand-in under the simulator: its output folder."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", **env,
                PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "cupy_standin"), str(ROOT)]))
     proc = subprocess.run([sys.executable, "-m", "bench", "--suite", "gpu", "--quick",
                            "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
+    return run_dir
+
+
+def test_gpu_check_dry_run_on_the_standin(tmp_path):
+    run_dir = _dry_run(tmp_path, BUDGET_S="240")
     assert sorted(p.name for p in run_dir.iterdir()) == ["gpu_check_all.tgz", "results.json",
                                                          "summary.txt"]
     results = json.loads((run_dir / "results.json").read_text())
@@ -35,13 +41,7 @@ def test_gpu_check_dry_run_on_the_standin(tmp_path):
 
 def test_gpu_check_steps_runs_only_the_named_steps(tmp_path):
     """GPU_CHECK_STEPS="probe": a short confirming call runs the probe and skips the rest."""
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", BUDGET_S="120", GPU_CHECK_STEPS="probe",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "cupy_standin"), str(ROOT)]))
-    proc = subprocess.run([sys.executable, "-m", "bench", "--suite", "gpu", "--quick",
-                           "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run_dir,) = tmp_path.iterdir()
+    run_dir = _dry_run(tmp_path, BUDGET_S="120", GPU_CHECK_STEPS="probe")
     rc = json.loads((run_dir / "results.json").read_text())["step_rc"]
     assert rc["probe"] == "0"
     assert rc["pytest_gpu"] == rc["train_bench"] == rc["smoke"] == "skipped", rc
