@@ -19,6 +19,8 @@ configuration, or with an argument type outside that list keeps numba's own laun
 import ctypes
 import os
 
+from ..backend import is_device_array
+
 ENV_VAR = "ACCELNET_CUDA_FAST_LAUNCH"
 
 _entries = {}  # (id(dispatcher), signature key) -> (kernel, argument types) or None
@@ -39,7 +41,7 @@ def signature_key(args):
     """What identifies numba's overload for these arguments, read without numba's typing."""
     key = []
     for a in args:
-        if hasattr(a, "__cuda_array_interface__"):
+        if is_device_array(a):  # by type: CuPy's __cuda_array_interface__ builds a dict
             key.append((a.dtype.str, a.ndim, _layout(a)))
         else:
             key.append(type(a) if not hasattr(a, "dtype") else (type(a), a.dtype.str))

@@ -18,14 +18,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class DeviceArray:
     """What the fast path reads from a CuPy array: dtype, shape, strides (bytes), size, flags,
-    data.ptr, and the array interface's presence."""
+    data.ptr, and its type's module (a CuPy array's is cupy's)."""
 
     def __init__(self, host, ptr=0x7F0000001000):
         self.host = host
         self.dtype, self.shape, self.strides = host.dtype, host.shape, host.strides
         self.size, self.ndim, self.flags = host.size, host.ndim, host.flags
         self.data = type("Pointer", (), {"ptr": ptr})()
-        self.__cuda_array_interface__ = {"shape": host.shape}
+
+
+DeviceArray.__module__ = "cupy._fake"  # what is_device_array reads, as for the stand-in
 
 
 def test_array_parameters_follow_numba_cudas_abi():
