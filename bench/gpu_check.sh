@@ -164,7 +164,7 @@ run_step probe 75 "$PY" "$OUT/_py/probe.py"
 
 # ---------------------------------------------------------------- 3. GPU-marked tests (kernel parity on the device)
 # --continue-on-collection-errors: a missing hypothesis must not stop the gpu tests from running
-run_step pytest_gpu 150 "$PY" -m pytest -m gpu tests -q -rs -p no:cacheprovider --durations=8 \
+run_step pytest_gpu 210 "$PY" -m pytest -m gpu tests -q -rs -p no:cacheprovider --durations=8 \
   --continue-on-collection-errors --junitxml="$OUT/pytest_gpu.xml" ${PYTEST_ARGS:-}
 
 # ---------------------------------------------------------------- 4. training: accelnet GPU vs PyTorch CUDA, time/step
