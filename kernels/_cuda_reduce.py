@@ -2,8 +2,9 @@
 
 The first CUDA forms summed each column in one thread, rows in order: C threads for the whole
 array, each walking every row. That is O(rows) serial work per thread: at batch 1024 the
-bias gradient of mnist_cnn's conv2 ((589824, 64)) took most of a ~270 ms step on an H100
-(bench/results/gpu_check_vm_20261127-024617, the all-numba arm). Here each thread sums a chunk
+bias gradient of mnist_cnn's conv2 is (589824, 64), 64 threads of 589824 additions each, the
+likely cause (not yet profiled on a device) of the all-numba arm's ~270 ms step on an H100
+(bench/results/gpu_check_vm_20261127-024617). Here each thread sums a chunk
 of CHUNK_ROWS rows of one column into a float64 partial (threads of a warp read consecutive
 columns of a row: coalesced), and the partials are summed the same way, level by level, until
 one row is left. The order of additions depends on the shape only, so results are
