@@ -198,29 +198,14 @@ res["describe"] = be.describe()
 cp = be.xp
 try:
     kernels.relu_backward(cp.ones(8, cp.float32), cp.ones(8, cp.float32)); be.synchronize()
-    # default: the mix DEFAULTS picks; numba-fast: numba with ACCELNET_CUDA_FAST_LAUNCH=1
-    impls = ["numba", "reference"] if QUICK else ["default", "numba", "numba-fast", "reference"]
+    # default: the mix DEFAULTS picks; numba-slow: numba through numba's own launch
+    # (ACCELNET_CUDA_FAST_LAUNCH=0), the other arms through the direct one
+    impls = ["numba", "reference"] if QUICK else ["default", "numba", "numba-slow", "reference"]
 except Exception as e:
     res["numba_cuda_error"] = f"{type(e).__name__}: {e}"
     impls = ["reference"]
-if "numba-fast" in impls:  # a wrong launch could poison this process's CUDA context: try it apart
-    import subprocess
-    check = ("import os, cupy as cp, numpy as np, importlib\n"
-             "os.environ['ACCELNET_CUDA_FAST_LAUNCH'] = '1'\n"
-             "import accelnet as an; an.use('gpu')\n"
-             "relu = importlib.import_module('accelnet.kernels.relu_backward')\n"
-             "dy = cp.asarray(np.random.default_rng(0).standard_normal(4099).astype(np.float32))\n"
-             "x = cp.asarray(np.random.default_rng(1).standard_normal(4099).astype(np.float32))\n"
-             "want = relu.reference(dy, x).get()\n"
-             "for _ in range(3):\n"
-             "    got = relu.numba_cuda(dy, x); cp.cuda.get_current_stream().synchronize()\n"
-             "    assert np.array_equal(got.get(), want)\n"
-             "print('fast launch ok')\n")
-    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
-    res["fast_launch_check"] = (done.stdout + done.stderr)[-1500:]
-    if done.returncode != 0:
-        impls.remove("numba-fast")
-        res["notes"].append("numba-fast arm left out: the direct launch failed its check")
+from accelnet.kernels import _cuda_launch
+res["fast_launch_check_problem"] = _cuda_launch.check_problem()  # the backend's start-up check
 from bench import workloads, peers_torch
 BATCH = 128
 PLAN = ([("mlp", 16, 2), ("cnn", 2, 1), ("mlp", 32, 1)] if QUICK else   # dry run (simulator)
@@ -235,16 +220,17 @@ ROUNDS = 1 if QUICK else 3
 import contextlib
 @contextlib.contextmanager
 def family(impl):
-    """kernels.implementation for the arm; numba-fast also sets ACCELNET_CUDA_FAST_LAUNCH=1."""
-    fast = impl.endswith("-fast")
-    saved = os.environ.get("ACCELNET_CUDA_FAST_LAUNCH")
-    os.environ["ACCELNET_CUDA_FAST_LAUNCH"] = "1" if fast else "0"
+    """kernels.implementation for the arm; numba-slow also sets ACCELNET_CUDA_FAST_LAUNCH=0."""
+    slow = impl.endswith("-slow")
+    saved = os.environ.pop("ACCELNET_CUDA_FAST_LAUNCH", None)
+    if slow:
+        os.environ["ACCELNET_CUDA_FAST_LAUNCH"] = "0"
     try:
-        with kernels.implementation(None if impl == "default" else impl.replace("-fast", "")):
+        with kernels.implementation(None if impl == "default" else impl.replace("-slow", "")):
             yield
     finally:
-        if saved is None: os.environ.pop("ACCELNET_CUDA_FAST_LAUNCH", None)
-        else: os.environ["ACCELNET_CUDA_FAST_LAUNCH"] = saved
+        os.environ.pop("ACCELNET_CUDA_FAST_LAUNCH", None)
+        if saved is not None: os.environ["ACCELNET_CUDA_FAST_LAUNCH"] = saved
 def accelnet_contender(name, impl, xd, yd, n, bs):
     """(warm-up s, run()) for one kernel family: the model built and warmed in the family's block."""
     with family(impl):
@@ -486,14 +472,14 @@ def cpu_gpu_parity_one_epoch():
 def launch_overhead_us():
     relu = importlib.import_module("accelnet.kernels.relu_backward")
     a = cp.ones(1024, cp.float32); r = {}
-    def fast(a):
-        os.environ["ACCELNET_CUDA_FAST_LAUNCH"] = "1"
+    def slow(a):
+        os.environ["ACCELNET_CUDA_FAST_LAUNCH"] = "0"
         try:
             return relu.numba_cuda(a, a)
         finally:
             os.environ.pop("ACCELNET_CUDA_FAST_LAUNCH", None)
-    for name, fn in (("numba_cuda relu_backward", lambda: relu.numba_cuda(a, a)),
-                     ("numba_cuda relu_backward, fast launch", lambda: fast(a)),
+    for name, fn in (("numba_cuda relu_backward, numba's launch", lambda: slow(a)),
+                     ("numba_cuda relu_backward, direct launch", lambda: relu.numba_cuda(a, a)),
                      ("cupy reference relu_backward", lambda: relu.reference(a, a)),
                      ("cupy a*2", lambda: a * 2)):
         fn(); be.synchronize(); t = time.perf_counter()
@@ -520,9 +506,9 @@ run_step step_profile_1024 60 env ACCELNET_BACKEND=gpu "$PY" -m bench.step_profi
 
 # ---------------------------------------------------------------- 6. kernel microbench (numba-cuda form vs CuPy reference), if time is left
 # (full shapes: the quick ones, 8-16 images, left every GPU kernel launch-bound; numba-cuda
-# with the direct launch, whose "match" column also checks it)
+# through the direct launch, the default, whose "match" column also checks it)
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && log "SKIP bench_kernels (dry run: the simulator is too slow)" ||
-run_step bench_kernels 120 env ACCELNET_BACKEND=gpu ACCELNET_CUDA_FAST_LAUNCH=1 "$PY" -m bench --suite kernels \
+run_step bench_kernels 120 env ACCELNET_BACKEND=gpu "$PY" -m bench --suite kernels \
   --out "$OUT/bench_kernels"
 
 # ---------------------------------------------------------------- 7. one results.json + summary

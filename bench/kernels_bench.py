@@ -2,7 +2,8 @@
 
 Both forms get the same inputs at realistic shapes (the MLP's and the Keras mnist_cnn's
 at batch 128). The first call of each form is timed on its own (it includes Numba's
-compile or cache load); then the two alternate (ref, numba, ref, numba, ...) and the
+compile or cache load; the optimizer steps update their inputs in place, so both forms'
+results are compared on fresh copies); then the two alternate (ref, numba, ref, numba, ...) and the
 median and spread of each are reported, with speedup = reference / numba.
 """
 import importlib
@@ -113,6 +114,16 @@ def cases(quick):
                       1e-3), {})))
         out.append(("batch_norm_backward", label, lambda rng, r=rows, c=c:
                     _batch_norm_backward_args(rng, r, c)))
+    # optimizer steps, in place: Adam over mnist_cnn's largest and a small kernel, SGD with
+    # momentum over the MLP's first kernel
+    for label, shape in [("mnist_cnn dense1 kernel", (9216, 128)), ("mnist_cnn conv2 kernel",
+                                                                     (3, 3, 32, 64))]:
+        out.append(("adam_update", f"{label} {shape}", lambda rng, s=shape: (
+            (_normal(rng, s), _normal(rng, s), _normal(rng, s, 0.1), numpy.abs(_normal(rng, s)),
+             1e-3, 0.9, 0.999, 1e-7), {})))
+    shape = (784, 512)
+    out.append(("sgd_update", f"MLP dense1 kernel {shape}, momentum 0.9", lambda rng, s=shape: (
+        (_normal(rng, s), _normal(rng, s), 0.01), {"momentum": 0.9, "v": _normal(rng, s, 0.1)})))
     return out
 
 
@@ -199,10 +210,15 @@ def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
     """Timings of one case: {'reference': {...}, 'numba': {...}, 'speedup', ...}."""
     impl, current = _dispatch_api()
     fn = getattr(K, kernel)
-    host_args, kwargs = make(numpy.random.default_rng(seed))
-    args = tuple(backend.asarray(a) if isinstance(a, numpy.ndarray) else a for a in host_args)
-    kwargs = {k: backend.asarray(v) if isinstance(v, numpy.ndarray) else v
-              for k, v in kwargs.items()}
+
+    def inputs():
+        host_args, host_kwargs = make(numpy.random.default_rng(seed))
+        return (tuple(backend.asarray(a) if isinstance(a, numpy.ndarray) else a
+                      for a in host_args),
+                {k: backend.asarray(v) if isinstance(v, numpy.ndarray) else v
+                 for k, v in host_kwargs.items()})
+
+    args, kwargs = inputs()
 
     def form(name):
         def call():
@@ -222,8 +238,13 @@ def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
     times = timing.alternate(forms, runs, lambda call: timing.clock(call, sync))
     for name in forms:
         row[name].update(timing.spread(times[name]))
-    want = forms["reference"]()
-    row["max_abs_diff"] = _max_abs_diff(want, forms["numba"](), backend)
+    def on_fresh_inputs(name):  # optimizer kernels update their arguments in place
+        fresh_args, fresh_kwargs = inputs()
+        with impl(name):
+            return fn(*fresh_args, **fresh_kwargs)
+
+    want = on_fresh_inputs("reference")
+    row["max_abs_diff"] = _max_abs_diff(want, on_fresh_inputs("numba"), backend)
     # relative to the output's magnitude: gradients summed over a batch reach the hundreds
     row["match"] = row["max_abs_diff"] <= 1e-4 * max(1.0, _max_abs(want, backend))
     row["speedup"] = row["reference"]["median_s"] / row["numba"]["median_s"]

@@ -6,10 +6,10 @@
 - `launch(kernel, grid, block, *args)`: runs on CuPy's current stream (ordered with the
   surrounding CuPy work, no host sync); CuPy arrays are wrapped without a copy and without
   a stream object of their own (one cached stream per CuPy stream, not one per argument).
-  With ACCELNET_CUDA_FAST_LAUNCH=1, repeat launches skip numba's per-call wrapping and
-  typing (`_cuda_launch`).
+  Repeat launches skip numba's per-call wrapping and typing (`_cuda_launch`; off with
+  ACCELNET_CUDA_FAST_LAUNCH=0).
 - `probe_toolchain(xp)`: compile and launch a one-element kernel once, when the GPU
-  backend starts. numba-cuda installed without its `[cu12]`/`[cu13]` extra (no NVVM/NVRTC)
+  backend starts, then check the direct launch against numba's (`check_fast_launch`). numba-cuda installed without its `[cu12]`/`[cu13]` extra (no NVVM/NVRTC)
   fails there, not inside `fit`: we warn once, naming the extra, and the dispatcher runs
   the reference forms (`toolchain_problem()`).
 - Under Numba's CUDA simulator (`NUMBA_ENABLE_CUDASIM=1`) "device arrays" are NumPy
@@ -170,6 +170,8 @@ def probe_toolchain(xp):
         except Exception as exc:  # ImportError, CudaSupportError, DynamicLibNotFoundError, ...
             problem = f"{type(exc).__name__}: {str(exc)[:300]}"
         _toolchain["problem"] = problem
+        if not problem and not simulator():
+            check_fast_launch(xp)
         if problem:
             import warnings
             warnings.warn(
@@ -179,6 +181,49 @@ def probe_toolchain(xp):
                 f"'numba-cuda[cu12]' (CUDA 12), or the CUDA toolkit.", RuntimeWarning,
                 stacklevel=3)
     return _toolchain["problem"]
+
+
+@cuda_jit
+def _probe_params_kernel(out, x, shift, scale):
+    for i in range(x.shape[0]):  # one thread: every parameter kind, no grid arithmetic
+        for j in range(x.shape[1]):
+            out[i, j] = x[i, j] * scale + shift
+
+
+def check_fast_launch(xp):
+    """Launch a kernel with a strided 2-D array, an integer and a float through numba, then
+    with other shapes and values through `_cuda_launch`, and compare with CuPy's result; a
+    mismatch or error turns the direct launch off for the process, with a warning. Returns
+    the problem (None: passed)."""
+    problem = None
+    try:
+        dispatcher = _probe_params_kernel.dispatcher()
+        stream = _current_stream(cuda_module())
+        calls = []
+        for rows, shift, scale in ((3, 1, 2.0), (5, -3, 0.5)):
+            x = xp.arange(rows * 4, dtype=xp.float32).reshape(rows, 4)[:, ::2]  # strided
+            calls.append((xp.zeros((rows, 2), dtype=xp.float32), x, shift, scale))
+        key = _cuda_launch.signature_key(calls[0])
+        converted = [as_cuda(a) for a in calls[0]]
+        dispatcher[1, 1, stream](*converted)
+        _cuda_launch.remember(dispatcher, key, converted)
+        if _cuda_launch.signature_key(calls[1]) != key or not _cuda_launch.try_launch(
+                dispatcher, key, 1, 1, stream, calls[1]):
+            problem = "this numba-cuda's kernel could not be launched directly"
+        else:
+            for out, x, shift, scale in calls:
+                if not bool(xp.array_equal(out, x * xp.float32(scale) + xp.float32(shift))):
+                    problem = (f"the direct launch gave a wrong result for a ({x.shape[0]}, 2) "
+                               f"strided array")
+    except Exception as exc:  # another numba-cuda's internals
+        problem = f"{type(exc).__name__}: {str(exc)[:300]}"
+    _cuda_launch.record_check(problem)
+    if problem:
+        import warnings
+        warnings.warn(f"accelnet: numba-cuda's launches take numba's own (slower) path: the "
+                      f"direct launch's start-up check failed ({problem}).", RuntimeWarning,
+                      stacklevel=3)
+    return problem
 
 
 def toolchain_problem():

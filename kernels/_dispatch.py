@@ -91,48 +91,52 @@ FORMS = {
                    "numba-cuda": ("optimizer_update", "numba_cuda_sgd")},
 }
 
-# GPU: numba-cuda only for softmax-CE: one launch against the reference's ~20, 1.8-1.9x in the
-# H100 kernel bench at every shape (bench/results/gpu_check_vm_20261127-024617), 0.99 against
-# 1.85 ms of host time behind queued work (gpu_launch_sync_vm_20261127-025500), mnist_cnn's
-# synced loss part 2.3 -> 1.1 ms. Elsewhere the CuPy references: a numba-cuda launch costs
-# ~0.2 ms of host time against CuPy's ~0.05 (relu_backward 0.4x, relu_bias_grad 0.3x,
-# batch_norm 0.3-0.5x); dropout_mask, max_pool, Winograd and col2im were 1.1-2.2x at 8-16
-# images, which that check's fit rows could not confirm (contenders timed one after another;
-# see the README). ACCELNET_CUDA_FAST_LAUNCH (kernels._cuda_launch) may change this.
+# GPU (H100, numba-cuda through the direct launch, kernels._cuda_launch; kernel bench medians in
+# bench/results/gpu_check_vm_20261127-043300): numba-cuda for softmax-CE 4.8x, dropout mask
+# 2.1-2.6x, max-pool 3.2-3.3x, its backward 1.1-1.6x, pool+ReLU grad 1.3-1.4x, ReLU+bias grad
+# 3.9-5.8x, col2im 1.2-2.6x, conv forward/weight grad 1.4-1.8x, conv input grad 1.1-2.8x,
+# BatchNorm 1.7-8.4x, the Winograd passes 3.3-4.7x; im2col only for few channels (2.1x at C=1,
+# 0.55x at C=32, 0.83x at C=64); the CuPy reference for relu_backward (1.0x) and bias_relu (not
+# measured on the GPU). Adam and SGD: one launch per parameter against the reference's several;
+# the check's `numba-fast` training arm, which runs them, was the fastest arm (mnist_cnn b128
+# 6.1 ms/step against the references' 9.0). With ACCELNET_CUDA_FAST_LAUNCH=0 every numba-cuda
+# launch costs ~0.28 ms of host time and ACCELNET_KERNELS=reference is then faster.
 # CPU adam_update and sgd_update: one pass against the reference's several, measured 4.7x for
 # Adam over mnist_cnn's 1.2 M parameters (3.8 -> 0.8 ms) and 1.8x for SGD over the MLP's 0.67 M.
 DEFAULTS = {
     "softmax_cross_entropy": {"cpu": "numba", "gpu": "numba"},
     "relu_backward": {"cpu": "numba", "gpu": "reference"},
-    "im2col": {"cpu": "numba", "gpu": "reference"},
-    "col2im": {"cpu": "numba", "gpu": "reference"},
-    "dropout_mask": {"cpu": "numba", "gpu": "reference"},
-    "max_pool": {"cpu": "numba", "gpu": "reference"},
-    "max_pool_backward": {"cpu": "numba", "gpu": "reference"},
-    "max_pool_relu_grad": {"cpu": "numba", "gpu": "reference"},
+    "im2col": {"cpu": "numba", "gpu": "numba"},
+    "col2im": {"cpu": "numba", "gpu": "numba"},
+    "dropout_mask": {"cpu": "numba", "gpu": "numba"},
+    "max_pool": {"cpu": "numba", "gpu": "numba"},
+    "max_pool_backward": {"cpu": "numba", "gpu": "numba"},
+    "max_pool_relu_grad": {"cpu": "numba", "gpu": "numba"},
     "bias_relu": {"cpu": "numba", "gpu": "reference"},
-    "relu_bias_grad": {"cpu": "numba", "gpu": "reference"},
-    "winograd_conv": {"cpu": "numba", "gpu": "reference"},
-    "winograd_weight_grad": {"cpu": "numba", "gpu": "reference"},
-    "winograd_grads": {"cpu": "numba", "gpu": "reference"},
-    "conv_forward": {"cpu": "numba", "gpu": "reference"},
-    "conv_weight_grad": {"cpu": "numba", "gpu": "reference"},
-    "conv_input_grad": {"cpu": "numba", "gpu": "reference"},
-    "batch_norm_forward": {"cpu": "numba", "gpu": "reference"},
-    "batch_norm_backward": {"cpu": "numba", "gpu": "reference"},
-    "adam_update": {"cpu": "numba", "gpu": "reference"},
-    "sgd_update": {"cpu": "numba", "gpu": "reference"},
+    "relu_bias_grad": {"cpu": "numba", "gpu": "numba"},
+    "winograd_conv": {"cpu": "numba", "gpu": "numba"},
+    "winograd_weight_grad": {"cpu": "numba", "gpu": "numba"},
+    "winograd_grads": {"cpu": "numba", "gpu": "numba"},
+    "conv_forward": {"cpu": "numba", "gpu": "numba"},
+    "conv_weight_grad": {"cpu": "numba", "gpu": "numba"},
+    "conv_input_grad": {"cpu": "numba", "gpu": "numba"},
+    "batch_norm_forward": {"cpu": "numba", "gpu": "numba"},
+    "batch_norm_backward": {"cpu": "numba", "gpu": "numba"},
+    "adam_update": {"cpu": "numba", "gpu": "numba"},
+    "sgd_update": {"cpu": "numba", "gpu": "numba"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default
 # depends on the shape: (kernel, device) -> predicate on the call's size hint that keeps
 # Numba. softmax-CE on CPU: the reference's SIMD exp wins for wide rows (0.5x at 1000
 # classes, 1.0x at 64, 1.4x at 32, 2.2x at 10). im2col on CPU: one channel makes the
-# column writes scattered (0.57x at C=1, 2.3x at C=32). Forced choices (implementation(),
-# ACCELNET_KERNELS) ignore these rules.
+# column writes scattered (0.57x at C=1, 2.3x at C=32); on the GPU the other way round (2.1x at
+# C=1, 0.55x at C=32, 0.83x at C=64). Forced choices (implementation(), ACCELNET_KERNELS) ignore
+# these rules.
 SHAPE_RULES = {
     ("softmax_cross_entropy", "cpu"): lambda classes: classes <= 32,
     ("im2col", "cpu"): lambda channels: channels >= 8,
+    ("im2col", "gpu"): lambda channels: channels < 8,
 }
 
 NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))

@@ -1,4 +1,4 @@
-"""The direct numba-cuda launch (kernels/_cuda_launch.py, ACCELNET_CUDA_FAST_LAUNCH=1): the
+"""The direct numba-cuda launch (kernels/_cuda_launch.py, on unless ACCELNET_CUDA_FAST_LAUNCH=0): the
 parameter list follows numba-cuda's kernel ABI, the first launch of a signature goes through
 numba and later ones through the remembered overload, and anything it cannot launch stays with
 numba. On a real GPU (marker `gpu`) every numba-cuda parity test also passes with it on."""
@@ -107,11 +107,42 @@ def test_debug_cooperative_or_launch_config_kernels_keep_numbas_launch(monkeypat
     assert not _cuda_launch.try_launch(dispatcher, key, 2, 32, "stream", [x, 6])
 
 
-def test_fast_launch_is_off_unless_asked(monkeypatch):
+def test_fast_launch_is_on_unless_turned_off_or_its_check_failed(monkeypatch):
+    monkeypatch.setattr(_cuda_launch, "_check", {})
     monkeypatch.delenv(_cuda_launch.ENV_VAR, raising=False)
+    assert _cuda_launch.enabled()
+    monkeypatch.setenv(_cuda_launch.ENV_VAR, "0")
     assert not _cuda_launch.enabled()
     monkeypatch.setenv(_cuda_launch.ENV_VAR, "1")
     assert _cuda_launch.enabled()
+    _cuda_launch.record_check("the direct launch gave a wrong result")
+    assert not _cuda_launch.enabled() and _cuda_launch.check_problem()
+    _cuda_launch.record_check(None)
+    assert _cuda_launch.enabled()
+
+
+def test_a_failed_start_up_check_turns_the_direct_launch_off_with_a_warning(monkeypatch):
+    from accelnet.kernels import _cuda
+    monkeypatch.setattr(_cuda_launch, "_check", {})
+    monkeypatch.delenv(_cuda_launch.ENV_VAR, raising=False)
+
+    def internals_changed():
+        raise AttributeError("'_Kernel' object has no attribute '_codelibrary'")
+
+    monkeypatch.setattr(_cuda._probe_params_kernel, "dispatcher", internals_changed)
+    with pytest.warns(RuntimeWarning, match="start-up check failed .*_codelibrary"):
+        problem = _cuda.check_fast_launch(np)
+    assert problem.startswith("AttributeError") and not _cuda_launch.enabled()
+
+
+@pytest.mark.gpu
+def test_the_start_up_check_passes_on_this_gpu():
+    """The GPU backend's start ran check_fast_launch; on a tested numba-cuda it passes."""
+    import cupy
+
+    from accelnet.kernels import _cuda
+    assert _cuda.check_fast_launch(cupy) is None
+    assert _cuda_launch.enabled() or os.environ.get(_cuda_launch.ENV_VAR) == "0"
 
 
 @pytest.mark.gpu
