@@ -74,6 +74,9 @@ def cases(quick):
                                   ("seed004 conv2 slice", (8, 14, 14, 64), "same")]:
         out.append(("max_pool_relu_grad", f"{label} x{shape} 2x2 {padding}",
                     lambda rng, s=shape, p=padding: _pool_relu_grad_args(rng, s, p)))
+    for label, rows, f in [("MLP dense1", batch, 512), ("mnist_cnn conv2", batch * 576, 64)]:
+        out.append(("bias_relu", f"{label} ({rows}, {f})", lambda rng, r=rows, f=f:
+                    ((_normal(rng, (r, f)), _normal(rng, (f,))), {})))
     for label, rows, f in [("mnist_cnn conv2", batch * 576, 64), ("cifar conv1", batch * 1024, 32)]:
         out.append(("relu_bias_grad", f"{label} ({rows}, {f})", lambda rng, r=rows, f=f:
                     ((_normal(rng, (r, f)), _normal(rng, (r, f))), {})))
@@ -189,7 +192,9 @@ def _pool_relu_grad_args(rng, shape, padding):
 DISPATCH_NAME = {}
 # the size hint the public function passes to the dispatcher's shape rules (_dispatch.SHAPE_RULES)
 SIZE_HINTS = {"softmax_cross_entropy": lambda args: args[0].shape[-1],
-              "im2col": lambda args: args[0].shape[-1] if args[0].ndim == 4 else None}
+              "im2col": lambda args: args[0].shape[-1] if args[0].ndim == 4 else None,
+              "conv_forward": lambda args: args[0].shape[-1] if args[0].ndim == 4 else None,
+              "conv_weight_grad": lambda args: args[0].shape[-1] if args[0].ndim == 4 else None}
 
 
 def _max_abs_diff(a, b, backend):

@@ -91,16 +91,18 @@ FORMS = {
                    "numba-cuda": ("optimizer_update", "numba_cuda_sgd")},
 }
 
-# GPU (H100, numba-cuda through the direct launch, kernels._cuda_launch; kernel bench medians in
-# bench/results/gpu_check_vm_20261127-043300): numba-cuda for softmax-CE 4.8x, dropout mask
-# 2.1-2.6x, max-pool 3.2-3.3x, its backward 1.1-1.6x, pool+ReLU grad 1.3-1.4x, ReLU+bias grad
-# 3.9-5.8x, col2im 1.2-2.6x, conv forward/weight grad 1.4-1.8x, conv input grad 1.1-2.8x,
-# BatchNorm 1.7-8.4x, the Winograd passes 3.3-4.7x; im2col only for few channels (2.1x at C=1,
-# 0.55x at C=32, 0.83x at C=64); the CuPy reference for relu_backward (1.0x) and bias_relu (not
-# measured on the GPU). Adam and SGD: one launch per parameter against the reference's several;
-# the check's `numba-fast` training arm, which runs them, was the fastest arm (mnist_cnn b128
-# 6.1 ms/step against the references' 9.0). With ACCELNET_CUDA_FAST_LAUNCH=0 every numba-cuda
-# launch costs ~0.28 ms of host time and ACCELNET_KERNELS=reference is then faster.
+# GPU (H100, numba-cuda through the direct launch, kernels._cuda_launch; kernel bench medians of
+# bench/results/gpu_check_vm_20261127-043300 and -045000): numba-cuda for softmax-CE 4.6-4.8x,
+# dropout mask 2.1-2.6x, max-pool 2.7-3.3x, pool+ReLU grad 1.3-1.5x, ReLU+bias grad 3.9-12x,
+# col2im and the conv input gradient (GEMM + col2im) 0.84-2.8x, BatchNorm 1.7-11x, the Winograd
+# passes 3.2-4.7x, Adam 1.9-2.1x, SGD 1.05x; im2col and the conv forward and weight gradient
+# (im2col + GEMM) only below 8 channels (SHAPE_RULES: 1.6-2.1x at 1-3 channels, 0.35-0.83x for
+# im2col at 32-64). bias_relu (not in the kernel bench): the all-numba MLP arm, whose only other
+# difference from the default was it, ran 1.60 against 2.03 ms/step at batch 128 and 1.94
+# against 2.37 at 1024 (-045000). The CuPy reference for relu_backward (0.96-1.06x, a tie) and
+# max_pool_backward (0.69-1.6x; mnist_cnn's pooling backward at batch 1024: 2.24 ms numba-cuda
+# against 1.23). With ACCELNET_CUDA_FAST_LAUNCH=0 every numba-cuda launch costs ~0.16-0.28 ms
+# of host time and ACCELNET_KERNELS=reference is then faster.
 # CPU adam_update and sgd_update: one pass against the reference's several, measured 4.7x for
 # Adam over mnist_cnn's 1.2 M parameters (3.8 -> 0.8 ms) and 1.8x for SGD over the MLP's 0.67 M.
 DEFAULTS = {
@@ -110,9 +112,9 @@ DEFAULTS = {
     "col2im": {"cpu": "numba", "gpu": "numba"},
     "dropout_mask": {"cpu": "numba", "gpu": "numba"},
     "max_pool": {"cpu": "numba", "gpu": "numba"},
-    "max_pool_backward": {"cpu": "numba", "gpu": "numba"},
+    "max_pool_backward": {"cpu": "numba", "gpu": "reference"},
     "max_pool_relu_grad": {"cpu": "numba", "gpu": "numba"},
-    "bias_relu": {"cpu": "numba", "gpu": "reference"},
+    "bias_relu": {"cpu": "numba", "gpu": "numba"},
     "relu_bias_grad": {"cpu": "numba", "gpu": "numba"},
     "winograd_conv": {"cpu": "numba", "gpu": "numba"},
     "winograd_weight_grad": {"cpu": "numba", "gpu": "numba"},
@@ -137,6 +139,8 @@ SHAPE_RULES = {
     ("softmax_cross_entropy", "cpu"): lambda classes: classes <= 32,
     ("im2col", "cpu"): lambda channels: channels >= 8,
     ("im2col", "gpu"): lambda channels: channels < 8,
+    ("conv_forward", "gpu"): lambda channels: channels < 8,  # their im2col is numba-cuda's
+    ("conv_weight_grad", "gpu"): lambda channels: channels < 8,
 }
 
 NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))

@@ -225,13 +225,16 @@ def numba_cuda_input_grad(dz, w2, x_shape, kernel_size, stride=1, padding="valid
 
 def conv_forward(x, w2, kernel_size, stride=1, padding="valid", out=None, bias=None, relu=False):
     """(N, H, W, C) x convolved with w2 (KH*KW*C, F) -> (N, OH, OW, F) (+ bias, ReLU)."""
-    return _dispatch.form("conv_forward", x, w2)(x, w2, kernel_size, stride, padding, out,
-                                                 bias, relu)
+    hint = x.shape[-1] if getattr(x, "ndim", 0) == 4 else None  # channels: the im2col rule
+    return _dispatch.form("conv_forward", x, w2, size_hint=hint)(x, w2, kernel_size, stride,
+                                                                 padding, out, bias, relu)
 
 
 def conv_weight_grad(x, dz, kernel_size, stride=1, padding="valid"):
     """The kernel gradient (KH*KW*C, F) of that convolution, from x and the output grad dz."""
-    return _dispatch.form("conv_weight_grad", x, dz)(x, dz, kernel_size, stride, padding)
+    hint = x.shape[-1] if getattr(x, "ndim", 0) == 4 else None  # channels: the im2col rule
+    return _dispatch.form("conv_weight_grad", x, dz, size_hint=hint)(x, dz, kernel_size, stride,
+                                                                     padding)
 
 
 def conv_input_grad(dz, w2, x_shape, kernel_size, stride=1, padding="valid", out=None):

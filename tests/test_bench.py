@@ -14,7 +14,7 @@ KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im", "max_po
            "max_pool_backward", "max_pool_relu_grad", "dropout_mask", "relu_bias_grad",
            "winograd_conv", "winograd_weight_grad", "winograd_grads", "conv_forward", "conv_weight_grad",
            "conv_input_grad", "batch_norm_forward", "batch_norm_backward", "adam_update",
-           "sgd_update"}
+           "sgd_update", "bias_relu"}
 
 
 def run_bench(out, *args):
@@ -36,8 +36,8 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 50  # Winograd forward and weight gradient at 4 shapes (default tiles), both
-    # gradients at 1; Adam at 2 shapes, SGD at 1
+    assert len(rows) == 52  # Winograd forward and weight gradient at 4 shapes (default tiles), both
+    # gradients at 1; Adam at 2 shapes, SGD at 1, bias + ReLU at 2
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):

@@ -44,3 +44,23 @@ def test_public_functions_pass_their_size_hint(monkeypatch):
     kernels.softmax_cross_entropy(np.zeros((2, 10), np.float32), np.zeros(2, np.int64))
     assert calls == ["reference", "numba"]
     assert _dispatch.SHAPE_RULES[("softmax_cross_entropy", "cpu")](32)
+
+
+def test_conv_kernels_pass_the_channels_to_the_gpu_im2col_rule(monkeypatch):
+    """On the GPU the conv forward and weight gradient take numba-cuda's im2col only below 8
+    channels, as im2col itself does; the public functions hand the dispatcher x's channels."""
+    for kernel in ("im2col", "conv_forward", "conv_weight_grad"):
+        rule = _dispatch.SHAPE_RULES[(kernel, "gpu")]
+        assert rule(1) and rule(3) and not rule(8) and not rule(32)
+    seen = []
+    real_form = _dispatch.form
+
+    def spy(name, *arrays, size_hint=None):
+        seen.append((name, size_hint))
+        return real_form(name, *arrays, size_hint=size_hint)
+
+    monkeypatch.setattr(_dispatch, "form", spy)
+    x = np.zeros((2, 6, 6, 5), np.float32)
+    kernels.conv_forward(x, np.zeros((9 * 5, 4), np.float32), (3, 3))
+    kernels.conv_weight_grad(x, np.zeros((2, 4, 4, 4), np.float32), (3, 3))
+    assert seen == [("conv_forward", 5), ("conv_weight_grad", 5)]
