@@ -6,7 +6,9 @@ references. Per-parameter slots (momentum, moments) are created lazily with the
 parameter's array module: the code is the same on CPU and GPU, and a step never reads
 a device value back to the host (clipping norms stay 0-d device arrays). SGD and Adam
 (AdamW, AMSGrad) update each parameter, its slots and its weight decay in one pass, through
-the `sgd_update` / `adam_update` kernels.
+the `sgd_update` / `adam_update` kernels. Slots that decay geometrically (moments, velocities,
+running averages) have their subnormal entries flushed to +0 after each update
+(`kernels.flush_subnormal`; why: `kernels/optimizer_update.py`), as TensorFlow's CPU kernels do.
 
 Every optimizer takes Keras 3's common arguments: `learning_rate` (a float or a
 `schedules.LearningRateSchedule`, evaluated at `iterations`, the number of steps taken
@@ -382,8 +384,10 @@ class Nadam(_BetasOptimizer):
         v = self.slot("v", key, p)
         m *= self.beta_1
         m += (1.0 - self.beta_1) * g
+        kernels.flush_subnormal(m)
         v *= self.beta_2
         v += (1.0 - self.beta_2) * (g * g)
+        kernels.flush_subnormal(v)
         m_hat = self._m_scale * m
         m_hat += self._g_scale * g
         denom = xp.sqrt(self._v_scale * v)
@@ -406,8 +410,10 @@ class Adamax(_BetasOptimizer):
         u = self.slot("u", key, p)
         m *= self.beta_1
         m += (1.0 - self.beta_1) * g
+        kernels.flush_subnormal(m)
         u *= self.beta_2
         xp.maximum(u, xp.abs(g), out=u)
+        kernels.flush_subnormal(u)
         denom = u + self.epsilon
         p -= (lr * self._m_scale) * (m / denom)
 
@@ -433,10 +439,12 @@ class RMSprop(Optimizer):
         v = self.slot("velocity", key, p)
         v *= self.rho
         v += (1.0 - self.rho) * (g * g)
+        kernels.flush_subnormal(v)
         if self.centered:
             a = self.slot("average_gradient", key, p)
             a *= self.rho
             a += (1.0 - self.rho) * g
+            kernels.flush_subnormal(a)
             denom = v - a * a
         else:
             denom = v.copy()
@@ -446,6 +454,7 @@ class RMSprop(Optimizer):
             s = self.slot("momentum", key, p)
             s *= self.momentum
             s += step
+            kernels.flush_subnormal(s)
             step = s
         p -= step
 
@@ -498,9 +507,11 @@ class Adadelta(Optimizer):
         ed = self.slot("accumulated_delta", key, p)
         eg *= self.rho
         eg += (1.0 - self.rho) * (g * g)
+        kernels.flush_subnormal(eg)
         delta = -xp.sqrt(ed + self.epsilon) / xp.sqrt(eg + self.epsilon) * g
         ed *= self.rho
         ed += (1.0 - self.rho) * (delta * delta)
+        kernels.flush_subnormal(ed)
         p += lr * delta
 
     def get_config(self):

@@ -27,7 +27,8 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   transform; `winograd_grads_applies` says where Conv2D uses it).
 - `adam_update(p, g, m, v, step_size, beta_1, beta_2, epsilon, v_hat=None, decay=None)`
   and `sgd_update(p, g, lr, momentum=0.0, v=None, nesterov=False, decay=None)`: an
-  optimizer's step on one parameter (and its slots) in place, one pass.
+  optimizer's step on one parameter (and its slots) in place, one pass, subnormal slot
+  entries flushed to +0; `flush_subnormal(a)`: that flush, for the other optimizers' slots.
 - `max_pool(x, pool_size, strides, padding) -> (out, argmax)` and
   `max_pool_backward(grad, argmax, x_shape, pool_size, strides, padding) -> dx`: max
   pooling that records each window's winner, and the gradient scattered to it;
@@ -57,7 +58,7 @@ from .dropout_mask import dropout_mask
 from .im2col import col2im, conv_output_size, im2col, same_padding
 from .max_pool import argmax_dtype as max_pool_argmax_dtype
 from .max_pool import max_pool, max_pool_backward, max_pool_relu_grad
-from .optimizer_update import adam_update, sgd_update
+from .optimizer_update import adam_update, flush_subnormal, sgd_update
 from .relu_backward import relu_backward
 from .winograd import applies as winograd_applies
 from .winograd import applies_input_grad as winograd_applies_input_grad
@@ -72,7 +73,7 @@ from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 __all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backward", "batch_norm_forward",
            "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_forward",
            "conv_input_grad", "conv_output_size", "conv_weight_grad", "current_implementation",
-           "dropout_mask", "gemm", "gemm_accumulates", "im2col", "implementation", "max_pool", "max_pool_argmax_dtype",
+           "dropout_mask", "flush_subnormal", "gemm", "gemm_accumulates", "im2col", "implementation", "max_pool", "max_pool_argmax_dtype",
            "max_pool_backward", "max_pool_relu_grad",
            "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",
            "sgd_update", "softmax_cross_entropy", "task_slices", "threaded",

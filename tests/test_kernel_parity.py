@@ -414,6 +414,34 @@ def test_adam_update_nan_and_inf_as_numpy(form):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel", ["adam", "amsgrad", "momentum"])
+def test_optimizer_slots_flush_subnormals_to_zero(form, dtype, kernel):
+    """A slot whose gradient is 0 decays; once it would turn subnormal it is stored as +0
+    (x86 arithmetic on subnormals is ~100x slower), in every form alike. Normal values, NaN
+    and the parameter itself are left as the math gives them."""
+    tiny = np.finfo(dtype).tiny
+    g = np.zeros(5, dtype)
+    slot = np.array([1.05 * tiny, 3 * tiny, -1.05 * tiny, np.nan, 1.0], dtype)
+    p = np.ones(5, dtype)
+    v = np.array([1.0005 * tiny, 3 * tiny, 1.0005 * tiny, np.nan, 1.0], dtype)  # x 0.999
+    d = [form.device(a) for a in (p, g, slot, v, np.zeros(5, dtype))]
+    with form.running(), np.errstate(invalid="ignore"):
+        if kernel == "momentum":
+            kernels.sgd_update(d[0], d[1], 0.1, 0.9, d[2])
+            slots = [d[2]]
+        else:
+            kernels.adam_update(d[0], d[1], d[2], d[3], 0.01, 0.9, 0.999, 1e-7,
+                                d[4] if kernel == "amsgrad" else None)
+            slots = [d[2], d[3]]
+    for got in map(form.host, slots):
+        assert got[0] == 0 and got[2] == 0 and not np.signbit(got[2])
+        assert got[1] >= tiny and np.isnan(got[3]) and got[4] > 0.8
+    want_m1 = dtype(3 * tiny) * dtype(0.9)
+    if kernel != "momentum":
+        assert form.host(d[2])[1] == want_m1 and form.host(d[0])[4] < 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
 @pytest.mark.parametrize("decay", [None, 0.99])
 def test_sgd_update_is_the_math(form, dtype, momentum, nesterov, decay):

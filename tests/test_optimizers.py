@@ -179,3 +179,26 @@ def test_kernel_forms_update_to_the_same_bits(make, dtype):
     assert s_ref.keys() == s_numba.keys()
     for k in s_ref:
         np.testing.assert_array_equal(s_numba[k], s_ref[k])
+
+
+@pytest.mark.parametrize("name,slots", [("adam", ("m", "v")), ("nadam", ("m", "v")),
+                                        ("adamax", ("m", "u")),
+                                        ("rmsprop", ("velocity", "momentum")),
+                                        ("adadelta", ("accumulated_grad", "accumulated_delta")),
+                                        ("sgd", ("momentum",))])
+def test_decaying_slots_flush_subnormals_to_zero(name, slots):
+    """With a zero gradient every decaying slot shrinks; an entry that would turn subnormal is
+    stored as +0 (TensorFlow's CPU kernels flush them too; x86 runs subnormals ~100x slower)."""
+    kwargs = {"rmsprop": {"momentum": 0.9}, "sgd": {"momentum": 0.9}}.get(name, {})
+    opt = optimizers.OPTIMIZERS[name](**kwargs)
+    tiny = np.finfo(np.float32).tiny
+    p = {"w": np.ones(3, np.float32)}
+    g = {"w": np.zeros(3, np.float32)}
+    opt.apply(p, g)  # creates the slots
+    for slot in slots:
+        opt.slots[slot]["w"][...] = np.array([1.0001 * tiny, 0.5, 4 * tiny], np.float32)
+    opt.apply(p, g)
+    for slot in slots:
+        got = opt.slots[slot]["w"]
+        assert got[0] == 0 and not np.signbit(got[0]), (name, slot, got)
+        assert got[1] > 0 and got[2] >= tiny, (name, slot, got)
