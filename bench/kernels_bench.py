@@ -43,16 +43,17 @@ def cases(quick):
     for shape in [(128, 512), (1024, 4096)]:
         out.append(("relu_backward", "x {}x{}".format(*shape),
                     lambda rng, s=shape: ((_normal(rng, s), _normal(rng, s)), {})))
-    for name, shape, padding in [("conv1", (batch, 28, 28, 1), "valid"),
-                                 ("conv2", (batch, 26, 26, 32), "valid"),
-                                 ("same", (same_batch, 32, 32, 64), "same")]:
-        label = f"{name} x{shape} 3x3 {padding}"
+    for name, shape, k, padding in [("conv1", (batch, 28, 28, 1), 3, "valid"),
+                                    ("conv2", (batch, 26, 26, 32), 3, "valid"),
+                                    ("same", (same_batch, 32, 32, 64), 3, "same"),
+                                    ("seed004 conv1", (batch, 28, 28, 1), 5, "same")]:
+        label = f"{name} x{shape} {k}x{k} {padding}"
         n, h, w, c = shape
-        oh, ow = (h - 2, w - 2) if padding == "valid" else (h, w)
-        out.append(("im2col", label, lambda rng, s=shape, p=padding:
-                    ((_normal(rng, s), (3, 3)), {"stride": 1, "padding": p})))
-        out.append(("col2im", label, lambda rng, s=shape, p=padding, rows=n * oh * ow, c=c:
-                    ((_normal(rng, (rows, 9 * c)), s, (3, 3)), {"stride": 1, "padding": p})))
+        oh, ow = (h - k + 1, w - k + 1) if padding == "valid" else (h, w)
+        out.append(("im2col", label, lambda rng, s=shape, k=k, p=padding:
+                    ((_normal(rng, s), (k, k)), {"stride": 1, "padding": p})))
+        out.append(("col2im", label, lambda rng, s=shape, k=k, p=padding, rows=n * oh * ow, c=c:
+                    ((_normal(rng, (rows, k * k * c)), s, (k, k)), {"stride": 1, "padding": p})))
     for label, shape in [("MLP (128, 512)", (128, 512)), ("mnist_cnn (128, 12, 12, 64)",
                                                           (batch, 12, 12, 64))]:
         out.append(("dropout_mask", label, lambda rng, s=shape:

@@ -131,13 +131,13 @@ DEFAULTS = {
 # Where the bench shows a Numba form losing to its reference at some shapes, the default
 # depends on the shape: (kernel, device) -> predicate on the call's size hint that keeps
 # Numba. softmax-CE on CPU: the reference's SIMD exp wins for wide rows (0.5x at 1000
-# classes, 1.0x at 64, 1.4x at 32, 2.2x at 10). im2col on CPU: one channel makes the
-# column writes scattered (0.57x at C=1, 2.3x at C=32); on the GPU the other way round (2.1x at
-# C=1, 0.55x at C=32, 0.83x at C=64). Forced choices (implementation(), ACCELNET_KERNELS) ignore
-# these rules.
+# classes, 1.0x at 64, 1.4x at 32, 2.2x at 10). im2col on the GPU: numba-cuda only below 8
+# channels (2.0-2.1x at C=1, 0.35-0.55x at C=32, 0.44-0.83x at C=64), and so the conv forward and
+# weight gradient, which are im2col + GEMM. (On the CPU the Numba im2col now wins at one channel
+# too: 1.7x at 3x3, 6.3x at 5x5, bench_20261127-051352, so it has no rule there.) Forced
+# choices (implementation(), ACCELNET_KERNELS) ignore these rules.
 SHAPE_RULES = {
     ("softmax_cross_entropy", "cpu"): lambda classes: classes <= 32,
-    ("im2col", "cpu"): lambda channels: channels >= 8,
     ("im2col", "gpu"): lambda channels: channels < 8,
     ("conv_forward", "gpu"): lambda channels: channels < 8,  # their im2col is numba-cuda's
     ("conv_weight_grad", "gpu"): lambda channels: channels < 8,

@@ -161,9 +161,45 @@ def _inside(offset, stride, size, count):
     return min(lo, hi), hi
 
 
+@cpu_jit(parallel=False, inline="always")
+def _im2col_one_channel_rows(x, cols, kh, kw, sh, sw, top, left, oh, ow):
+    """C = 1: each column row written front to back, kh runs of kw contiguous taps (for
+    kw >= 5; the general loop's one strided store per tap and output was 1.8x slower at
+    5x5 'same' on 28x28, and 1.1-1.2x faster at 3x3)."""
+    n, h, w, _ = x.shape
+    src, dst = x.reshape(-1), cols.reshape(-1)
+    k = kh * kw
+    zero = numpy.zeros(1, x.dtype)[0]
+    for r in range(n * oh):
+        b = r // oh
+        i = r - b * oh
+        for j in range(ow):
+            d = (r * ow + j) * k
+            z0 = j * sw - left
+            inner = z0 >= 0 and z0 + kw <= w
+            for p in range(kh):
+                y = i * sh - top + p
+                dp = d + p * kw
+                if y < 0 or y >= h:
+                    for q in range(kw):
+                        dst[U(dp + q)] = zero
+                elif inner:
+                    s = (b * h + y) * w + z0
+                    for q in range(kw):
+                        dst[U(dp + q)] = src[U(s + q)]
+                else:
+                    s = (b * h + y) * w
+                    for q in range(kw):
+                        z = z0 + q
+                        dst[U(dp + q)] = src[U(s + z)] if 0 <= z < w else zero
+
+
 @cpu_jit(nogil=True)
 def _im2col_cpu(x, cols, kh, kw, sh, sw, top, left, oh, ow):
     n, h, w, c = x.shape
+    if c == 1 and kw >= 5:
+        _im2col_one_channel_rows(x, cols, kh, kw, sh, sw, top, left, oh, ow)
+        return
     src, dst = x.reshape(-1), cols.reshape(-1)
     k = kh * kw * c
     for r in prange(n * oh):  # one (sample, output row) per iteration: disjoint cols rows

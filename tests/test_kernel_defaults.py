@@ -15,7 +15,7 @@ def no_env_override(monkeypatch):
     ("softmax_cross_entropy", 10, "numba-cpu"),
     ("softmax_cross_entropy", 1000, "reference"),
     ("im2col", 32, "numba-cpu"),
-    ("im2col", 1, "reference"),
+    ("im2col", 1, "numba-cpu"),  # one channel: 1.7x at 3x3, 6.3x at 5x5 (kw >= 5 loop)
     ("col2im", 1, "numba-cpu"),
     ("relu_backward", None, "numba-cpu"),
     ("batch_norm_forward", None, "numba-cpu"),

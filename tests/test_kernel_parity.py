@@ -93,16 +93,19 @@ def _patches(x, kh, kw, sh, sw, pad):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 2])  # one channel, kw >= 5: its own CPU loop
 @pytest.mark.parametrize("kernel,stride,padding", [
-    (3, 1, "valid"), (3, 2, "same"), (2, 1, "same"), ((3, 2), (1, 2), "valid"), (1, (2, 3), "same")])
-def test_im2col_is_patches_and_col2im_its_adjoint(form, dtype, kernel, stride, padding):
+    (3, 1, "valid"), (3, 2, "same"), (2, 1, "same"), ((3, 2), (1, 2), "valid"), (1, (2, 3), "same"),
+    (5, 1, "same"), (5, 2, "valid"), ((2, 5), (1, 2), "same"), ((3, 6), 1, "valid")])
+def test_im2col_is_patches_and_col2im_its_adjoint(form, dtype, channels, kernel, stride,
+                                                  padding):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 5, 5, 2)).astype(dtype)
+    x = rng.standard_normal((2, 7, 6, channels)).astype(dtype)
     kh, kw = (kernel, kernel) if np.isscalar(kernel) else kernel
     sh, sw = (stride, stride) if np.isscalar(stride) else stride
     pad = ((0, 0), (0, 0))
     if padding == "same":
-        pad = (kernels.same_padding(5, kh, sh), kernels.same_padding(5, kw, sw))
+        pad = (kernels.same_padding(7, kh, sh), kernels.same_padding(6, kw, sw))
     want = _patches(x, kh, kw, sh, sw, pad)
     with form.running():
         assert kernels.current_implementation("col2im", form.device(x)) == form.expected
