@@ -161,16 +161,18 @@ def _inside(offset, stride, size, count):
     return min(lo, hi), hi
 
 
-@cpu_jit(parallel=False, inline="always")
-def _im2col_one_channel_rows(x, cols, kh, kw, sh, sw, top, left, oh, ow):
-    """C = 1: each column row written front to back, kh runs of kw contiguous taps (for
-    kw >= 5; the general loop's one strided store per tap and output was 1.8x slower at
-    5x5 'same' on 28x28, and 1.1-1.2x faster at 3x3)."""
-    n, h, w, _ = x.shape
+@cpu_jit(nogil=True)
+def _im2col_rows(x, cols, kh, kw, sh, sw, top, left, oh, ow):
+    """im2col writing each column row front to back: per output position, kh runs of kw*C
+    floats, each one contiguous run of x for a window inside the image. Measured against the
+    tap-by-tap loop below (one thread, float32): 1.7x at C=3 3x3 'same' on 32x32, 1.2-1.4x
+    at C=32-64, 2.8x at C=1 5x5 'same' on 28x28; 0.9x at C=1 3x3, which keeps that loop."""
+    n, h, w, c = x.shape
     src, dst = x.reshape(-1), cols.reshape(-1)
-    k = kh * kw
+    run = kw * c
+    k = kh * run
     zero = numpy.zeros(1, x.dtype)[0]
-    for r in range(n * oh):
+    for r in prange(n * oh):  # one (sample, output row) per iteration: disjoint cols rows
         b = r // oh
         i = r - b * oh
         for j in range(ow):
@@ -179,26 +181,32 @@ def _im2col_one_channel_rows(x, cols, kh, kw, sh, sw, top, left, oh, ow):
             inner = z0 >= 0 and z0 + kw <= w
             for p in range(kh):
                 y = i * sh - top + p
-                dp = d + p * kw
+                dp = d + p * run
                 if y < 0 or y >= h:
-                    for q in range(kw):
-                        dst[U(dp + q)] = zero
+                    for e in range(run):
+                        dst[U(dp + e)] = zero
                 elif inner:
-                    s = (b * h + y) * w + z0
-                    for q in range(kw):
-                        dst[U(dp + q)] = src[U(s + q)]
+                    s0 = ((b * h + y) * w + z0) * c
+                    for e in range(run):
+                        dst[U(dp + e)] = src[U(s0 + e)]
                 else:
-                    s = (b * h + y) * w
                     for q in range(kw):
                         z = z0 + q
-                        dst[U(dp + q)] = src[U(s + z)] if 0 <= z < w else zero
+                        dq = dp + q * c
+                        if 0 <= z < w:
+                            s0 = ((b * h + y) * w + z) * c
+                            for ch in range(c):
+                                dst[U(dq + ch)] = src[U(s0 + ch)]
+                        else:
+                            for ch in range(c):
+                                dst[U(dq + ch)] = zero
 
 
 @cpu_jit(nogil=True)
 def _im2col_cpu(x, cols, kh, kw, sh, sw, top, left, oh, ow):
     n, h, w, c = x.shape
-    if c == 1 and kw >= 5:
-        _im2col_one_channel_rows(x, cols, kh, kw, sh, sw, top, left, oh, ow)
+    if c > 1 or kw >= 5:
+        _im2col_rows(x, cols, kh, kw, sh, sw, top, left, oh, ow)
         return
     src, dst = x.reshape(-1), cols.reshape(-1)
     k = kh * kw * c
