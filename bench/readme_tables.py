@@ -3,8 +3,9 @@
     python -m bench.readme_tables bench/results/bench_<time>_<backend>_<host>.json
 
 rewrites the blocks between `<!-- bench:kernels -->` / `<!-- bench:gemm -->` /
-`<!-- bench:train -->` (from a bench JSON), `<!-- bench:busy -->` (from a busy-suite JSON) or
-`<!-- bench:gpu -->` (from a GPU check's results.json) and their closing `<!-- /bench:... -->`
+`<!-- bench:train -->` (from a bench JSON), `<!-- bench:busy -->` (from a busy-suite JSON),
+`<!-- bench:fashion -->` (from `bench.fashion_recipes`' JSON) or `<!-- bench:gpu -->` (from a
+GPU check's results.json) and their closing `<!-- /bench:... -->`
 markers in README.md. tests/test_readme_tables.py checks that
 the README's blocks equal what this renders from the JSON each block names.
 """
@@ -148,8 +149,33 @@ def gpu_block(results, path):
     return "\n".join(lines)
 
 
+FASHION_RECIPES = {"mlp": "MLP 784-512-512-10, Dropout 0.2, Adam 1e-3, batch 128",
+                   "cnn": "Keras ConvNet (issue recipe), Adam 1e-3, batch 128"}
+
+
+def fashion_block(results, path):
+    """`python -m bench.fashion_recipes`: test accuracy and seconds per epoch, both libraries."""
+    m = results["machine"]
+    lines = [f"Fashion-MNIST, the full 60,000/10,000 split (`python -m bench.fashion_recipes`, "
+             f"same run for both libraries, `{os.path.relpath(path, ROOT)}`: {m['cpu_model']}, "
+             f"{m['logical_cores']} cores; git {m['git_commit'][:7]}):", "",
+             "| recipe | epochs | accelnet test acc | s/epoch (each epoch) | PyTorch-CPU test acc "
+             "| s/epoch (each epoch) | accelnet / PyTorch |", "|---|---|---|---|---|---|---|"]
+    res = results["results"]
+    for name, label in FASHION_RECIPES.items():
+        ours, theirs = res.get(f"{name}/accelnet"), res.get(f"{name}/torch")
+        if not ours or not theirs:
+            continue
+        each = lambda r: ", ".join(f"{s:.2f}" for s in r["epoch_s"])  # noqa: E731
+        lines.append(f"| {label} | {ours['epochs']} | {ours['test_accuracy']:.4f} | "
+                     f"{ours['s_per_epoch']:.2f} ({each(ours)}) | {theirs['test_accuracy']:.4f} | "
+                     f"{theirs['s_per_epoch']:.2f} ({each(theirs)}) | "
+                     f"{ours['s_per_epoch'] / theirs['s_per_epoch']:.2f}× |")
+    return "\n".join(lines)
+
+
 BLOCKS = {"kernels": kernels_block, "gemm": gemm_block, "train": train_block, "busy": busy_block,
-          "gpu": gpu_block}
+          "gpu": gpu_block, "fashion": fashion_block}
 PATTERN = re.compile(r"<!-- bench:(\w+) (\S+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
 
 
@@ -164,8 +190,10 @@ def kinds(json_path):
     file the busy table, a bench file the others."""
     if os.path.basename(os.path.dirname(json_path)).startswith("gpu_check_"):
         return {"gpu"}
-    return ({"busy"} if os.path.basename(json_path).startswith("busy_")
-            else {"kernels", "gemm", "train"})
+    for prefix in ("busy", "fashion"):
+        if os.path.basename(json_path).startswith(prefix + "_"):
+            return {prefix}
+    return {"kernels", "gemm", "train"}
 
 
 def update(readme_text, json_path):
