@@ -9,9 +9,10 @@
   Repeat launches skip numba's per-call wrapping and typing (`_cuda_launch`; off with
   ACCELNET_CUDA_FAST_LAUNCH=0).
 - `probe_toolchain(xp)`: compile and launch a one-element kernel once, when the GPU
-  backend starts, then check the direct launch against numba's (`check_fast_launch`). numba-cuda installed without its `[cu12]`/`[cu13]` extra (no NVVM/NVRTC)
-  fails there, not inside `fit`: we warn once, naming the extra, and the dispatcher runs
-  the reference forms (`toolchain_problem()`).
+  backend starts, then check the direct launch against numba's (`check_fast_launch`).
+  numba-cuda installed without its `[cu12]`/`[cu13]` extra (no NVVM/NVRTC) fails there, not
+  inside `fit`: we warn once, naming the extra, and the dispatcher runs the reference forms
+  (`toolchain_problem()`).
 - Under Numba's CUDA simulator (`NUMBA_ENABLE_CUDASIM=1`) "device arrays" are NumPy
   arrays: kernels launch plainly, on tiny grids (the simulator runs each thread in Python);
   objects with `__cuda_array_interface__` (the test suite's CuPy stand-in) are viewed as
