@@ -97,6 +97,7 @@ def cases(quick):
                         _winograd_grads_args(rng, s, f, p, r, m)))
     for label, shape, k, filters, padding in [
             ("mnist_cnn conv1", (batch, 28, 28, 1), 3, 32, "valid"),
+            ("seed004 conv1", (batch, 28, 28, 1), 5, 32, "same"),
             ("seed004 conv2", (batch, 14, 14, 32), 5, 64, "same"),
             ("cifar conv1", (batch, 32, 32, 3), 3, 32, "same")]:
         label = f"{label} x{shape} {k}x{k}->{filters} {padding}"

@@ -36,8 +36,9 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 54  # Winograd forward and weight gradient at 4 shapes (default tiles), both
-    # gradients at 1; Adam at 2 shapes, SGD at 1, bias + ReLU at 2, im2col/col2im at 4
+    assert len(rows) == 56  # Winograd forward and weight gradient at 4 shapes (default tiles), both
+    # gradients at 1; Adam at 2 shapes, SGD at 1, bias + ReLU at 2, im2col/col2im at 4, the
+    # im2col convolution forward and weight gradient at 4 shapes
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):

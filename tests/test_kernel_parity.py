@@ -235,14 +235,15 @@ CONV_CASES = [((3, 3), (1, 1), "valid"), ((3, 3), (1, 1), "same"), ((2, 3), (2, 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel_size,stride,padding", CONV_CASES)
+@pytest.mark.parametrize("channels", [1, 2])  # 1: the CPU form's transposed columns
 def test_conv_gemm_passes_are_the_convolution_and_its_gradients(form, dtype, kernel_size,
-                                                                stride, padding):
+                                                                stride, padding, channels):
     """conv_forward (+ bias, ReLU), conv_weight_grad and conv_input_grad against float64
     patches: z = P K, dK = P^T dz, and <dx, x'> = <dz, conv(x')> (the adjoint)."""
     rng = np.random.default_rng(sum(kernel_size) + stride[0])
-    x = rng.standard_normal((3, 5, 6, 2)).astype(dtype)
+    x = rng.standard_normal((3, 5, 6, channels)).astype(dtype)
     kh, kw = kernel_size
-    kernel = rng.standard_normal((kh, kw, 2, 3)).astype(dtype)
+    kernel = rng.standard_normal((kh, kw, channels, 3)).astype(dtype)
     bias = rng.standard_normal(3).astype(dtype)
     pad = ((0, 0), (0, 0))
     if padding == "same":
