@@ -24,7 +24,9 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   kernels; `winograd_tile` says when Conv2D uses which), and `winograd_weight_grad(x, dy, padding, m=2, r=3) -> (r, r, C, F)`, its
   kernel gradient; `winograd_grads(x, dy, U, padding, out=None, r=3) -> (dw, dx)`: both
   gradients from one transform of dy (the input gradient by the adjoint of the input
-  transform; `winograd_grads_applies` says where Conv2D uses it).
+  transform; `winograd_grads_applies` says where Conv2D uses it). With `transformed=True`
+  both give the gradient of U, (n*n, F, C), to sum over batch slices before one
+  `winograd_weight_grad_finish(du_t, m, r) -> (r, r, C, F)`.
 - `adam_update(p, g, m, v, step_size, beta_1, beta_2, epsilon, v_hat=None, decay=None)`
   and `sgd_update(p, g, lr, momentum=0.0, v=None, nesterov=False, decay=None)`: an
   optimizer's step on one parameter (and its slots) in place, one pass, subnormal slot
@@ -64,7 +66,8 @@ from .winograd import applies as winograd_applies
 from .winograd import applies_input_grad as winograd_applies_input_grad
 from .winograd import input_grad_padding as winograd_input_grad_padding
 from .winograd import tile as winograd_tile
-from .winograd import winograd_conv, winograd_weight_grad, winograd_weights
+from .winograd import (winograd_conv, winograd_weight_grad, winograd_weight_grad_finish,
+                       winograd_weights)
 from .winograd_grads import applies as winograd_grads_applies
 from .winograd_grads import transposed as winograd_transposed
 from .winograd_grads import winograd_grads
@@ -79,5 +82,6 @@ __all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backw
            "sgd_update", "softmax_cross_entropy", "task_slices", "threaded",
            "winograd_applies", "winograd_applies_input_grad", "winograd_conv", "winograd_grads",
            "winograd_grads_applies", "winograd_transposed",
-           "winograd_input_grad_padding", "winograd_tile", "winograd_weight_grad", "winograd_weights",
+           "winograd_input_grad_padding", "winograd_tile", "winograd_weight_grad",
+           "winograd_weight_grad_finish", "winograd_weights",
            "worker_step"]

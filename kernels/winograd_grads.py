@@ -27,8 +27,8 @@ from ..errors import ShapeError
 from . import _dispatch, _workers
 from ._cuda import cuda_jit, grid_for, launch
 from .winograd import (_blocking, _buffer, _check_dy, _cuda_dm, _cuda_v, _generated, _geometry,
-                       _plane_rows, _reference_dm, _reference_v, _weights_from_transformed,
-                       tile_of, transforms)
+                       _plane_rows, _reference_dm, _reference_v, finish_weight_grad, tile_of,
+                       transforms)
 
 cuda = None  # bound to numba.cuda when the CUDA kernel is first compiled
 
@@ -53,7 +53,7 @@ def _prepare(x, dy, u, padding, out, r):
     return m, geometry, dy
 
 
-def reference(x, dy, u, padding="valid", out=None, r=3, u_t=None):
+def reference(x, dy, u, padding="valid", out=None, r=3, u_t=None, transformed=False):
     """Pure NumPy/CuPy form: einsum transforms, n*n GEMMs each way, and the adjoint's
     overlapping patches added by strided slicing (one slice per patch position)."""
     m, (top, left, _, _, th, tw), dy = _prepare(x, dy, u, padding, out, r)
@@ -62,7 +62,7 @@ def reference(x, dy, u, padding="valid", out=None, r=3, u_t=None):
     a = m + r - 1
     dm = _reference_dm(dy.astype(x.dtype, copy=False), th, tw, m, r)
     v = _reference_v(x, top, th, tw, left, m, r)
-    dw = _weights_from_transformed(xp.matmul(dm.transpose(0, 2, 1), v), x.dtype, m, r)
+    dw = finish_weight_grad(xp.matmul(dm.transpose(0, 2, 1), v), x.dtype, m, r, transformed)
     dv = xp.matmul(dm, u.astype(x.dtype, copy=False).transpose(0, 2, 1))
     bt = xp.asarray(transforms(m, r)[2], dtype=x.dtype)
     dd = xp.einsum("ap,abntsc,bq->ntspqc", bt, dv.reshape(a, a, n, th, tw, c), bt)
@@ -77,13 +77,13 @@ def reference(x, dy, u, padding="valid", out=None, r=3, u_t=None):
     return dw, out
 
 
-def numba_cpu(x, dy, u, padding="valid", out=None, r=3, u_t=None):
+def numba_cpu(x, dy, u, padding="valid", out=None, r=3, u_t=None, transformed=False):
     """Numba CPU form: one GIL-free call (`_grads_cpu_M_R`, generated); per block of images
     both transforms, the 2 n*n GEMMs and the adjoint while the block is in cache."""
     m, (top, left, _, _, th, tw), dy = _prepare(x, dy, u, padding, out, r)
     kernel = _generated(m, r)
     if kernel is None:  # (the dispatcher sends other dtypes to the reference)
-        return reference(x, dy, u, padding, out, r)  # (u_t: only a shortcut for this form)
+        return reference(x, dy, u, padding, out, r, transformed=transformed)  # (u_t: a shortcut)
     a = m + r - 1
     x = numpy.ascontiguousarray(x)
     dy = numpy.ascontiguousarray(dy, dtype=x.dtype)
@@ -99,7 +99,7 @@ def numba_cpu(x, dy, u, padding="valid", out=None, r=3, u_t=None):
         u_t = transposed(u) if u_t is None else u_t
         kernel[2](x, dy, numpy.ascontiguousarray(u_t, dtype=x.dtype), du_t, part, out, top,
                   left, th, tw, per_block, v, dm, mp)
-    return _weights_from_transformed(du_t, x.dtype, m, r), out
+    return finish_weight_grad(du_t, x.dtype, m, r, transformed), out
 
 
 def transposed(u):
@@ -137,7 +137,7 @@ def _adjoint_cuda(dv, dx, bt, top, left, th, tw, m, total):
         dx[b, y, z, ch] = acc
 
 
-def numba_cuda(x, dy, u, padding="valid", out=None, r=3, u_t=None):
+def numba_cuda(x, dy, u, padding="valid", out=None, r=3, u_t=None, transformed=False):
     """Numba CUDA form: the weight gradient as `winograd_weight_grad`'s CUDA form; dM again
     one thread per (tile, filter), CuPy's GEMMs for dV, the adjoint one thread per input
     element."""
@@ -147,7 +147,7 @@ def numba_cuda(x, dy, u, padding="valid", out=None, r=3, u_t=None):
     dy = xp.ascontiguousarray(dy, dtype=x.dtype)
     dm = _cuda_dm(dy, m, r, th, tw)
     v = _cuda_v(x, m, r, top, left, th, tw)
-    dw = _weights_from_transformed(xp.matmul(dm.transpose(0, 2, 1), v), x.dtype, m, r)
+    dw = finish_weight_grad(xp.matmul(dm.transpose(0, 2, 1), v), x.dtype, m, r, transformed)
     dv = xp.ascontiguousarray(xp.matmul(dm, xp.asarray(u, dtype=x.dtype).transpose(0, 2, 1)))
     out = xp.empty(x.shape, x.dtype) if out is None else out
     bt = xp.asarray(transforms(m, r)[2], dtype=numpy.float64)
@@ -157,11 +157,12 @@ def numba_cuda(x, dy, u, padding="valid", out=None, r=3, u_t=None):
     return dw, out
 
 
-def winograd_grads(x, dy, u, padding="valid", out=None, r=3, u_t=None):
+def winograd_grads(x, dy, u, padding="valid", out=None, r=3, u_t=None, transformed=False):
     """(kernel gradient (r, r, C, F), input gradient (N, H, W, C) in `out` if given) of an
     r x r stride-1 convolution of x with U = winograd_weights(kernel, m), whose output
     gradient is dy ((N, OH, OW, F) or (N*OH*OW, F)), from one Winograd transform of dy.
     u_t = transposed(u), when the caller reuses one U over many calls (Conv2D's slices):
     the Numba CPU form needs U[k]^T contiguous (as u[k].T, an F-ordered operand, its GEMMs
-    took 45 % longer) and would copy it per call (50 us at mnist conv2)."""
-    return _dispatch.form("winograd_grads", x, dy)(x, dy, u, padding, out, r, u_t)
+    took 45 % longer) and would copy it per call (50 us at mnist conv2). transformed=True:
+    the kernel gradient as `winograd_weight_grad(..., transformed=True)` gives it."""
+    return _dispatch.form("winograd_grads", x, dy)(x, dy, u, padding, out, r, u_t, transformed)

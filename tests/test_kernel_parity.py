@@ -364,6 +364,39 @@ def test_winograd_grads_are_the_weight_and_input_gradients(form, dtype, m, r, h,
                                rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("m,r", [(4, 3), (3, 5)])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_winograd_transformed_weight_grads_sum_over_slices(form, m, r, padding):
+    """transformed=True gives the gradient of U, (n*n, F, C): summed over batch slices and
+    finished once (`winograd_weight_grad_finish`, Conv2D's path) it is the whole batch's
+    kernel gradient P^T dy, from `winograd_weight_grad` and from `winograd_grads` alike."""
+    rng = np.random.default_rng(m + r)
+    x = rng.standard_normal((3, 7, 8, 3)).astype(np.float32)
+    kernel = rng.standard_normal((r, r, 3, 2)).astype(np.float32)
+    pad = {"valid": ((0, 0), (0, 0)),
+           "same": (kernels.same_padding(7, r, 1), kernels.same_padding(8, r, 1))}[padding]
+    cols, _ = _conv_math(x, kernel, (1, 1), pad)
+    dy = rng.standard_normal((3, 7 + sum(pad[0]) - r + 1, 8 + sum(pad[1]) - r + 1, 2)
+                             ).astype(np.float32)
+    want = (cols.T @ dy.reshape(-1, 2).astype(np.float64)).reshape(kernel.shape)
+    with form.running():
+        u = kernels.winograd_weights(form.device(kernel), m=m)
+        for slices in ([(0, 3)], [(0, 1), (1, 3)]):
+            parts = [kernels.winograd_weight_grad(form.device(x[a:b]), form.device(dy[a:b]),
+                                                  padding, m=m, r=r, transformed=True)
+                     for a, b in slices]
+            parts_grads = [kernels.winograd_grads(form.device(x[a:b]), form.device(dy[a:b]), u,
+                                                  padding, r=r, transformed=True)[0]
+                           for a, b in slices]
+            for chosen in (parts, parts_grads):
+                assert chosen[0].shape == ((m + r - 1) ** 2, 2, 3)
+                dw = kernels.winograd_weight_grad_finish(sum(chosen[1:], chosen[0]), m=m, r=r)
+                assert form.is_device_array(dw) and dw.shape == kernel.shape
+                np.testing.assert_allclose(form.host(dw), want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ShapeError, match="transformed gradient"):
+        kernels.winograd_weight_grad_finish(np.zeros((16, 2, 3), np.float32), m=m, r=r)
+
+
 def _adam_math(p, g, m, v, v_hat, step_size, b1, b2, eps, decay, steps):
     """`steps` Adam steps (with v_hat: AMSGrad) in float64, from the definition."""
     p, g, m, v = (a.astype(np.float64) for a in (p, g, m, v))

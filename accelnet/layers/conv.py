@@ -376,15 +376,17 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
                 dzc, self._out[start:stop].reshape(-1, f),
                 out=kernels.scratch(x, "dz", (rows, f), grad.dtype))
         dx = st["dx"][start:stop] if dx_out is None and st["dx"] is not None else dx_out
+        # Winograd kernel-gradient parts stay transformed, (n*n, F, C): summed over the
+        # slices, then finished once (`_backward_finish`)
         if dx is not None and st["u"] is not None:  # both from one transform of dz
             kernel_part, _ = kernels.winograd_grads(xc, dzc, st["u"], self.padding, out=dx, r=r,
-                                                    u_t=st["u_grads_t"])
-            return kernel_part.reshape(-1, f), bias_part
+                                                    u_t=st["u_grads_t"], transformed=True)
+            return kernel_part, bias_part
         if self._dilated():
             kernel_part = xp.matmul(self._columns(xc).T, dzc)
         elif st["tile_dw"] is not None:
             kernel_part = kernels.winograd_weight_grad(xc, dzc, self.padding, m=st["tile_dw"],
-                                                       r=r).reshape(-1, f)
+                                                       r=r, transformed=True)
         else:
             kernel_part = kernels.conv_weight_grad(xc, dzc, *self._conv_args())
         if dx is not None and st["tile_dx"] is not None:  # the rotated kernel over dz
@@ -398,12 +400,17 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
 
     def _backward_finish(self, st, parts):
         """Sum the tasks' (kernel, bias) parts in task order (deterministic) into the
-        gradients; returns the input gradient."""
+        gradients (Winograd's transformed parts finished once, after the sum); returns the
+        input gradient."""
         f = self.filters
         gw2 = self.grads["kernel"].reshape(-1, f)
-        gw2[...] = parts[0][0]
+        total = parts[0][0]
         for part, _ in parts[1:]:
-            gw2 += part
+            total = total + part
+        if st["tile_dw"] is not None:
+            total = kernels.winograd_weight_grad_finish(total, m=st["tile_dw"],
+                                                        r=self.kernel_size[0])
+        gw2[...] = total.reshape(-1, f)
         if self.use_bias:
             if self._fused:
                 total = parts[0][1]
