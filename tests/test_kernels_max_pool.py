@@ -79,6 +79,14 @@ def test_nan_wins_and_padding_never_does(name):
     out, arg = fwd(x, (2, 2), (2, 2), "same")
     assert np.isnan(out[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 1
     assert out[0, 1, 1, 0] == -5.0 and arg[0, 1, 1, 0] == 0  # the lone corner cell
+    x = np.full((1, 2, 4, 2), -5.0, np.float32)  # two 2x2 windows inside: the first NaN wins
+    x[0, 1, 0, 0] = x[0, 1, 1, 0] = np.nan  # window 0, channel 0: cells 2 and 3
+    x[0, 0, 3, 0], x[0, 1, 2, 0] = np.inf, np.nan  # window 1: inf at cell 1, NaN at 2
+    x[0, 0, 1, 1], x[0, 1, 1, 1] = 3.0, 3.0  # a tie: the first maximum (cell 1)
+    out, arg = fwd(x, (2, 2), (2, 2), "valid")
+    assert np.isnan(out[0, 0, 0, 0]) and arg[0, 0, 0, 0] == 2
+    assert np.isnan(out[0, 0, 1, 0]) and arg[0, 0, 1, 0] == 2
+    assert out[0, 0, 0, 1] == 3.0 and arg[0, 0, 0, 1] == 1
 
 
 def test_large_windows_use_int32_indices():
