@@ -227,11 +227,43 @@ def _scatter_windows(grad, arg, pooled, d, b, h, w, kh, kw, sh, sw, top, left, m
                             cell[ch] += gg[ch]
 
 
+@cpu_jit(parallel=False, inline="always")
+def _tiles_2x2(h, w, kh, kw, sh, sw, top, left, oh, ow):
+    """Whether the windows are 2x2 with stride 2 and tile the input exactly (no padding,
+    no overlap, no cell left out): every dx cell is then written once, by its window."""
+    return (kh == 2 and kw == 2 and sh == 2 and sw == 2 and top == 0 and left == 0
+            and h == 2 * oh and w == 2 * ow)
+
+
+@cpu_jit(nogil=True, inline="always", parallel=False)
+def _write_tiles_2x2(grad, arg, pooled, d, b, h, w, masked):
+    """Sample b's dx where the 2x2 windows tile it exactly: each cell gets its window's
+    gradient (plus +0.0, as the scatter's add into a zeroed cell) if it won (and the pooled
+    value is positive when `masked`), else 0: one store per cell, no zeroing pass and no
+    read-modify-write (measured per image, one thread, 28x28x32: backward 7.1 -> 3.7 us,
+    with the ReLU mask and bias sum 11.2 -> 8.0; same bits, -0.0 included)."""
+    _, oh, ow, c = grad.shape
+    zero = grad.dtype.type(0)
+    for i in range(oh):
+        for j in range(ow):
+            gg, aa, pp = grad[b, i, j], arg[b, i, j], pooled[b, i, j]
+            for k in range(4):  # the window's cells, one loop over the channels each
+                base = ((b * h + 2 * i + k // 2) * w + 2 * j + k % 2) * c
+                cell = d[base:base + c]
+                for ch in range(c):
+                    won = aa[ch] == k and (not masked or pp[ch] > 0)
+                    cell[ch] = gg[ch] + zero if won else zero
+
+
 @cpu_jit(nogil=True)
 def _max_pool_backward_cpu(grad, arg, dx, kh, kw, sh, sw, top, left):
     n, h, w, c = dx.shape
     d = dx.reshape(-1)
+    tiled = _tiles_2x2(h, w, kh, kw, sh, sw, top, left, grad.shape[1], grad.shape[2])
     for b in prange(n):  # one sample per iteration: its dx block is written by it alone
+        if tiled:
+            _write_tiles_2x2(grad, arg, grad, d, b, h, w, False)
+            continue
         d0 = b * h * w * c
         for e in range(h * w * c):
             d[U(d0 + e)] = 0
@@ -241,10 +273,14 @@ def _max_pool_backward_cpu(grad, arg, dx, kh, kw, sh, sw, top, left):
 @cpu_jit(nogil=True)
 def _max_pool_relu_grad_cpu(grad, arg, pooled, dz, acc, h, w, kh, kw, sh, sw, top, left):
     d = dz.reshape(-1)
-    for e in range(d.size):
-        d[U(e)] = 0
-    for b in range(grad.shape[0]):  # max_pool_backward's scatter, where the ReLU passed
-        _scatter_windows(grad, arg, pooled, d, b, h, w, kh, kw, sh, sw, top, left, True)
+    if _tiles_2x2(h, w, kh, kw, sh, sw, top, left, grad.shape[1], grad.shape[2]):
+        for b in range(grad.shape[0]):
+            _write_tiles_2x2(grad, arg, pooled, d, b, h, w, True)
+    else:
+        for e in range(d.size):
+            d[U(e)] = 0
+        for b in range(grad.shape[0]):  # max_pool_backward's scatter, where the ReLU passed
+            _scatter_windows(grad, arg, pooled, d, b, h, w, kh, kw, sh, sw, top, left, True)
     c = dz.shape[1]
     for ch in range(c):
         acc[ch] = 0

@@ -125,12 +125,13 @@ POOL_CASES = [((2, 2), (2, 2), "valid"), ((2, 2), (2, 2), "same"), ((3, 3), (2, 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pool,strides,padding", POOL_CASES)
-def test_max_pool_relu_grad_is_relu_then_pool_backward(form, dtype, pool, strides, padding):
+@pytest.mark.parametrize("hw", [(5, 6), (4, 6)])  # (4, 6): 2x2 windows tile it exactly
+def test_max_pool_relu_grad_is_relu_then_pool_backward(form, dtype, pool, strides, padding, hw):
     """The pooled step's backward equals the definition: the pooled gradient added at each
     window's winner (loops in the test), kept where the ReLU output there is positive, and
     the bias gradient as its column sums; with out= and the forward's out=/argmax=."""
     rng = np.random.default_rng(1)
-    z = np.maximum(rng.choice([-1.0, 0.0, 0.5, 1.5, 2.0], size=(2, 5, 6, 3)), 0).astype(dtype)
+    z = np.maximum(rng.choice([-1.0, 0.0, 0.5, 1.5, 2.0], size=(2,) + hw + (3,)), 0).astype(dtype)
     n, h, w, c = z.shape
     oh, ow = (kernels.conv_output_size(s, k, t, padding) for s, k, t in zip((h, w), pool, strides))
     top, left = ((kernels.same_padding(s, k, t)[0] for s, k, t in zip((h, w), pool, strides))

@@ -7,7 +7,7 @@ import importlib
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from accelnet import kernels
@@ -43,6 +43,9 @@ def expected(x, pool, strides, padding):
        w=st.integers(1, 7), c=st.integers(1, 4), ph=st.integers(1, 3), pw=st.integers(1, 3),
        sh=st.integers(1, 3), sw=st.integers(1, 3), padding=st.sampled_from(["valid", "same"]),
        dtype=st.sampled_from([np.float32, np.float64]))
+@example(seed=1, n=2, h=4, w=6, c=3, ph=2, pw=2, sh=2, sw=2, padding="valid",  # 2x2 windows
+         dtype=np.float32)  # tiling the input exactly: the CPU backward's direct writes
+@example(seed=2, n=1, h=6, w=4, c=17, ph=2, pw=2, sh=2, sw=2, padding="same", dtype=np.float64)
 def test_forms_match_the_definition(seed, n, h, w, c, ph, pw, sh, sw, padding, dtype):
     if padding == "valid" and (ph > h or pw > w):
         return
