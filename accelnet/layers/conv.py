@@ -404,9 +404,9 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         input gradient."""
         f = self.filters
         gw2 = self.grads["kernel"].reshape(-1, f)
-        total = parts[0][0]
+        total = parts[0][0]  # a task's own array (a kernel's result or a sum): added into
         for part, _ in parts[1:]:
-            total = total + part
+            total += part
         if st["tile_dw"] is not None:
             total = kernels.winograd_weight_grad_finish(total, m=st["tile_dw"],
                                                         r=self.kernel_size[0])
