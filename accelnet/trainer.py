@@ -17,7 +17,7 @@ import math
 import numpy
 
 from . import callbacks as cbks
-from . import distributed, interrupts, kernels, memory
+from . import dense_stack, distributed, interrupts, kernels, memory
 from . import losses as losses_mod
 from . import metrics as metrics_mod
 from . import optimizers as optimizers_mod
@@ -256,6 +256,7 @@ class Trainer:
         self._rest_params = {k: v for k, v in self._train_params.items() if k not in folded}
         self._rest_grads = {k: v for k, v in self._train_grads.items() if k not in folded}
         self._setup_loss()
+        self._dense_step = dense_stack.plan(self, getattr(self, "_dense_step", None))
 
     def _fold_rate(self, x):
         """The plain-SGD rate to fold into this step's Dense backwards, or None: only on one
@@ -293,6 +294,13 @@ class Trainer:
             return self._train_step_body(x, y, local_n, global_n, sample_weight, step, cb)
 
     def _train_step_body(self, x, y, local_n, global_n, sample_weight, step, cb):
+        rate = self._fold_rate(x) if local_n else None  # None unless plain SGD folds
+        if (rate is not None and getattr(self, "_dense_step", None) is not None
+                and sample_weight is None and not (cb is not None and cb.wants("loss"))):
+            done = self._dense_step.step(x, y, rate)
+            if done is not None:  # the whole step in one kernel call (accelnet.dense_stack)
+                self.optimizer.apply(self._rest_params, self._rest_grads)  # the step count
+                return done[0], done[1], True
         out = None
         if local_n:
             out = self.forward(x, training=True, logits=self._fused)
@@ -312,7 +320,6 @@ class Trainer:
             # nobody reads the gradient of the training inputs: skip the first layer's
             # input-gradient GEMM (a model nested in another gets this flag from its parent)
             self.needs_input_grad = False
-            rate = self._fold_rate(x)
             if rate is not None:
                 for layer in self._fold_layers:
                     layer._update_rate = rate

@@ -129,6 +129,9 @@ def cases(quick):
     shape = (784, 512)
     out.append(("sgd_update", f"MLP dense1 kernel {shape}, momentum 0.9", lambda rng, s=shape: (
         (_normal(rng, s), _normal(rng, s), 0.01), {"momentum": 0.9, "v": _normal(rng, s, 0.1)})))
+    # the MLP's whole SGD step (issue 13): reference array ops against one compiled call
+    out.append(("dense_sgd_step", f"MLP 784-512-512-10 batch {batch}",
+                lambda rng: _dense_step_args(rng, batch, (784, 512, 512, 10))))
     return out
 
 
@@ -213,6 +216,14 @@ def _max_abs(a, backend):
                for u in a if hasattr(u, "shape"))
 
 
+def _dense_step_args(rng, batch, widths):
+    """(x, labels, kernels, biases, ReLU flags, rate) for `kernels.dense_sgd_step`."""
+    ks = [_normal(rng, (a, b), (2.0 / a) ** 0.5) for a, b in zip(widths, widths[1:])]
+    return ((_normal(rng, (batch, widths[0])), rng.integers(0, widths[-1], batch), ks,
+             [_normal(rng, (b,), 0.1) for b in widths[1:]], [True] * (len(widths) - 2), 1e-3),
+            {})
+
+
 def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
     """Timings of one case: {'reference': {...}, 'numba': {...}, 'speedup', ...}."""
     impl, current = _dispatch_api()
@@ -220,8 +231,11 @@ def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
 
     def inputs():
         host_args, host_kwargs = make(numpy.random.default_rng(seed))
-        return (tuple(backend.asarray(a) if isinstance(a, numpy.ndarray) else a
-                      for a in host_args),
+        def move(a):
+            if isinstance(a, list):  # a list of arrays (dense_sgd_step's layers)
+                return [move(v) for v in a]
+            return backend.asarray(a) if isinstance(a, numpy.ndarray) else a
+        return (tuple(move(a) for a in host_args),
                 {k: backend.asarray(v) if isinstance(v, numpy.ndarray) else v
                  for k, v in host_kwargs.items()})
 

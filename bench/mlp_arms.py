@@ -1,15 +1,17 @@
-"""The MLP's epoch in five arms, alternated in one process (issue 13's record of what MKL and
-the folded SGD update each bring): accelnet on NumPy's OpenBLAS (ACCELNET_MKL=0), on MKL with
-the optimizer's own update, on MKL with the update folded into Dense's GEMM, PyTorch-CPU, and
-`floor`: the same step written out by hand on the same kernels (MKL products with the folded
-update, bias + ReLU, fused softmax-cross-entropy; no model, metrics or callbacks), the least
-this design of the step costs on the machine.
+"""The MLP's epoch in six arms, alternated in one process (issue 13's record of what MKL, the
+folded SGD update and the one-call step each bring): accelnet on NumPy's OpenBLAS
+(ACCELNET_MKL=0), on MKL with the optimizer's own update, on MKL with the update folded into
+Dense's GEMM (layer by layer, ACCELNET_DENSE_STEP=0), `one-call`: the whole step as one
+compiled call (`accelnet.dense_stack`, the default), PyTorch-CPU, and `floor`: the same step
+written out by hand in Python on the same kernels (MKL products with the folded update, bias +
+ReLU, fused softmax-cross-entropy; no model, metrics or callbacks).
 
     python -m bench.mlp_arms [--rounds 4] [--quick]
 
 Prints the best and median epoch of each arm and writes them, with the machine, to
 bench/results/mlp_arms_<time>_<host>.json (`--out` elsewhere)."""
 import argparse
+import contextlib
 import os
 import re
 import socket
@@ -18,11 +20,23 @@ import time
 
 import numpy
 
-from accelnet import kernels
+from accelnet import dense_stack, kernels
 
 from . import machine, report, workloads
 from .gemm_bench import mkl_setting_restored
 from .train_bench import AccelnetTrainer
+
+
+@contextlib.contextmanager
+def _setting_restored(name):
+    before = os.environ.get(name)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 class HandWritten:
@@ -73,8 +87,8 @@ def main(argv=None):
     x, y = workloads.data(workload, workload.samples)
     ours = AccelnetTrainer(workload, x, y)
     real_fold = ours.model._fold_rate
-    arms = {"openblas": ("0", lambda x: None), "mkl": ("1", lambda x: None),
-            "mkl+fold": ("1", real_fold)}
+    arms = {"openblas": ("0", lambda x: None, "0"), "mkl": ("1", lambda x: None, "0"),
+            "mkl+fold": ("1", real_fold, "0"), "one-call": ("1", real_fold, "1")}
     from .peers_torch import TorchTrainer
     import numba
     others = {"torch": TorchTrainer(workload, x, y, "cpu", numba.get_num_threads()),  # as the suite
@@ -86,13 +100,14 @@ def main(argv=None):
             os.environ[_mkl.ENV_VAR] = "1"
             trainer = others[name]
         else:
-            os.environ[_mkl.ENV_VAR], ours.model._fold_rate = arms[name]
+            os.environ[_mkl.ENV_VAR], ours.model._fold_rate, os.environ[dense_stack.ENV_VAR] = \
+                arms[name]
             trainer = ours
         start = time.perf_counter()
         trainer.train(workload.samples)
         return time.perf_counter() - start
 
-    with mkl_setting_restored():
+    with mkl_setting_restored(), _setting_restored(dense_stack.ENV_VAR):
         for name in runs:  # warm-up: compile, caches, the BLAS tuner's first probes
             epoch(name)
         for _ in range(args.rounds):

@@ -11,12 +11,17 @@ layer's and the second shows 0; where a Conv2D's backward runs the one before it
 a forward chain (`forward_chained`) counts as the earlier layer's forward, the later's shows 0.
 
 accelnet: each layer's `forward`/`backward`, the model's loss and the optimizer's
-`apply` are wrapped with timers on the instance. On the GPU backend (`--device gpu`, PyTorch
+`apply` are wrapped with timers on the instance. A model whose `fit` runs its whole step as
+one kernel call (the MLP: `accelnet.dense_stack`) is profiled through its layers
+(ACCELNET_DENSE_STEP=0), where the parts can be told apart; `one_call_step_ms` then gives the
+one-call step's minimum too. On the GPU backend (`--device gpu`, PyTorch
 on CUDA) every timed part is bracketed by a device sync, so it counts its kernels' run time,
 not only their launch; the whole step is timed with no syncs inside. PyTorch: forward pre/post
 hooks per module; the backward of module i is the time between the gradient reaching its output
 (full backward pre-hooks) and reaching the previous module's output.
 """
+import contextlib
+import os
 import time
 import warnings
 
@@ -27,6 +32,21 @@ from .workloads import BATCH, Unavailable
 
 def _no_sync():
     pass
+
+
+@contextlib.contextmanager
+def _dense_step(on):
+    """ACCELNET_DENSE_STEP set for the block (accelnet.dense_stack), then restored."""
+    from accelnet import dense_stack
+    before = os.environ.get(dense_stack.ENV_VAR)
+    os.environ[dense_stack.ENV_VAR] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[dense_stack.ENV_VAR]
+        else:
+            os.environ[dense_stack.ENV_VAR] = before
 
 
 def _timed(fn, record, key, sync=_no_sync):
@@ -80,25 +100,32 @@ class AccelnetSteps:
         self.record.clear()
         self.record["_syncing"] = self.syncing
         self.sync()
-        start = time.perf_counter()
-        self.model.train_on_batch(self.x, self.y)
-        self.sync()
-        total = time.perf_counter() - start
-        if self.syncing:
-            self.record["_syncing"] = False
+        with _dense_step(False):
             start = time.perf_counter()
             self.model.train_on_batch(self.x, self.y)
             self.sync()
             total = time.perf_counter() - start
+            if self.syncing:
+                self.record["_syncing"] = False
+                start = time.perf_counter()
+                self.model.train_on_batch(self.x, self.y)
+                self.sync()
+                total = time.perf_counter() - start
         del self.record["_syncing"]
+        if self.model._dense_step is not None:
+            with _dense_step(True):
+                start = time.perf_counter()
+                self.model.train_on_batch(self.x, self.y)
+                self.sync()
+                self.record["one_call_step"] = time.perf_counter() - start
         index = {id(layer): name for layer, name in zip(self.model.layers, self.names)}
         for second in self.model._fused_pairs:  # ran inside the layer before it: 0 ms
             node = next(n for n in self.model._graph["nodes"] if id(n) == second)
             for kind in ("forward", "backward"):
                 self.record[(index[id(node.layer)], kind)] = 0.0
-        for layer in self.model._chained_layers:  # its backward ran inside the next one's
+        for layer in getattr(self.model, "_chained_layers", ()):  # ran inside the next one's
             self.record[(index[id(layer)], "backward")] = 0.0
-        for layer in self.model._chained_forward_layers:  # its forward ran in the one before
+        for layer in getattr(self.model, "_chained_forward_layers", ()):  # in the one before
             self.record[(index[id(layer)], "forward")] = 0.0
         return dict(self.record, step=total)
 
@@ -168,9 +195,12 @@ def _summary(runs, names):
     layers = [{"layer": n, "forward_ms": best((n, "forward")), "backward_ms": best((n, "backward"))}
               for n in names]
     steps = sorted(r["step"] for r in runs)
-    return {"layers": layers, "loss_ms": best(("loss",)), "optimizer_ms": best(("optimizer",)),
-            "step_ms": steps[0] * 1e3, "step_median_ms": steps[len(steps) // 2] * 1e3,
-            "rounds": len(runs)}
+    out = {"layers": layers, "loss_ms": best(("loss",)), "optimizer_ms": best(("optimizer",)),
+           "step_ms": steps[0] * 1e3, "step_median_ms": steps[len(steps) // 2] * 1e3,
+           "rounds": len(runs)}
+    if best("one_call_step") is not None:
+        out["one_call_step_ms"] = best("one_call_step")
+    return out
 
 
 def profile_workload(workload, peers, rounds, log=print, device=None, batch=BATCH):
@@ -220,9 +250,11 @@ def table(profiles):
             parts = [f"{l['layer']} {_f(l['forward_ms'])}/{_f(l['backward_ms'])}"
                      for l in prof[name]["layers"]]
             lines.append(f"  {name:8s} fwd/bwd: " + ", ".join(parts))
+            one_call = prof[name].get("one_call_step_ms")
             lines.append(f"  {'':8s} loss {_f(prof[name]['loss_ms'])}, optimizer "
                          f"{_f(prof[name]['optimizer_ms'])}, step {_f(prof[name]['step_ms'])} "
-                         f"(median {_f(prof[name]['step_median_ms'])})")
+                         f"(median {_f(prof[name]['step_median_ms'])})"
+                         + ("" if one_call is None else f"; as one call {_f(one_call)}"))
     return "\n".join(lines)
 
 

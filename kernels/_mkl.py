@@ -98,6 +98,13 @@ def enabled():
     return library() is not None
 
 
+def sgemm_address():
+    """The address of the loaded MKL's cblas_sgemm (kernels.dense_sgd_step calls it from
+    compiled code); None where MKL is not loaded."""
+    lib = library()
+    return None if lib is None else ctypes.cast(lib[0].cblas_sgemm, ctypes.c_void_p).value
+
+
 def _operand(array):
     """(transpose flag, leading dimension) of a 2-D array as row-major BLAS sees it, or None
     when neither axis is contiguous (or the data is unaligned)."""

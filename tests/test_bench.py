@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im", "max_pool",
            "max_pool_backward", "max_pool_relu_grad", "dropout_mask", "relu_bias_grad",
            "winograd_conv", "winograd_weight_grad", "winograd_grads", "conv_forward", "conv_weight_grad",
-           "conv_input_grad", "batch_norm_forward", "batch_norm_backward", "adam_update",
+           "conv_input_grad", "batch_norm_forward", "batch_norm_backward", "adam_update", "dense_sgd_step",
            "sgd_update", "bias_relu"}
 
 
@@ -36,9 +36,9 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 56  # Winograd forward and weight gradient at 4 shapes (default tiles), both
+    assert len(rows) == 57  # Winograd forward and weight gradient at 4 shapes (default tiles), both
     # gradients at 1; Adam at 2 shapes, SGD at 1, bias + ReLU at 2, im2col/col2im at 4, the
-    # im2col convolution forward and weight gradient at 4 shapes
+    # im2col convolution forward and weight gradient at 4 shapes, the MLP's whole step at 1
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):
@@ -158,8 +158,10 @@ def test_busy_suite_times_quiet_then_under_a_competing_load(tmp_path):
             row["busy_s"]["accelnet"] / row["quiet_s"]["accelnet"])
 
 
-def test_mlp_arms_times_openblas_mkl_folded_torch_and_the_floor(capsys, tmp_path):
-    """bench.mlp_arms: the five arms alternated in one process (where MKL is installed)."""
+def test_mlp_arms_times_openblas_mkl_folded_one_call_torch_and_the_floor(capsys, tmp_path,
+                                                                       monkeypatch):
+    """bench.mlp_arms: the six arms alternated in one process (where MKL is installed)."""
+    monkeypatch.delenv("ACCELNET_DENSE_STEP", raising=False)
     from accelnet.kernels import _mkl
     if _mkl.library() is None:
         pytest.skip("the mkl wheel is not installed")
@@ -168,10 +170,11 @@ def test_mlp_arms_times_openblas_mkl_folded_torch_and_the_floor(capsys, tmp_path
     previous = os.environ.get("ACCELNET_MKL")
     path = mlp_arms.main(["--rounds", "1", "--quick", "--out", str(tmp_path)])
     assert os.environ.get("ACCELNET_MKL") == previous  # given back as it was
+    assert "ACCELNET_DENSE_STEP" not in os.environ
     lines = capsys.readouterr().out.splitlines()
-    arms = ["openblas", "mkl", "mkl+fold", "torch", "floor"]
-    assert [line.split()[0] for line in lines[-6:-1]] == arms
-    assert all(float(line.split()[2]) > 0 for line in lines[-6:-1])
+    arms = ["openblas", "mkl", "mkl+fold", "one-call", "torch", "floor"]
+    assert [line.split()[0] for line in lines[-7:-1]] == arms
+    assert all(float(line.split()[2]) > 0 for line in lines[-7:-1])
     with open(path) as f:
         results = json.load(f)
     assert set(results["runs_s"]) == set(arms)

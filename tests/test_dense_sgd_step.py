@@ -1,0 +1,218 @@
+"""kernels.dense_sgd_step (a whole plain-SGD step of a Dense stack) on every form, its
+reference against float64 finite differences, and accelnet.dense_stack: fit through the
+one-call step equals fit through the layers."""
+import importlib
+
+import numpy as np
+import pytest
+
+import accelnet as an
+from accelnet import kernels
+from accelnet.errors import InvalidArgumentError, ShapeError
+from accelnet.kernels import _mkl
+from kernel_forms import ALL_FORMS
+
+step_module = importlib.import_module("accelnet.kernels.dense_sgd_step")
+needs_mkl = pytest.mark.skipif(_mkl.library() is None,
+                               reason="the compiled step calls MKL: the mkl wheel is not installed")
+
+# (widths, ReLU flags of the hidden layers, which layers have a bias)
+STACKS = [((6, 5, 4, 3), (True, True), (True, True, True)),
+          ((6, 5, 3), (False,), (False, True)),
+          ((6, 3), (), (True,)),
+          ((6, 5, 4, 3), (True, False), (True, False, False))]
+
+
+def _stack(widths, with_bias, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    ks = [(rng.standard_normal((a, b)) * 0.5).astype(dtype) for a, b in zip(widths, widths[1:])]
+    bs = [(rng.standard_normal(b) * 0.1).astype(dtype) if has else None
+          for b, has in zip(widths[1:], with_bias)]
+    return ks, bs
+
+
+def _labels(rng, n, classes, soft):
+    if not soft:
+        return rng.integers(0, classes, n)
+    p = rng.random((n, classes)).astype(np.float32)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture(params=ALL_FORMS)
+def form(request):
+    return request.param
+
+
+@pytest.mark.parametrize("widths,relu,with_bias", STACKS)
+@pytest.mark.parametrize("rows,soft", [(7, False), (1, False), (5, True)])
+def test_step_matches_the_reference_on_every_form(form, widths, relu, with_bias, rows, soft):
+    if form.expected == "numba-cpu" and _mkl.library() is None:
+        pytest.skip("the compiled step calls MKL: the mkl wheel is not installed")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((rows, widths[0])).astype(np.float32)
+    y = _labels(rng, rows, widths[-1], soft)
+    ks, bs = _stack(widths, with_bias)
+    before = ks[0].copy()
+    want_k, want_b = [k.copy() for k in ks], [None if b is None else b.copy() for b in bs]
+    want_loss, want_logits = step_module.reference(x, y, want_k, want_b, relu, 0.1)
+    dk = [form.device(k) for k in ks]
+    db = [None if b is None else form.device(b) for b in bs]
+    with form.running():
+        assert kernels.current_implementation("dense_sgd_step", form.device(x)) == form.expected
+        loss, logits = kernels.dense_sgd_step(form.device(x), form.device(y), dk, db, relu, 0.1)
+    np.testing.assert_allclose(float(form.host(loss)), float(want_loss), rtol=1e-5)
+    np.testing.assert_allclose(form.host(logits), want_logits, rtol=1e-5, atol=1e-6)
+    for got, want in zip(dk + [b for b in db if b is not None],
+                         want_k + [b for b in want_b if b is not None]):
+        np.testing.assert_allclose(form.host(got), want, rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(form.host(dk[0]), before)  # the step moved the weights
+
+
+def _loss64(x, y, ks, bs, relu):
+    a = x
+    for l, (k, b) in enumerate(zip(ks, bs)):
+        a = a @ k + (0 if b is None else b)
+        if l < len(relu) and relu[l]:
+            a = np.maximum(a, 0)
+    a = a - a.max(axis=1, keepdims=True)
+    logp = a - np.log(np.exp(a).sum(axis=1, keepdims=True))
+    return -logp[np.arange(len(x)), y].mean()
+
+
+@pytest.mark.parametrize("widths,relu,with_bias", STACKS)
+def test_reference_update_is_minus_rate_times_the_finite_difference_gradient(widths, relu,
+                                                                            with_bias):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, widths[0]))
+    y = rng.integers(0, widths[-1], 4)
+    ks, bs = _stack(widths, with_bias, np.float64, seed=3)
+    rate = 0.5
+    new_k, new_b = [k.copy() for k in ks], [None if b is None else b.copy() for b in bs]
+    loss, _ = step_module.reference(x, y, new_k, new_b, relu, rate)
+    assert float(loss) == pytest.approx(_loss64(x, y, ks, bs, relu), rel=1e-12)
+    eps = 1e-6
+    for params, updated in [(ks, new_k), (bs, new_b)]:
+        for p, after in zip(params, updated):
+            if p is None:
+                continue
+            for index in list(np.ndindex(p.shape))[::3]:
+                keep = p[index]
+                p[index] = keep + eps
+                up = _loss64(x, y, ks, bs, relu)
+                p[index] = keep - eps
+                down = _loss64(x, y, ks, bs, relu)
+                p[index] = keep
+                grad = (up - down) / (2 * eps)
+                assert (keep - after[index]) / rate == pytest.approx(grad, rel=1e-5, abs=1e-8)
+
+
+def test_bad_shapes_and_labels_are_named():
+    ks, bs = _stack((6, 5, 3), (True, True))
+    x = np.zeros((2, 6), np.float32)
+    with pytest.raises(ShapeError, match="layer 1 has kernel"):
+        kernels.dense_sgd_step(x, np.zeros(2, int), [ks[0], ks[0]], bs, [True], 0.1)
+    with pytest.raises(ShapeError, match="one flag per hidden layer"):
+        kernels.dense_sgd_step(x, np.zeros(2, int), ks, bs, [], 0.1)
+    with pytest.raises(ShapeError, match="ReLU but no bias"):
+        kernels.dense_sgd_step(x, np.zeros(2, int), ks, [None, bs[1]], [True], 0.1)
+    with pytest.raises(InvalidArgumentError, match="label 7"):
+        kernels.dense_sgd_step(x, np.array([0, 7]), ks, bs, [True], 0.1)
+
+
+# -- the model: fit through the one-call step against fit through the layers -------------
+
+def _model(kind):
+    L = an.layers
+    an.random.seed(0)
+    if kind == "flatten-sparse":
+        layers = [L.Flatten(input_shape=(4, 5)), L.Dense(16, activation="relu"),
+                  L.Dense(8, activation="relu"), L.Dense(3, activation="softmax")]
+        loss = "sparse_categorical_crossentropy"
+    elif kind == "onehot":
+        layers = [L.Dense(16, activation="relu", input_shape=(20,)), L.Dense(3, activation="softmax")]
+        loss = an.losses.CategoricalCrossentropy(label_smoothing=0.1)
+    else:  # logits out, a linear hidden layer without bias
+        layers = [L.Input(shape=(20,)), L.Dense(16, use_bias=False),
+                  L.Dense(3)]
+        loss = an.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model = an.Sequential(layers)
+    model.compile(optimizer=an.optimizers.SGD(0.1), loss=loss, metrics=["accuracy"])
+    return model
+
+
+def _data(kind, n=100):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, 4, 5) if kind == "flatten-sparse" else (n, 20)).astype(np.float32)
+    y = rng.integers(0, 3, n)
+    return x, (np.eye(3, dtype=np.float32)[y] if kind == "onehot" else y)
+
+
+def _fit(kind, monkeypatch, step_on):
+    monkeypatch.setenv("ACCELNET_DENSE_STEP", "1" if step_on else "0")
+    model = _model(kind)
+    x, y = _data(kind)
+    history = model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    return model, history.history
+
+
+@needs_mkl
+@pytest.mark.parametrize("kind", ["flatten-sparse", "onehot", "logits"])
+def test_fit_through_the_step_equals_fit_through_the_layers(kind, monkeypatch):
+    stepped, logs = _fit(kind, monkeypatch, True)
+    assert stepped._dense_step is not None
+    calls = []
+    real = kernels.dense_sgd_step
+    monkeypatch.setattr(kernels, "dense_sgd_step", lambda *a: calls.append(1) or real(*a))
+    stepped.train_on_batch(*(a[:32] for a in _data(kind)))
+    assert calls == [1]  # train_on_batch takes it too
+    layered, want = _fit(kind, monkeypatch, False)
+    assert logs.keys() == want.keys()
+    for key in want:
+        np.testing.assert_allclose(logs[key], want[key], rtol=1e-6)
+    layered.train_on_batch(*(a[:32] for a in _data(kind)))
+    for got, expected in zip(stepped.get_weights(), layered.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("change", ["adam", "momentum", "regularizer", "dropout", "mse",
+                                    "frozen", "softmax-layer"])
+def test_other_models_keep_the_layer_step(change, monkeypatch):
+    calls = []
+    monkeypatch.setattr(kernels, "dense_sgd_step", lambda *a: calls.append(1))
+    L = an.layers
+    hidden = L.Dense(8, activation="relu", input_shape=(5,),
+                     kernel_regularizer="l2" if change == "regularizer" else None)
+    layers = [hidden] + ([L.Dropout(0.5)] if change == "dropout" else [])
+    layers += [L.Dense(3, activation="softmax")]
+    if change == "softmax-layer":
+        layers[-1:] = [L.Dense(3), L.Activation("softmax")]
+    model = an.Sequential(layers)
+    if change == "frozen":
+        hidden.trainable = False
+    optimizer = {"adam": an.optimizers.Adam(), "momentum": an.optimizers.SGD(0.1, momentum=0.9)}
+    model.compile(optimizer=optimizer.get(change, an.optimizers.SGD(0.1)),
+                  loss="mse" if change == "mse" else "sparse_categorical_crossentropy")
+    x = np.zeros((4, 5), np.float32)
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]] if change == "mse" else np.array([0, 1, 2, 0])
+    model.fit(x, y, epochs=1, verbose=0)
+    assert calls == []
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+@needs_mkl
+def test_batches_the_step_cannot_take_run_the_layers(monkeypatch):
+    model = _model("flatten-sparse")
+    x, y = _data("flatten-sparse")
+    calls = []
+    real = kernels.dense_sgd_step
+    monkeypatch.setattr(kernels, "dense_sgd_step", lambda *a: calls.append(1) or real(*a))
+    model.fit(x, y, batch_size=50, epochs=1, verbose=0, sample_weight=np.ones(len(x)))
+    model.fit(x.astype(np.float64), y, batch_size=50, epochs=1, verbose=0)  # cast to float32
+    assert len(calls) == 2
+    model.train_on_batch(x[:10].astype(np.float64), y[:10])  # float64 batch: the layers
+    monkeypatch.setenv("ACCELNET_DENSE_STEP", "0")
+    model.fit(x, y, batch_size=50, epochs=1, verbose=0)
+    assert len(calls) == 2
+    with pytest.raises(InvalidArgumentError, match="label 5"):
+        monkeypatch.setenv("ACCELNET_DENSE_STEP", "1")
+        model.train_on_batch(x[:2], np.array([0, 5]))
