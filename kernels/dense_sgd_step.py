@@ -22,7 +22,7 @@ model takes this kernel only where the compiled form runs, elsewhere its layers'
 import numpy
 
 from . import _dispatch, _mkl
-from ._jit import cpu_jit
+from ._jit import cpu_jit, serial_dispatcher
 from .bias_relu import _bias_relu_cpu
 from .optimizer_update import _sgd_cpu
 from .softmax_cross_entropy import _empty_soft, _prepare, _sce_cpu
@@ -135,11 +135,16 @@ def _step():
         i, p, f = types.intc, types.intp, types.float32
         globals()["_sgemm"] = types.ExternalFunction(
             _SYMBOL, types.void(i, i, i, i, i, i, f, p, i, p, i, f, p, i))
+        globals().update(_bias_relu_serial=serial_dispatcher(_bias_relu_cpu),
+                         _sce_serial=serial_dispatcher(_sce_cpu),
+                         _sgd_serial=serial_dispatcher(_sgd_cpu))
         _compiled.append(_step_cpu.dispatcher())
     return _compiled[0]
 
 
-_sgemm = None  # bound by _step() before the first compile
+# bound by _step() before the first compile: MKL's sgemm, and serial builds of the layers'
+# kernels (the step's machine code, cached on disk, has them compiled in)
+_sgemm = _bias_relu_serial = _sce_serial = _sgd_serial = None
 
 
 @cpu_jit(parallel=False, nogil=True, inline="always")
@@ -157,7 +162,7 @@ def _relu_grad_in_place(dy, y, acc):
             acc[j] += v
 
 
-@cpu_jit(nogil=True, error_model="numpy")
+@cpu_jit(parallel=False, nogil=True, error_model="numpy")  # serial: MKL has the threads
 def _step_cpu(x, labels, soft, kernels, biases, relu, acts, grads, bias_grads, colsums, rows,
               rate, neg_rate):
     n = x.shape[0]
@@ -173,12 +178,12 @@ def _step_cpu(x, labels, soft, kernels, biases, relu, acts, grads, bias_grads, c
                w.ctypes.data, f, zero, z.ctypes.data, f)
         b = biases[l]
         if relu[l]:
-            _bias_relu_cpu(z, b)
+            _bias_relu_serial(z, b)
         elif b.shape[0]:
             for r in range(n):
                 for j in range(f):
                     z[r, j] += b[j]
-    _sce_cpu(acts[depth - 1], labels, soft, grads[depth - 1], rows)
+    _sce_serial(acts[depth - 1], labels, soft, grads[depth - 1], rows)
     for l in range(depth - 1, -1, -1):  # backward: grads[l] holds dloss/dz of layer l
         w = kernels[l]
         k, f = w.shape
@@ -202,7 +207,7 @@ def _step_cpu(x, labels, soft, kernels, biases, relu, acts, grads, bias_grads, c
         _sgemm(_ROW_MAJOR, _TRANS, _NO_TRANS, k, f, n, neg_rate, a.ctypes.data, k,
                dz.ctypes.data, f, one, w.ctypes.data, f)
         if b.shape[0]:
-            _sgd_cpu(b, g, rate, one)
+            _sgd_serial(b, g, rate, one)
         if l and relu[l - 1]:
             _relu_grad_in_place(grads[l - 1], acts[l - 1], colsums[l - 1])
 

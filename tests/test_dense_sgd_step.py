@@ -216,3 +216,30 @@ def test_batches_the_step_cannot_take_run_the_layers(monkeypatch):
     with pytest.raises(InvalidArgumentError, match="label 5"):
         monkeypatch.setenv("ACCELNET_DENSE_STEP", "1")
         model.train_on_batch(x[:2], np.array([0, 5]))
+
+
+@needs_mkl
+def test_a_step_cached_by_a_parallel_process_runs_in_a_serial_one(tmp_path):
+    """The compiled step has its kernels compiled in (always their serial builds): one cache
+    serves a process with ACCELNET_NUMBA_PARALLEL=1 and a serial one. (With parallel callees,
+    a step cached by a parallel process crashed a serial one that loaded it from the
+    package's __pycache__; this isolated cache did not reproduce that.)"""
+    import os
+    import subprocess
+    import sys
+    script = ("import numpy as np, importlib; "
+              "ds = importlib.import_module('accelnet.kernels.dense_sgd_step'); "
+              "r = np.random.default_rng(0); "
+              "ks = [r.random((6, 5), dtype=np.float32), r.random((5, 3), dtype=np.float32)]; "
+              "bs = [np.zeros(5, np.float32), np.zeros(3, np.float32)]; "
+              "loss, _ = ds.numba_cpu(r.random((4, 6), dtype=np.float32), np.arange(4) % 3, "
+              "ks, bs, [True], 0.1); print(float(loss))")
+    losses = []
+    for parallel in ("1", "0"):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), ACCELNET_NUMBA_PARALLEL=parallel)
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        losses.append(float(proc.stdout.split()[-1]))
+    assert losses[0] == losses[1]
+    assert any(tmp_path.rglob("*dense_sgd_step*_step_cpu*.nbi"))  # the second one loaded it
