@@ -1,6 +1,7 @@
 """accelnet.kernels: the hot spots, each as a NumPy/CuPy reference and Numba forms.
 
-Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its module):
+Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its module, but
+`dense_sgd_step`, whose CUDA entry is its reference):
 
 - `softmax_cross_entropy(logits, labels) -> (loss, dlogits)`: fused, stable softmax +
   cross-entropy for int class indices or soft labels; bad labels raise (on the GPU via
