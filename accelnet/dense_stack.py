@@ -11,9 +11,9 @@ form does (float32 NumPy batch, `kernels.dense_sgd_step_compiled`), without samp
 and without a callback that reads the loss before the update. Anything else, and
 ACCELNET_DENSE_STEP=0 (read at every step), runs the layers' own step.
 
-Why: on the bench's 2 cores the MLP 784-512-512-10's epoch took 0.68 s this way against
-0.81-0.88 s for the same step written out in Python calls (PyTorch-CPU: 1.01-1.06 s;
-`bench/mlp_arms.py`). Same update as the layers' step, to MKL's rounding.
+Why: on the bench's 2 cores the MLP 784-512-512-10's epoch took 0.900 s this way against
+1.121 s layer by layer and PyTorch-CPU's 1.252 s (`python -m bench.mlp_arms`, one process,
+best of 4). Same update as the layers' step, to MKL's rounding.
 """
 import numpy
 

@@ -6,9 +6,10 @@ Why (issue 13, the MLP 784-512-512-10 at batch 128 on 2 cores): layer by layer, 
 ~20 kernel and GEMM calls each return to Python and allocate their output, about 0.3 ms of a
 ~1.9 ms step. The Numba form runs the whole step in one compiled function on buffers kept
 between steps (`Workspace`), and calls MKL's `cblas_sgemm` itself (its address bound as an
-LLVM symbol, `_mkl.sgemm_address`), with the kernels the layers call (`bias_relu`,
-`relu_bias_grad`, softmax-cross-entropy, SGD): the same arithmetic as the layer path, so
-the same weights up to MKL's rounding (which may depend on the buffers' alignment).
+LLVM symbol, `_mkl.sgemm_address`), with serial builds of the kernels the layers call
+(`bias_relu`, softmax-cross-entropy, SGD) and `relu_bias_grad`'s sums as its own in-place
+loop: the same arithmetic as the layer path, so the same weights up to MKL's rounding (which
+may depend on the buffers' alignment).
 
 Layers: `relu[l]` says whether hidden layer l applies bias + ReLU (it must then have a
 bias), else it is linear; the last layer gives the logits. `biases[l]` is None for a layer
