@@ -1,19 +1,21 @@
-"""A Sequential of Dense layers trained by plain SGD: its whole step as one kernel call
-(`kernels.dense_sgd_step`) instead of layer by layer.
+"""A Sequential of Dense layers: its whole training step as one kernel call
+(`kernels.dense_step`) instead of layer by layer.
 
 Which models (`plan(model)`): a Sequential whose layers are an optional Input, an
 optional Flatten first, then Dense layers (all trainable, no regularizers, not shared):
 hidden ones with bias + ReLU or linear, the last one with softmax under a (sparse)
 categorical cross-entropy, or linear under one with `from_logits=True`, reduced as
-`sum_over_batch_size`. The optimizer must be plain SGD (`Model._fold_rate`: one process,
-MKL, no momentum, weight decay or clipping); the step runs only where the kernel's compiled
-form does (float32 NumPy batch, `kernels.dense_sgd_step_compiled`), without sample weights
-and without a callback that reads the loss before the update. Anything else, and
-ACCELNET_DENSE_STEP=0 (read at every step), runs the layers' own step.
+`sum_over_batch_size`. Any optimizer: plain SGD (`Model._fold_rate`: MKL, no momentum,
+weight decay or clipping) is folded into the kernel's GEMMs; any other gets the layers'
+gradients from the kernel and applies them as after the layers' backward. The step runs on
+one process only where the kernel's compiled form does (float32 NumPy batch,
+`kernels.dense_step_compiled`), without sample weights and without a callback that reads
+the loss before the update. Anything else, and ACCELNET_DENSE_STEP=0 (read at every step),
+runs the layers' own step.
 
-Why: on the bench's 2 cores the MLP 784-512-512-10's epoch took 0.900 s this way against
+Why: on the bench's 2 cores the MLP 784-512-512-10's SGD epoch took 0.900 s this way against
 1.121 s layer by layer and PyTorch-CPU's 1.252 s (`python -m bench.mlp_arms`, one process,
-best of 4). Same update as the layers' step, to MKL's rounding.
+best of 4). Same gradients and update as the layers' step, to MKL's rounding.
 """
 import numpy
 
@@ -40,9 +42,10 @@ class DenseStackStep:
         self._workspaces = {}
 
     def step(self, x, y, rate):
-        """One SGD step on batch (x, y) at `rate`; (loss, logits), or None where the
-        compiled kernel does not apply to this batch (the caller runs the layers)."""
-        if not enabled() or not kernels.dense_sgd_step_compiled(x) or not x.flags.c_contiguous:
+        """One step on batch (x, y): the plain-SGD update at `rate`, or (rate None) the
+        layers' gradients for the optimizer; (loss, logits), or None where the compiled
+        kernel does not apply to this batch (the caller runs the layers)."""
+        if not enabled() or not kernels.dense_step_compiled(x) or not x.flags.c_contiguous:
             return None
         if x.ndim != 2:
             if not self.flatten:
@@ -59,10 +62,11 @@ class DenseStackStep:
         if workspace is None:
             workspace = self._workspaces[n] = kernels.DenseStepWorkspace(
                 n, [layer.units for layer in self.dense], x.dtype)
-        loss, logits = kernels.dense_sgd_step(
+        grads = [layer.grads for layer in self.dense]
+        return kernels.dense_step(
             x, labels, [p["kernel"] for p in params], [p.get("bias") for p in params],
-            self.relu, rate, workspace)
-        return loss, logits
+            self.relu, rate, None if rate is not None else [g["kernel"] for g in grads],
+            [g.get("bias") for g in grads], workspace)
 
 
 class _Shape:
@@ -85,8 +89,9 @@ def plan(model, previous=None):
     dense = layers[1:] if flatten else layers
     if not dense or any(type(layer) is not Dense for layer in dense):
         return None
-    folded = {id(layer) for layer in getattr(model, "_fold_layers", ())}
-    if any(id(layer) not in folded for layer in dense) or getattr(model, "_rest_params", None):
+    shared = (model._graph or {}).get("shared", ())
+    if any(not layer.trainable or layer.regularizers or id(layer) in shared
+           for layer in dense):
         return None
     for layer in dense[:-1]:
         name = layer.activation.name

@@ -295,11 +295,14 @@ class Trainer:
 
     def _train_step_body(self, x, y, local_n, global_n, sample_weight, step, cb):
         rate = self._fold_rate(x) if local_n else None  # None unless plain SGD folds
-        if (rate is not None and getattr(self, "_dense_step", None) is not None
+        if (getattr(self, "_dense_step", None) is not None and local_n and self._dp is LOCAL
                 and sample_weight is None and not (cb is not None and cb.wants("loss"))):
             done = self._dense_step.step(x, y, rate)
             if done is not None:  # the whole step in one kernel call (accelnet.dense_stack)
-                self.optimizer.apply(self._rest_params, self._rest_grads)  # the step count
+                if rate is not None:  # updated in the kernel: the rest, and the step count
+                    self.optimizer.apply(self._rest_params, self._rest_grads)
+                else:
+                    self.optimizer.apply(self._train_params, self._train_grads)
                 return done[0], done[1], True
         out = None
         if local_n:

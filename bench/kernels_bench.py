@@ -130,8 +130,9 @@ def cases(quick):
     out.append(("sgd_update", f"MLP dense1 kernel {shape}, momentum 0.9", lambda rng, s=shape: (
         (_normal(rng, s), _normal(rng, s), 0.01), {"momentum": 0.9, "v": _normal(rng, s, 0.1)})))
     # the MLP's whole SGD step (issue 13): reference array ops against one compiled call
-    out.append(("dense_sgd_step", f"MLP 784-512-512-10 batch {batch}",
-                lambda rng: _dense_step_args(rng, batch, (784, 512, 512, 10))))
+    for ending in ("SGD folded", "gradients"):
+        out.append(("dense_step", f"MLP 784-512-512-10 batch {batch}, {ending}",
+                    lambda rng, e=ending: _dense_step_args(rng, batch, (784, 512, 512, 10), e)))
     return out
 
 
@@ -216,12 +217,17 @@ def _max_abs(a, backend):
                for u in a if hasattr(u, "shape"))
 
 
-def _dense_step_args(rng, batch, widths):
-    """(x, labels, kernels, biases, ReLU flags, rate) for `kernels.dense_sgd_step`."""
+def _dense_step_args(rng, batch, widths, ending):
+    """(x, labels, kernels, biases, ReLU flags, rate) for `kernels.dense_step`: the SGD
+    update folded in, or (rate None) the gradients into given arrays."""
     ks = [_normal(rng, (a, b), (2.0 / a) ** 0.5) for a, b in zip(widths, widths[1:])]
-    return ((_normal(rng, (batch, widths[0])), rng.integers(0, widths[-1], batch), ks,
-             [_normal(rng, (b,), 0.1) for b in widths[1:]], [True] * (len(widths) - 2), 1e-3),
-            {})
+    bs = [_normal(rng, (b,), 0.1) for b in widths[1:]]
+    args = (_normal(rng, (batch, widths[0])), rng.integers(0, widths[-1], batch), ks, bs,
+            [True] * (len(widths) - 2))
+    if ending == "gradients":
+        return args, {"kernel_grads": [numpy.empty_like(k) for k in ks],
+                      "bias_grads": [numpy.empty_like(b) for b in bs]}
+    return args + (1e-3,), {}
 
 
 def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
@@ -232,12 +238,11 @@ def bench_case(kernel, make, backend, budget_s, min_runs, max_runs, seed):
     def inputs():
         host_args, host_kwargs = make(numpy.random.default_rng(seed))
         def move(a):
-            if isinstance(a, list):  # a list of arrays (dense_sgd_step's layers)
+            if isinstance(a, list):  # a list of arrays (dense_step's layers)
                 return [move(v) for v in a]
             return backend.asarray(a) if isinstance(a, numpy.ndarray) else a
         return (tuple(move(a) for a in host_args),
-                {k: backend.asarray(v) if isinstance(v, numpy.ndarray) else v
-                 for k, v in host_kwargs.items()})
+                {k: move(v) for k, v in host_kwargs.items()})
 
     args, kwargs = inputs()
 

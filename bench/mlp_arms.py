@@ -6,7 +6,11 @@ compiled call (`accelnet.dense_stack`, the default), PyTorch-CPU, and `floor`: t
 written out by hand in Python on the same kernels (MKL products with the folded update, bias +
 ReLU, fused softmax-cross-entropy; no model, metrics or callbacks).
 
-    python -m bench.mlp_arms [--rounds 4] [--quick]
+    python -m bench.mlp_arms [--rounds 4] [--quick] [--adam]
+
+`--adam`: the same MLP under Adam(1e-3) on both sides, three arms: `layers` (layer by
+layer), `one-call` (the step's gradients from one compiled call, Adam applied after) and
+PyTorch.
 
 Prints the best and median epoch of each arm and writes them, with the machine, to
 bench/results/mlp_arms_<time>_<host>.json (`--out` elsewhere)."""
@@ -74,6 +78,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="8 batches instead of an epoch")
+    parser.add_argument("--adam", action="store_true",
+                        help="Adam(1e-3) on both sides: the layers, the one call, PyTorch")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
     from accelnet.kernels import _mkl
@@ -93,6 +99,14 @@ def main(argv=None):
     import numba
     others = {"torch": TorchTrainer(workload, x, y, "cpu", numba.get_num_threads()),  # as the suite
               "floor": HandWritten(x, y, [w.copy() for w in ours.model.get_weights()])}
+    if args.adam:  # the gradients' ending of the one call; no fold, no hand-written SGD
+        ours.model.compile(optimizer=accelnet.optimizers.Adam(1e-3),
+                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        torch_trainer = others["torch"]
+        torch_trainer.optimizer = torch_trainer.torch.optim.Adam(
+            torch_trainer.model.parameters(), lr=1e-3, eps=1e-7)
+        arms = {"layers": ("1", real_fold, "0"), "one-call": ("1", real_fold, "1")}
+        others = {"torch": torch_trainer}
     runs = {name: [] for name in list(arms) + list(others)}
 
     def epoch(name):
@@ -123,7 +137,8 @@ def main(argv=None):
                "other_load": load.share()}
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
     host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())
-    path = os.path.join(args.out, f"mlp_arms_{stamp}_{host}.json")
+    kind = "mlp_arms_adam" if args.adam else "mlp_arms"
+    path = os.path.join(args.out, f"{kind}_{stamp}_{host}.json")
     os.makedirs(args.out, exist_ok=True)
     report.write_json(path, results)
     print(f"wrote {path} (other processes used {results['other_load']:.1%} of the CPUs)")

@@ -1,7 +1,7 @@
 """accelnet.kernels: the hot spots, each as a NumPy/CuPy reference and Numba forms.
 
 Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its module, but
-`dense_sgd_step`, whose CUDA entry is its reference):
+`dense_step`, whose CUDA entry is its reference):
 
 - `softmax_cross_entropy(logits, labels) -> (loss, dlogits)`: fused, stable softmax +
   cross-entropy for int class indices or soft labels; bad labels raise (on the GPU via
@@ -41,11 +41,12 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   inv_std)` and `batch_norm_backward(dy, x, gamma, mean, inv_std, training=True) -> (dx,
   dgamma, dbeta)`: batch normalization of a (rows, C) array over its rows (batch or given
   statistics) and its backward, two passes each, deterministic float64 statistics.
-- `dense_sgd_step(x, labels, kernels, biases, relu, rate, workspace=None) -> (loss, logits)`:
-  a whole plain-SGD step of a Dense stack with a softmax-cross-entropy output, in place on
-  the weights; its Numba form is one compiled call into MKL (`dense_sgd_step_compiled(x)`
-  says where it runs; `DenseStepWorkspace` keeps its buffers). Its "numba-cuda" entry is the
-  array-op reference.
+- `dense_step(x, labels, kernels, biases, relu, rate=None, kernel_grads=None,
+  bias_grads=None, workspace=None) -> (loss, logits)`: a whole training step of a Dense
+  stack with a softmax-cross-entropy output, ending in the gradients or, with a plain-SGD
+  `rate`, in the update; its Numba form is one compiled call into MKL
+  (`dense_step_compiled(x)` says where it runs; `DenseStepWorkspace` keeps its buffers).
+  Its "numba-cuda" entry is the array-op reference.
 
 Batch-chunked layer work on accelnet's worker threads: `batch_tasks`, `run_tasks`,
 `task_slices`, `scratch`, `threaded`, `worker_step`, `gemm`, `gemm_accumulates` (see
@@ -62,9 +63,9 @@ from ._workers import (adaptive_blas_threads, batch_tasks, gemm, gemm_accumulate
 from .batch_norm import batch_norm_backward, batch_norm_forward
 from .bias_relu import bias_relu, relu_bias_grad
 from .conv_gemm import conv_forward, conv_input_grad, conv_weight_grad
-from .dense_sgd_step import Workspace as DenseStepWorkspace
-from .dense_sgd_step import compiled_applies as dense_sgd_step_compiled
-from .dense_sgd_step import dense_sgd_step
+from .dense_step import Workspace as DenseStepWorkspace
+from .dense_step import compiled_applies as dense_step_compiled
+from .dense_step import dense_step
 from .dropout_mask import dropout_mask
 from .im2col import col2im, conv_output_size, im2col, same_padding
 from .max_pool import argmax_dtype as max_pool_argmax_dtype
@@ -85,7 +86,7 @@ from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 __all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backward", "batch_norm_forward",
            "batch_tasks", "bias_relu", "check_errors", "col2im", "conv_forward",
            "conv_input_grad", "conv_output_size", "conv_weight_grad", "current_implementation",
-           "dense_sgd_step", "dense_sgd_step_compiled", "DenseStepWorkspace",
+           "dense_step", "dense_step_compiled", "DenseStepWorkspace",
            "dropout_mask", "flush_subnormal", "gemm", "gemm_accumulates", "im2col", "implementation", "max_pool", "max_pool_argmax_dtype",
            "max_pool_backward", "max_pool_relu_grad",
            "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",

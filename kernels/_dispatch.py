@@ -89,10 +89,10 @@ FORMS = {
     "sgd_update": {"reference": ("optimizer_update", "reference_sgd"),
                    "numba-cpu": ("optimizer_update", "numba_cpu_sgd"),
                    "numba-cuda": ("optimizer_update", "numba_cuda_sgd")},
-    # a whole Dense-stack SGD step; on the GPU the array-op form (CuPy, cuBLAS)
-    "dense_sgd_step": {"reference": ("dense_sgd_step", "reference"),
-                       "numba-cpu": ("dense_sgd_step", "numba_cpu"),
-                       "numba-cuda": ("dense_sgd_step", "reference")},
+    # a whole Dense-stack training step; on the GPU the array-op form (CuPy, cuBLAS)
+    "dense_step": {"reference": ("dense_step", "reference"),
+                   "numba-cpu": ("dense_step", "numba_cpu"),
+                   "numba-cuda": ("dense_step", "reference")},
 }
 
 # GPU (H100, numba-cuda through the direct launch, kernels._cuda_launch; kernel bench medians of
@@ -130,7 +130,7 @@ DEFAULTS = {
     "batch_norm_backward": {"cpu": "numba", "gpu": "numba"},
     "adam_update": {"cpu": "numba", "gpu": "numba"},
     "sgd_update": {"cpu": "numba", "gpu": "numba"},
-    "dense_sgd_step": {"cpu": "numba", "gpu": "reference"},
+    "dense_step": {"cpu": "numba", "gpu": "reference"},
 }
 
 # Where the bench shows a Numba form losing to its reference at some shapes, the default

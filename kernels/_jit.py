@@ -64,7 +64,7 @@ def serial_dispatcher(kernel):
     A caller's cached machine code has its callees compiled into it, and the cache does not
     know which build a callee was: a callee built parallel in one process
     (ACCELNET_NUMBA_PARALLEL=1) ended up in a cache that a serial process then loaded, and
-    crashed (kernels.dense_sgd_step, found by the busy bench). Serial callees are always safe."""
+    crashed (kernels.dense_step, found by the busy bench). Serial callees are always safe."""
     return _njit(kernel.py_func, dict(kernel._opts, parallel=False))
 
 

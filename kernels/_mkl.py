@@ -99,7 +99,7 @@ def enabled():
 
 
 def sgemm_address():
-    """The address of the loaded MKL's cblas_sgemm (kernels.dense_sgd_step calls it from
+    """The address of the loaded MKL's cblas_sgemm (kernels.dense_step calls it from
     compiled code); None where MKL is not loaded."""
     lib = library()
     return None if lib is None else ctypes.cast(lib[0].cblas_sgemm, ctypes.c_void_p).value

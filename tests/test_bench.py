@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im", "max_pool",
            "max_pool_backward", "max_pool_relu_grad", "dropout_mask", "relu_bias_grad",
            "winograd_conv", "winograd_weight_grad", "winograd_grads", "conv_forward", "conv_weight_grad",
-           "conv_input_grad", "batch_norm_forward", "batch_norm_backward", "adam_update", "dense_sgd_step",
+           "conv_input_grad", "batch_norm_forward", "batch_norm_backward", "adam_update", "dense_step",
            "sgd_update", "bias_relu"}
 
 
@@ -36,9 +36,10 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 57  # Winograd forward and weight gradient at 4 shapes (default tiles), both
+    assert len(rows) == 58  # Winograd forward and weight gradient at 4 shapes (default tiles), both
     # gradients at 1; Adam at 2 shapes, SGD at 1, bias + ReLU at 2, im2col/col2im at 4, the
     # im2col convolution forward and weight gradient at 4 shapes, the MLP's whole step at 1
+    # (SGD folded) and with its gradients out
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):
@@ -179,3 +180,19 @@ def test_mlp_arms_times_openblas_mkl_folded_one_call_torch_and_the_floor(capsys,
         results = json.load(f)
     assert set(results["runs_s"]) == set(arms)
     assert results["machine"]["mkl"] and results["best_over_torch"]["torch"] == 1.0
+
+
+def test_mlp_arms_adam_times_the_layers_the_one_call_and_torch(capsys, tmp_path, monkeypatch):
+    """bench.mlp_arms --adam: Adam on both sides, three arms (where MKL is installed)."""
+    monkeypatch.delenv("ACCELNET_DENSE_STEP", raising=False)
+    from accelnet.kernels import _mkl
+    if _mkl.library() is None:
+        pytest.skip("the mkl wheel is not installed")
+    pytest.importorskip("torch")
+    from bench import mlp_arms
+    path = mlp_arms.main(["--rounds", "1", "--quick", "--adam", "--out", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[-4:-1]] == ["layers", "one-call", "torch"]
+    with open(path) as f:
+        results = json.load(f)
+    assert os.path.basename(path).startswith("mlp_arms_adam_") and results["args"]["adam"]

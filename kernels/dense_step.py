@@ -1,6 +1,7 @@
-"""One plain-SGD training step of a stack of Dense layers as one call: forward (GEMM, bias,
-ReLU), softmax-cross-entropy, backward, and the update folded into each weight gradient's
-GEMM (`kernel += -rate * a^T dz`, `bias -= rate * sum(dz)`).
+"""One training step of a stack of Dense layers as one call: forward (GEMM, bias, ReLU),
+softmax-cross-entropy and backward, ending either in the layers' gradients (for any
+optimizer to apply) or, given a plain-SGD `rate`, in the update itself, folded into each
+weight gradient's GEMM (`kernel += -rate * a^T dz`, `bias -= rate * sum(dz)`).
 
 Why (issue 13, the MLP 784-512-512-10 at batch 128 on 2 cores): layer by layer, the step's
 ~20 kernel and GEMM calls each return to Python and allocate their output, about 0.3 ms of a
@@ -8,13 +9,15 @@ Why (issue 13, the MLP 784-512-512-10 at batch 128 on 2 cores): layer by layer, 
 between steps (`Workspace`), and calls MKL's `cblas_sgemm` itself (its address bound as an
 LLVM symbol, `_mkl.sgemm_address`), with serial builds of the kernels the layers call
 (`bias_relu`, softmax-cross-entropy, SGD) and `relu_bias_grad`'s sums as its own in-place
-loop: the same arithmetic as the layer path, so the same weights up to MKL's rounding (which
-may depend on the buffers' alignment).
+loop: the same arithmetic as the layer path, so the same gradients and weights up to MKL's
+rounding (which may depend on the buffers' alignment).
 
 Layers: `relu[l]` says whether hidden layer l applies bias + ReLU (it must then have a
 bias), else it is linear; the last layer gives the logits. `biases[l]` is None for a layer
 without bias. Labels: class indices (N,) or probabilities (N, classes), as
-`softmax_cross_entropy` takes them.
+`softmax_cross_entropy` takes them. Gradients: with `rate`, `bias_grads` (optional) receive
+the bias gradients and the kernels' are never formed; without, `kernel_grads` and
+`bias_grads` receive them all and the weights are left as they were.
 
 Forms: `reference` (array ops, any device) and `numba_cpu` (float32 NumPy arrays with MKL
 loaded: `compiled_applies`). The "numba-cuda" entry is the reference (CuPy and cuBLAS): the
@@ -34,25 +37,38 @@ _SYMBOL = "accelnet_mkl_cblas_sgemm"
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
-def _check(x, kernels, biases, relu):
+def _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads):
     if len(kernels) == 0 or len(biases) != len(kernels) or len(relu) != len(kernels) - 1:
-        raise ShapeError(f"dense_sgd_step: {len(kernels)} kernels, {len(biases)} biases and "
+        raise ShapeError(f"dense_step: {len(kernels)} kernels, {len(biases)} biases and "
                          f"{len(relu)} ReLU flags; expected one bias per kernel and one flag "
                          f"per hidden layer.")
     width = x.shape[1] if x.ndim == 2 else None
     for l, (w, b) in enumerate(zip(kernels, biases)):
         if w.ndim != 2 or w.shape[0] != width or (b is not None and b.shape != (w.shape[1],)):
-            raise ShapeError(f"dense_sgd_step: layer {l} has kernel {w.shape} and bias "
+            raise ShapeError(f"dense_step: layer {l} has kernel {w.shape} and bias "
                              f"{None if b is None else b.shape} for inputs of width {width} "
                              f"(x {x.shape}).")
         if l < len(relu) and relu[l] and b is None:
-            raise ShapeError(f"dense_sgd_step: hidden layer {l} has ReLU but no bias.")
+            raise ShapeError(f"dense_step: hidden layer {l} has ReLU but no bias.")
         width = w.shape[1]
+    if rate is None and kernel_grads is None:
+        raise ShapeError("dense_step: without a rate the gradients need kernel_grads and "
+                         "bias_grads to go to.")
+    for name, outs, params in (("kernel_grads", kernel_grads, kernels),
+                               ("bias_grads", bias_grads, biases)):
+        if outs is None:
+            continue
+        if len(outs) != len(params) or any(
+                (p is None) != (g is None) or (g is not None and g.shape != p.shape)
+                for g, p in zip(outs, params)):
+            raise ShapeError(f"dense_step: {name} must match the layers' shapes, got "
+                             f"{[None if g is None else g.shape for g in outs]}.")
 
 
-def reference(x, labels, kernels, biases, relu, rate, workspace=None):
-    """Array-op form: updates kernels and biases in place; returns (mean loss, logits)."""
-    _check(x, kernels, biases, relu)
+def reference(x, labels, kernels, biases, relu, rate=None, kernel_grads=None, bias_grads=None,
+              workspace=None):
+    """Array-op form; returns (mean loss, logits). See the module for the two endings."""
+    _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads)
     xp = get_array_module(x)
     from .softmax_cross_entropy import reference as sce
     inputs = [x]
@@ -68,10 +84,15 @@ def reference(x, labels, kernels, biases, relu, rate, workspace=None):
     for l in range(len(kernels) - 1, -1, -1):
         w, b = kernels[l], biases[l]
         bias_grad = None if b is None else dz.sum(axis=0)
+        if bias_grad is not None and bias_grads is not None:
+            bias_grads[l][...] = bias_grad
         dx = dz @ w.T if l else None
-        w -= rate * (inputs[l].T @ dz)
-        if b is not None:
-            b -= rate * bias_grad
+        if rate is None:
+            kernel_grads[l][...] = inputs[l].T @ dz
+        else:
+            w -= rate * (inputs[l].T @ dz)
+            if b is not None:
+                b -= rate * bias_grad
         if l:
             dz = xp.where(inputs[l] > 0, dx, 0) if relu[l - 1] else dx
     return loss, logits
@@ -91,20 +112,24 @@ class Workspace:
 
 
 def compiled_applies(x):
-    """Whether `dense_sgd_step` runs its compiled form for inputs like x: a float32 NumPy
+    """Whether `dense_step` runs its compiled form for inputs like x: a float32 NumPy
     array, the Numba family (not ACCELNET_KERNELS=reference) and MKL enabled."""
     return (type(x) is numpy.ndarray and x.dtype == numpy.float32 and _mkl.enabled()
-            and _dispatch.current_implementation("dense_sgd_step", x) == "numba-cpu")
+            and _dispatch.current_implementation("dense_step", x) == "numba-cpu")
 
 
-def numba_cpu(x, labels, kernels, biases, relu, rate, workspace=None):
+def numba_cpu(x, labels, kernels, biases, relu, rate=None, kernel_grads=None, bias_grads=None,
+              workspace=None):
     """Numba CPU form (float32, MKL): one compiled call. `workspace` (a `Workspace` for x's
     rows and the layers' widths) is reused; another is made where it does not fit."""
-    _check(x, kernels, biases, relu)
-    if not (x.dtype == numpy.float32 and _mkl.enabled()
-            and all(w.dtype == x.dtype and w.flags.c_contiguous for w in kernels)
-            and all(b is None or (b.dtype == x.dtype and b.flags.c_contiguous) for b in biases)):
-        return reference(x, labels, kernels, biases, relu, rate)
+    _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads)
+    arrays = list(kernels) + [b for b in biases if b is not None]
+    arrays += [g for g in (kernel_grads or ()) if g is not None]
+    arrays += [g for g in (bias_grads or ()) if g is not None]
+    if not (x.dtype == numpy.float32 and _mkl.enabled() and all(
+            type(a) is numpy.ndarray and a.dtype == x.dtype and a.flags.c_contiguous
+            for a in arrays)):
+        return reference(x, labels, kernels, biases, relu, rate, kernel_grads, bias_grads)
     x = numpy.ascontiguousarray(x)
     n = x.shape[0]
     widths = [w.shape[1] for w in kernels]
@@ -116,10 +141,15 @@ def numba_cpu(x, labels, kernels, biases, relu, rate, workspace=None):
     hard = numpy.zeros(0, numpy.int64) if soft else labels
     soft_labels = labels if soft else _empty_soft(x.dtype, numpy)
     flags = numpy.array(list(relu) + [False], numpy.bool_)
+    if bias_grads is None:
+        bias_grads = ws.bias_grads
+    bias_outs = tuple(ws.no_bias if g is None else g for g in bias_grads)
+    fold = rate is not None
     t = x.dtype.type
     _step()(x, hard, soft_labels, tuple(kernels),
-            tuple(ws.no_bias if b is None else b for b in biases), flags,
-            ws.acts, ws.grads, ws.bias_grads, ws.colsums, ws.rows, t(rate), t(-rate))
+            tuple(ws.no_bias if b is None else b for b in biases), flags, ws.acts, ws.grads,
+            tuple(kernels) if fold else tuple(kernel_grads), bias_outs, ws.colsums, ws.rows,
+            fold, t(rate if fold else 0), t(-rate if fold else 0))
     loss = numpy.asarray(ws.rows.sum() / n, dtype=x.dtype)  # = rows.mean(), as the loss kernel
     return loss, logits.copy()
 
@@ -164,8 +194,8 @@ def _relu_grad_in_place(dy, y, acc):
 
 
 @cpu_jit(parallel=False, nogil=True, error_model="numpy")  # serial: MKL has the threads
-def _step_cpu(x, labels, soft, kernels, biases, relu, acts, grads, bias_grads, colsums, rows,
-              rate, neg_rate):
+def _step_cpu(x, labels, soft, kernels, biases, relu, acts, grads, kernel_grads, bias_grads,
+              colsums, rows, fold, rate, neg_rate):
     n = x.shape[0]
     depth = len(kernels)
     one = x.dtype.type(1)
@@ -205,15 +235,22 @@ def _step_cpu(x, labels, soft, kernels, biases, relu, acts, grads, bias_grads, c
         if l:  # the input gradient, from the kernel before this step's update
             _sgemm(_ROW_MAJOR, _NO_TRANS, _TRANS, n, k, f, one, dz.ctypes.data, f,
                    w.ctypes.data, f, zero, grads[l - 1].ctypes.data, k)
-        _sgemm(_ROW_MAJOR, _TRANS, _NO_TRANS, k, f, n, neg_rate, a.ctypes.data, k,
-               dz.ctypes.data, f, one, w.ctypes.data, f)
-        if b.shape[0]:
-            _sgd_serial(b, g, rate, one)
+        if fold:  # kernel += -rate * a^T dz inside the product
+            _sgemm(_ROW_MAJOR, _TRANS, _NO_TRANS, k, f, n, neg_rate, a.ctypes.data, k,
+                   dz.ctypes.data, f, one, w.ctypes.data, f)
+            if b.shape[0]:
+                _sgd_serial(b, g, rate, one)
+        else:
+            _sgemm(_ROW_MAJOR, _TRANS, _NO_TRANS, k, f, n, one, a.ctypes.data, k,
+                   dz.ctypes.data, f, zero, kernel_grads[l].ctypes.data, f)
         if l and relu[l - 1]:
             _relu_grad_in_place(grads[l - 1], acts[l - 1], colsums[l - 1])
 
 
-def dense_sgd_step(x, labels, kernels, biases, relu, rate, workspace=None):
-    """One SGD step of a Dense stack on batch x, in place on kernels and biases; returns
-    (mean softmax-cross-entropy loss as a 0-d array, the logits). See the module."""
-    return _dispatch.form("dense_sgd_step", x)(x, labels, kernels, biases, relu, rate, workspace)
+def dense_step(x, labels, kernels, biases, relu, rate=None, kernel_grads=None, bias_grads=None,
+               workspace=None):
+    """One training step of a Dense stack on batch x: with `rate`, the plain-SGD update in
+    place; without, the gradients into kernel_grads and bias_grads. Returns (mean
+    softmax-cross-entropy loss as a 0-d array, the logits). See the module."""
+    return _dispatch.form("dense_step", x)(x, labels, kernels, biases, relu, rate, kernel_grads,
+                                           bias_grads, workspace)

@@ -1,6 +1,6 @@
-"""kernels.dense_sgd_step (a whole plain-SGD step of a Dense stack) on every form, its
-reference against float64 finite differences, and accelnet.dense_stack: fit through the
-one-call step equals fit through the layers."""
+"""kernels.dense_step (a whole training step of a Dense stack: the plain-SGD update, or the
+gradients) on every form, its reference against float64 finite differences, and
+accelnet.dense_stack: fit through the one-call step equals fit through the layers."""
 import importlib
 
 import numpy as np
@@ -12,7 +12,7 @@ from accelnet.errors import InvalidArgumentError, ShapeError
 from accelnet.kernels import _mkl
 from kernel_forms import ALL_FORMS
 
-step_module = importlib.import_module("accelnet.kernels.dense_sgd_step")
+step_module = importlib.import_module("accelnet.kernels.dense_step")
 needs_mkl = pytest.mark.skipif(_mkl.library() is None,
                                reason="the compiled step calls MKL: the mkl wheel is not installed")
 
@@ -45,7 +45,9 @@ def form(request):
 
 @pytest.mark.parametrize("widths,relu,with_bias", STACKS)
 @pytest.mark.parametrize("rows,soft", [(7, False), (1, False), (5, True)])
-def test_step_matches_the_reference_on_every_form(form, widths, relu, with_bias, rows, soft):
+@pytest.mark.parametrize("rate", [0.1, None], ids=["sgd", "gradients"])
+def test_step_matches_the_reference_on_every_form(form, widths, relu, with_bias, rows, soft,
+                                                  rate):
     if form.expected == "numba-cpu" and _mkl.library() is None:
         pytest.skip("the compiled step calls MKL: the mkl wheel is not installed")
     rng = np.random.default_rng(1)
@@ -54,18 +56,29 @@ def test_step_matches_the_reference_on_every_form(form, widths, relu, with_bias,
     ks, bs = _stack(widths, with_bias)
     before = ks[0].copy()
     want_k, want_b = [k.copy() for k in ks], [None if b is None else b.copy() for b in bs]
-    want_loss, want_logits = step_module.reference(x, y, want_k, want_b, relu, 0.1)
+    want_kg = [np.full_like(k, np.nan) for k in ks]
+    want_bg = [None if b is None else np.full_like(b, np.nan) for b in bs]
+    want_loss, want_logits = step_module.reference(x, y, want_k, want_b, relu, rate, want_kg,
+                                                   want_bg)
     dk = [form.device(k) for k in ks]
     db = [None if b is None else form.device(b) for b in bs]
+    kg = [form.device(g) for g in want_kg]  # NaN until written
+    bg = [None if g is None else form.device(np.full_like(g, np.nan)) for g in want_bg]
     with form.running():
-        assert kernels.current_implementation("dense_sgd_step", form.device(x)) == form.expected
-        loss, logits = kernels.dense_sgd_step(form.device(x), form.device(y), dk, db, relu, 0.1)
+        assert kernels.current_implementation("dense_step", form.device(x)) == form.expected
+        loss, logits = kernels.dense_step(form.device(x), form.device(y), dk, db, relu, rate,
+                                          None if rate else kg, bg)
     np.testing.assert_allclose(float(form.host(loss)), float(want_loss), rtol=1e-5)
     np.testing.assert_allclose(form.host(logits), want_logits, rtol=1e-5, atol=1e-6)
-    for got, want in zip(dk + [b for b in db if b is not None],
-                         want_k + [b for b in want_b if b is not None]):
+    outs = dk + [b for b in db if b is not None] + [g for g in bg if g is not None]
+    wants = want_k + [b for b in want_b if b is not None] + [g for g in want_bg if g is not None]
+    if rate is None:
+        outs, wants = outs + kg, wants + want_kg
+    for got, want in zip(outs, wants):
+        assert np.isfinite(want).all()
         np.testing.assert_allclose(form.host(got), want, rtol=1e-5, atol=1e-6)
-    assert not np.array_equal(form.host(dk[0]), before)  # the step moved the weights
+    moved = not np.array_equal(form.host(dk[0]), before)
+    assert moved == (rate is not None)  # the gradients' ending leaves the weights alone
 
 
 def _loss64(x, y, ks, bs, relu):
@@ -80,7 +93,7 @@ def _loss64(x, y, ks, bs, relu):
 
 
 @pytest.mark.parametrize("widths,relu,with_bias", STACKS)
-def test_reference_update_is_minus_rate_times_the_finite_difference_gradient(widths, relu,
+def test_reference_gradients_and_update_match_finite_differences(widths, relu,
                                                                             with_bias):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, widths[0]))
@@ -90,9 +103,12 @@ def test_reference_update_is_minus_rate_times_the_finite_difference_gradient(wid
     new_k, new_b = [k.copy() for k in ks], [None if b is None else b.copy() for b in bs]
     loss, _ = step_module.reference(x, y, new_k, new_b, relu, rate)
     assert float(loss) == pytest.approx(_loss64(x, y, ks, bs, relu), rel=1e-12)
+    kg = [np.empty_like(k) for k in ks]
+    bg = [None if b is None else np.empty_like(b) for b in bs]
+    step_module.reference(x, y, ks, bs, relu, None, kg, bg)
     eps = 1e-6
-    for params, updated in [(ks, new_k), (bs, new_b)]:
-        for p, after in zip(params, updated):
+    for params, updated, grads in [(ks, new_k, kg), (bs, new_b, bg)]:
+        for p, after, got in zip(params, updated, grads):
             if p is None:
                 continue
             for index in list(np.ndindex(p.shape))[::3]:
@@ -104,24 +120,29 @@ def test_reference_update_is_minus_rate_times_the_finite_difference_gradient(wid
                 p[index] = keep
                 grad = (up - down) / (2 * eps)
                 assert (keep - after[index]) / rate == pytest.approx(grad, rel=1e-5, abs=1e-8)
+                assert got[index] == pytest.approx(grad, rel=1e-5, abs=1e-8)
 
 
 def test_bad_shapes_and_labels_are_named():
     ks, bs = _stack((6, 5, 3), (True, True))
     x = np.zeros((2, 6), np.float32)
     with pytest.raises(ShapeError, match="layer 1 has kernel"):
-        kernels.dense_sgd_step(x, np.zeros(2, int), [ks[0], ks[0]], bs, [True], 0.1)
+        kernels.dense_step(x, np.zeros(2, int), [ks[0], ks[0]], bs, [True], 0.1)
     with pytest.raises(ShapeError, match="one flag per hidden layer"):
-        kernels.dense_sgd_step(x, np.zeros(2, int), ks, bs, [], 0.1)
+        kernels.dense_step(x, np.zeros(2, int), ks, bs, [], 0.1)
     with pytest.raises(ShapeError, match="ReLU but no bias"):
-        kernels.dense_sgd_step(x, np.zeros(2, int), ks, [None, bs[1]], [True], 0.1)
+        kernels.dense_step(x, np.zeros(2, int), ks, [None, bs[1]], [True], 0.1)
     with pytest.raises(InvalidArgumentError, match="label 7"):
-        kernels.dense_sgd_step(x, np.array([0, 7]), ks, bs, [True], 0.1)
+        kernels.dense_step(x, np.array([0, 7]), ks, bs, [True], 0.1)
+    with pytest.raises(ShapeError, match="need kernel_grads"):
+        kernels.dense_step(x, np.zeros(2, int), ks, bs, [True])
+    with pytest.raises(ShapeError, match="kernel_grads must match"):
+        kernels.dense_step(x, np.zeros(2, int), ks, bs, [True], None, [ks[1], ks[1]], bs)
 
 
 # -- the model: fit through the one-call step against fit through the layers -------------
 
-def _model(kind):
+def _model(kind, optimizer=None):
     L = an.layers
     an.random.seed(0)
     if kind == "flatten-sparse":
@@ -136,7 +157,7 @@ def _model(kind):
                   L.Dense(3)]
         loss = an.losses.SparseCategoricalCrossentropy(from_logits=True)
     model = an.Sequential(layers)
-    model.compile(optimizer=an.optimizers.SGD(0.1), loss=loss, metrics=["accuracy"])
+    model.compile(optimizer=optimizer or an.optimizers.SGD(0.1), loss=loss, metrics=["accuracy"])
     return model
 
 
@@ -147,9 +168,9 @@ def _data(kind, n=100):
     return x, (np.eye(3, dtype=np.float32)[y] if kind == "onehot" else y)
 
 
-def _fit(kind, monkeypatch, step_on):
+def _fit(kind, monkeypatch, step_on, optimizer=None):
     monkeypatch.setenv("ACCELNET_DENSE_STEP", "1" if step_on else "0")
-    model = _model(kind)
+    model = _model(kind, optimizer)
     x, y = _data(kind)
     history = model.fit(x, y, batch_size=32, epochs=3, verbose=0)
     return model, history.history
@@ -161,8 +182,8 @@ def test_fit_through_the_step_equals_fit_through_the_layers(kind, monkeypatch):
     stepped, logs = _fit(kind, monkeypatch, True)
     assert stepped._dense_step is not None
     calls = []
-    real = kernels.dense_sgd_step
-    monkeypatch.setattr(kernels, "dense_sgd_step", lambda *a: calls.append(1) or real(*a))
+    real = kernels.dense_step
+    monkeypatch.setattr(kernels, "dense_step", lambda *a: calls.append(1) or real(*a))
     stepped.train_on_batch(*(a[:32] for a in _data(kind)))
     assert calls == [1]  # train_on_batch takes it too
     layered, want = _fit(kind, monkeypatch, False)
@@ -174,11 +195,33 @@ def test_fit_through_the_step_equals_fit_through_the_layers(kind, monkeypatch):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("change", ["adam", "momentum", "regularizer", "dropout", "mse",
-                                    "frozen", "softmax-layer"])
+OPTIMIZERS = {"adam": lambda: an.optimizers.Adam(1e-2),
+              "momentum": lambda: an.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+              "rmsprop-clipnorm": lambda: an.optimizers.RMSprop(1e-2, clipnorm=0.5),
+              "sgd-weight-decay": lambda: an.optimizers.SGD(0.1, weight_decay=0.01)}
+
+
+@needs_mkl
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_any_optimizer_applies_the_steps_gradients_as_the_layers(name, monkeypatch):
+    calls = []
+    real = kernels.dense_step
+    monkeypatch.setattr(kernels, "dense_step", lambda *a: calls.append(a[5]) or real(*a))
+    stepped, logs = _fit("flatten-sparse", monkeypatch, True, OPTIMIZERS[name]())
+    assert calls and all(rate is None for rate in calls)  # the gradients' ending
+    layered, want = _fit("flatten-sparse", monkeypatch, False, OPTIMIZERS[name]())
+    assert len(calls) == 12  # 4 batches x 3 epochs, all through the step
+    for key in want:
+        np.testing.assert_allclose(logs[key], want[key], rtol=1e-5)
+    for got, expected in zip(stepped.get_weights(), layered.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    assert stepped.optimizer.iterations == layered.optimizer.iterations == 12
+
+
+@pytest.mark.parametrize("change", ["regularizer", "dropout", "mse", "frozen", "softmax-layer"])
 def test_other_models_keep_the_layer_step(change, monkeypatch):
     calls = []
-    monkeypatch.setattr(kernels, "dense_sgd_step", lambda *a: calls.append(1))
+    monkeypatch.setattr(kernels, "dense_step", lambda *a: calls.append(1))
     L = an.layers
     hidden = L.Dense(8, activation="relu", input_shape=(5,),
                      kernel_regularizer="l2" if change == "regularizer" else None)
@@ -189,8 +232,7 @@ def test_other_models_keep_the_layer_step(change, monkeypatch):
     model = an.Sequential(layers)
     if change == "frozen":
         hidden.trainable = False
-    optimizer = {"adam": an.optimizers.Adam(), "momentum": an.optimizers.SGD(0.1, momentum=0.9)}
-    model.compile(optimizer=optimizer.get(change, an.optimizers.SGD(0.1)),
+    model.compile(optimizer=an.optimizers.SGD(0.1),
                   loss="mse" if change == "mse" else "sparse_categorical_crossentropy")
     x = np.zeros((4, 5), np.float32)
     y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]] if change == "mse" else np.array([0, 1, 2, 0])
@@ -204,8 +246,8 @@ def test_batches_the_step_cannot_take_run_the_layers(monkeypatch):
     model = _model("flatten-sparse")
     x, y = _data("flatten-sparse")
     calls = []
-    real = kernels.dense_sgd_step
-    monkeypatch.setattr(kernels, "dense_sgd_step", lambda *a: calls.append(1) or real(*a))
+    real = kernels.dense_step
+    monkeypatch.setattr(kernels, "dense_step", lambda *a: calls.append(1) or real(*a))
     model.fit(x, y, batch_size=50, epochs=1, verbose=0, sample_weight=np.ones(len(x)))
     model.fit(x.astype(np.float64), y, batch_size=50, epochs=1, verbose=0)  # cast to float32
     assert len(calls) == 2
@@ -228,7 +270,7 @@ def test_a_step_cached_by_a_parallel_process_runs_in_a_serial_one(tmp_path):
     import subprocess
     import sys
     script = ("import numpy as np, importlib; "
-              "ds = importlib.import_module('accelnet.kernels.dense_sgd_step'); "
+              "ds = importlib.import_module('accelnet.kernels.dense_step'); "
               "r = np.random.default_rng(0); "
               "ks = [r.random((6, 5), dtype=np.float32), r.random((5, 3), dtype=np.float32)]; "
               "bs = [np.zeros(5, np.float32), np.zeros(3, np.float32)]; "
@@ -242,4 +284,4 @@ def test_a_step_cached_by_a_parallel_process_runs_in_a_serial_one(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         losses.append(float(proc.stdout.split()[-1]))
     assert losses[0] == losses[1]
-    assert any(tmp_path.rglob("*dense_sgd_step*_step_cpu*.nbi"))  # the second one loaded it
+    assert any(tmp_path.rglob("*dense_step*_step_cpu*.nbi"))  # the second one loaded it
