@@ -2,8 +2,9 @@
 (`kernels.dense_step`) instead of layer by layer.
 
 Which models (`plan(model)`): a Sequential whose layers are an optional Input, an
-optional Flatten first, then Dense layers (all trainable, no regularizers, not shared):
-hidden ones with bias + ReLU or linear, the last one with softmax under a (sparse)
+optional Flatten first, then Dense layers (all trainable, no regularizers, not shared),
+each hidden one with bias + ReLU or linear and optionally followed by a Dropout (its masks
+drawn as the layer draws them), the last one with softmax under a (sparse)
 categorical cross-entropy, or linear under one with `from_logits=True`, reduced as
 `sum_over_batch_size`. Any optimizer: plain SGD (`Model._fold_rate`: MKL, no momentum,
 weight decay or clipping) is folded into the kernel's GEMMs; any other gets the layers'
@@ -20,6 +21,7 @@ best of 4). Same gradients and update as the layers' step, to MKL's rounding.
 import numpy
 
 from . import kernels
+from .backend import get_backend
 from .kernels import _dispatch
 
 ENV_VAR = "ACCELNET_DENSE_STEP"
@@ -34,8 +36,8 @@ def enabled():
 class DenseStackStep:
     """The kernel call for one model: its Dense layers, ReLU flags and buffers."""
 
-    def __init__(self, model, dense, flatten):
-        self.model, self.dense, self.flatten = model, dense, flatten
+    def __init__(self, model, dense, dropouts, flatten):
+        self.model, self.dense, self.dropouts, self.flatten = model, dense, dropouts, flatten
         self.relu = [layer.activation.name == "relu" for layer in dense[:-1]]
         self.width = dense[0].params["kernel"].shape[0]
         self.classes = dense[-1].units
@@ -63,10 +65,13 @@ class DenseStackStep:
             workspace = self._workspaces[n] = kernels.DenseStepWorkspace(
                 n, [layer.units for layer in self.dense], x.dtype)
         grads = [layer.grads for layer in self.dense]
+        backend = get_backend()  # one key per Dropout, in layer order, as its forward draws
+        dropout = [None if d is None or not d.rate else (d.rate, backend.dropout_key())
+                   for d in self.dropouts]
         return kernels.dense_step(
             x, labels, [p["kernel"] for p in params], [p.get("bias") for p in params],
             self.relu, rate, None if rate is not None else [g["kernel"] for g in grads],
-            [g.get("bias") for g in grads], workspace)
+            [g.get("bias") for g in grads], workspace, dropout)
 
 
 class _Shape:
@@ -79,19 +84,28 @@ class _Shape:
 def plan(model, previous=None):
     """A `DenseStackStep` for the model, or None where its step is not of this form
     (`previous`, the model's last plan, lends its buffers when the layers are the same)."""
-    from .layers import Dense, Flatten, InputLayer
+    from .layers import Dense, Dropout, Flatten, InputLayer
     from .layers.core import Input
     from .models import Sequential
     if not isinstance(model, Sequential) or not model.trainable:
         return None
     layers = [layer for layer in model.layers if not isinstance(layer, (Input, InputLayer))]
     flatten = bool(layers) and isinstance(layers[0], Flatten)
-    dense = layers[1:] if flatten else layers
-    if not dense or any(type(layer) is not Dense for layer in dense):
+    dense, dropouts = [], []
+    for layer in layers[1:] if flatten else layers:
+        if type(layer) is Dense:
+            dense.append(layer)
+            dropouts.append(None)
+        elif type(layer) is Dropout and dense and dropouts[-1] is None \
+                and not layer._fixed_mask:
+            dropouts[-1] = layer
+        else:
+            return None
+    if not dense or dropouts[-1] is not None:
         return None
     shared = (model._graph or {}).get("shared", ())
     if any(not layer.trainable or layer.regularizers or id(layer) in shared
-           for layer in dense):
+           for layer in dense + [d for d in dropouts if d is not None]):
         return None
     for layer in dense[:-1]:
         name = layer.activation.name
@@ -106,7 +120,7 @@ def plan(model, previous=None):
     if not ((last == "softmax" and model._fused)
             or (last == "linear" and getattr(loss, "from_logits", False))):
         return None
-    step = DenseStackStep(model, dense, flatten)
+    step = DenseStackStep(model, dense, dropouts[:-1], flatten)
     if previous is not None and previous.dense == dense and previous.relu == step.relu:
         step._workspaces = previous._workspaces
     return step

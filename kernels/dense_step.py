@@ -17,7 +17,9 @@ bias), else it is linear; the last layer gives the logits. `biases[l]` is None f
 without bias. Labels: class indices (N,) or probabilities (N, classes), as
 `softmax_cross_entropy` takes them. Gradients: with `rate`, `bias_grads` (optional) receive
 the bias gradients and the kernels' are never formed; without, `kernel_grads` and
-`bias_grads` receive them all and the weights are left as they were.
+`bias_grads` receive them all and the weights are left as they were. Dropout: `dropout[l]`,
+None or (rate, key), drops hidden layer l's output after its activation with the mask
+`dropout_mask(like, shape, key, rate)` draws (Dropout's, bit for bit).
 
 Forms: `reference` (array ops, any device) and `numba_cpu` (float32 NumPy arrays with MKL
 loaded: `compiled_applies`). The "numba-cuda" entry is the reference (CuPy and cuBLAS): the
@@ -28,6 +30,7 @@ import numpy
 from . import _dispatch, _mkl
 from ._jit import cpu_jit, serial_dispatcher
 from .bias_relu import _bias_relu_cpu
+from .dropout_mask import M32, _mask_apply_cpu, threshold_for
 from .optimizer_update import _sgd_cpu
 from .softmax_cross_entropy import _empty_soft, _prepare, _sce_cpu
 from ..backend import get_array_module
@@ -37,7 +40,7 @@ _SYMBOL = "accelnet_mkl_cblas_sgemm"
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
-def _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads):
+def _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads, dropout=None):
     if len(kernels) == 0 or len(biases) != len(kernels) or len(relu) != len(kernels) - 1:
         raise ShapeError(f"dense_step: {len(kernels)} kernels, {len(biases)} biases and "
                          f"{len(relu)} ReLU flags; expected one bias per kernel and one flag "
@@ -51,6 +54,10 @@ def _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads):
         if l < len(relu) and relu[l] and b is None:
             raise ShapeError(f"dense_step: hidden layer {l} has ReLU but no bias.")
         width = w.shape[1]
+    if dropout is not None and (len(dropout) != len(relu) or any(
+            d is not None and not 0 <= d[0] < 1 for d in dropout)):
+        raise ShapeError(f"dense_step: dropout needs one (rate in [0, 1), key) or None per "
+                         f"hidden layer, got {dropout!r}.")
     if rate is None and kernel_grads is None:
         raise ShapeError("dense_step: without a rate the gradients need kernel_grads and "
                          "bias_grads to go to.")
@@ -66,18 +73,23 @@ def _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads):
 
 
 def reference(x, labels, kernels, biases, relu, rate=None, kernel_grads=None, bias_grads=None,
-              workspace=None):
+              workspace=None, dropout=None):
     """Array-op form; returns (mean loss, logits). See the module for the two endings."""
-    _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads)
+    _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads, dropout)
     xp = get_array_module(x)
+    from .dropout_mask import reference as drop_mask
     from .softmax_cross_entropy import reference as sce
-    inputs = [x]
+    inputs, outputs, masks = [x], [], [None] * len(relu)
     for l, (w, b) in enumerate(zip(kernels, biases)):
         z = inputs[-1] @ w
         if b is not None:
             z += b
         if l < len(relu) and relu[l]:
             z = xp.maximum(z, 0)
+        outputs.append(z)
+        if l < len(relu) and dropout is not None and dropout[l] is not None and dropout[l][0]:
+            masks[l] = drop_mask(z, z.shape, dropout[l][1], dropout[l][0])
+            z = z * masks[l]
         inputs.append(z)
     logits = inputs.pop()
     loss, dz = sce(logits, labels)
@@ -94,7 +106,9 @@ def reference(x, labels, kernels, biases, relu, rate=None, kernel_grads=None, bi
             if b is not None:
                 b -= rate * bias_grad
         if l:
-            dz = xp.where(inputs[l] > 0, dx, 0) if relu[l - 1] else dx
+            if masks[l - 1] is not None:
+                dx = dx * masks[l - 1]
+            dz = xp.where(outputs[l - 1] > 0, dx, 0) if relu[l - 1] else dx
     return loss, logits
 
 
@@ -109,6 +123,8 @@ class Workspace:
         self.colsums = tuple(numpy.empty(w, numpy.float64) for w in widths)
         self.rows = numpy.empty(rows, numpy.float64)
         self.no_bias = numpy.zeros(0, dtype)
+        self.masks = tuple(numpy.empty((rows, w), dtype) for w in widths)  # Dropout's
+        self.dropped = tuple(numpy.empty((rows, w), dtype) for w in widths)  # the next input
 
 
 def compiled_applies(x):
@@ -119,17 +135,18 @@ def compiled_applies(x):
 
 
 def numba_cpu(x, labels, kernels, biases, relu, rate=None, kernel_grads=None, bias_grads=None,
-              workspace=None):
+              workspace=None, dropout=None):
     """Numba CPU form (float32, MKL): one compiled call. `workspace` (a `Workspace` for x's
     rows and the layers' widths) is reused; another is made where it does not fit."""
-    _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads)
+    _check(x, kernels, biases, relu, rate, kernel_grads, bias_grads, dropout)
     arrays = list(kernels) + [b for b in biases if b is not None]
     arrays += [g for g in (kernel_grads or ()) if g is not None]
     arrays += [g for g in (bias_grads or ()) if g is not None]
     if not (x.dtype == numpy.float32 and _mkl.enabled() and all(
             type(a) is numpy.ndarray and a.dtype == x.dtype and a.flags.c_contiguous
             for a in arrays)):
-        return reference(x, labels, kernels, biases, relu, rate, kernel_grads, bias_grads)
+        return reference(x, labels, kernels, biases, relu, rate, kernel_grads, bias_grads,
+                         dropout=dropout)
     x = numpy.ascontiguousarray(x)
     n = x.shape[0]
     widths = [w.shape[1] for w in kernels]
@@ -146,10 +163,19 @@ def numba_cpu(x, labels, kernels, biases, relu, rate=None, kernel_grads=None, bi
     bias_outs = tuple(ws.no_bias if g is None else g for g in bias_grads)
     fold = rate is not None
     t = x.dtype.type
+    depth = len(kernels)
+    drops = [None if dropout is None or l >= depth - 1 else dropout[l] for l in range(depth)]
+    drops = [d if d is not None and d[0] else None for d in drops]
+    keys = numpy.array([0 if d is None else d[1] & M32 for d in drops], numpy.uint64)
+    thresholds = numpy.array([0 if d is None else threshold_for(d[0]) for d in drops],
+                             numpy.uint64)
+    scales = numpy.array([0 if d is None else t(1.0 / (1.0 - d[0])) for d in drops], x.dtype)
+    inputs = tuple(ws.acts[l] if drops[l] is None else ws.dropped[l] for l in range(depth))
     _step()(x, hard, soft_labels, tuple(kernels),
-            tuple(ws.no_bias if b is None else b for b in biases), flags, ws.acts, ws.grads,
-            tuple(kernels) if fold else tuple(kernel_grads), bias_outs, ws.colsums, ws.rows,
-            fold, t(rate if fold else 0), t(-rate if fold else 0))
+            tuple(ws.no_bias if b is None else b for b in biases), flags, ws.acts, inputs,
+            ws.masks, numpy.array([d is not None for d in drops]), keys, thresholds, scales,
+            ws.grads, tuple(kernels) if fold else tuple(kernel_grads), bias_outs, ws.colsums,
+            ws.rows, fold, t(rate if fold else 0), t(-rate if fold else 0))
     loss = numpy.asarray(ws.rows.sum() / n, dtype=x.dtype)  # = rows.mean(), as the loss kernel
     return loss, logits.copy()
 
@@ -168,14 +194,15 @@ def _step():
             _SYMBOL, types.void(i, i, i, i, i, i, f, p, i, p, i, f, p, i))
         globals().update(_bias_relu_serial=serial_dispatcher(_bias_relu_cpu),
                          _sce_serial=serial_dispatcher(_sce_cpu),
-                         _sgd_serial=serial_dispatcher(_sgd_cpu))
+                         _sgd_serial=serial_dispatcher(_sgd_cpu),
+                         _mask_apply_serial=serial_dispatcher(_mask_apply_cpu))
         _compiled.append(_step_cpu.dispatcher())
     return _compiled[0]
 
 
 # bound by _step() before the first compile: MKL's sgemm, and serial builds of the layers'
 # kernels (the step's machine code, cached on disk, has them compiled in)
-_sgemm = _bias_relu_serial = _sce_serial = _sgd_serial = None
+_sgemm = _bias_relu_serial = _sce_serial = _sgd_serial = _mask_apply_serial = None
 
 
 @cpu_jit(parallel=False, nogil=True, inline="always")
@@ -194,8 +221,11 @@ def _relu_grad_in_place(dy, y, acc):
 
 
 @cpu_jit(parallel=False, nogil=True, error_model="numpy")  # serial: MKL has the threads
-def _step_cpu(x, labels, soft, kernels, biases, relu, acts, grads, kernel_grads, bias_grads,
-              colsums, rows, fold, rate, neg_rate):
+def _step_cpu(x, labels, soft, kernels, biases, relu, acts, inputs, masks, drop, keys,
+              thresholds, scales, grads, kernel_grads, bias_grads, colsums, rows, fold, rate,
+              neg_rate):
+    """acts[l]: layer l's output after its activation; inputs[l]: what layer l + 1 reads
+    (acts[l], or its dropped copy, masks[l] holding Dropout's mask)."""
     n = x.shape[0]
     depth = len(kernels)
     one = x.dtype.type(1)
@@ -203,7 +233,7 @@ def _step_cpu(x, labels, soft, kernels, biases, relu, acts, grads, kernel_grads,
     for l in range(depth):  # forward: z = a @ W, then bias + ReLU or bias
         w = kernels[l]
         k, f = w.shape
-        a = x if l == 0 else acts[l - 1]
+        a = x if l == 0 else inputs[l - 1]
         z = acts[l]
         _sgemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, n, f, k, one, a.ctypes.data, k,
                w.ctypes.data, f, zero, z.ctypes.data, f)
@@ -214,11 +244,14 @@ def _step_cpu(x, labels, soft, kernels, biases, relu, acts, grads, kernel_grads,
             for r in range(n):
                 for j in range(f):
                     z[r, j] += b[j]
+        if drop[l]:  # Dropout's forward: mask and z * mask in one pass
+            _mask_apply_serial(z.reshape(-1), masks[l].reshape(-1), inputs[l].reshape(-1),
+                               numpy.uint64(0), keys[l], thresholds[l], scales[l])
     _sce_serial(acts[depth - 1], labels, soft, grads[depth - 1], rows)
     for l in range(depth - 1, -1, -1):  # backward: grads[l] holds dloss/dz of layer l
         w = kernels[l]
         k, f = w.shape
-        a = x if l == 0 else acts[l - 1]
+        a = x if l == 0 else inputs[l - 1]
         dz = grads[l]
         b = biases[l]
         g = bias_grads[l]
@@ -243,14 +276,19 @@ def _step_cpu(x, labels, soft, kernels, biases, relu, acts, grads, kernel_grads,
         else:
             _sgemm(_ROW_MAJOR, _TRANS, _NO_TRANS, k, f, n, one, a.ctypes.data, k,
                    dz.ctypes.data, f, zero, kernel_grads[l].ctypes.data, f)
+        if l and drop[l - 1]:  # Dropout's backward: dy * mask
+            dy, mask = grads[l - 1], masks[l - 1]
+            for r in range(n):
+                for j in range(k):
+                    dy[r, j] = dy[r, j] * mask[r, j]
         if l and relu[l - 1]:
             _relu_grad_in_place(grads[l - 1], acts[l - 1], colsums[l - 1])
 
 
 def dense_step(x, labels, kernels, biases, relu, rate=None, kernel_grads=None, bias_grads=None,
-               workspace=None):
+               workspace=None, dropout=None):
     """One training step of a Dense stack on batch x: with `rate`, the plain-SGD update in
     place; without, the gradients into kernel_grads and bias_grads. Returns (mean
     softmax-cross-entropy loss as a 0-d array, the logits). See the module."""
     return _dispatch.form("dense_step", x)(x, labels, kernels, biases, relu, rate, kernel_grads,
-                                           bias_grads, workspace)
+                                           bias_grads, workspace, dropout)

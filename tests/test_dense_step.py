@@ -46,8 +46,9 @@ def form(request):
 @pytest.mark.parametrize("widths,relu,with_bias", STACKS)
 @pytest.mark.parametrize("rows,soft", [(7, False), (1, False), (5, True)])
 @pytest.mark.parametrize("rate", [0.1, None], ids=["sgd", "gradients"])
+@pytest.mark.parametrize("drop", [False, True], ids=["", "dropout"])
 def test_step_matches_the_reference_on_every_form(form, widths, relu, with_bias, rows, soft,
-                                                  rate):
+                                                  rate, drop):
     if form.expected == "numba-cpu" and _mkl.library() is None:
         pytest.skip("the compiled step calls MKL: the mkl wheel is not installed")
     rng = np.random.default_rng(1)
@@ -58,8 +59,9 @@ def test_step_matches_the_reference_on_every_form(form, widths, relu, with_bias,
     want_k, want_b = [k.copy() for k in ks], [None if b is None else b.copy() for b in bs]
     want_kg = [np.full_like(k, np.nan) for k in ks]
     want_bg = [None if b is None else np.full_like(b, np.nan) for b in bs]
+    dropout = [(0.4, 1000 + l) if drop and l % 2 == 0 else None for l in range(len(relu))]
     want_loss, want_logits = step_module.reference(x, y, want_k, want_b, relu, rate, want_kg,
-                                                   want_bg)
+                                                   want_bg, dropout=dropout)
     dk = [form.device(k) for k in ks]
     db = [None if b is None else form.device(b) for b in bs]
     kg = [form.device(g) for g in want_kg]  # NaN until written
@@ -67,7 +69,7 @@ def test_step_matches_the_reference_on_every_form(form, widths, relu, with_bias,
     with form.running():
         assert kernels.current_implementation("dense_step", form.device(x)) == form.expected
         loss, logits = kernels.dense_step(form.device(x), form.device(y), dk, db, relu, rate,
-                                          None if rate else kg, bg)
+                                          None if rate else kg, bg, dropout=dropout)
     np.testing.assert_allclose(float(form.host(loss)), float(want_loss), rtol=1e-5)
     np.testing.assert_allclose(form.host(logits), want_logits, rtol=1e-5, atol=1e-6)
     outs = dk + [b for b in db if b is not None] + [g for g in bg if g is not None]
@@ -81,31 +83,38 @@ def test_step_matches_the_reference_on_every_form(form, widths, relu, with_bias,
     assert moved == (rate is not None)  # the gradients' ending leaves the weights alone
 
 
-def _loss64(x, y, ks, bs, relu):
+def _loss64(x, y, ks, bs, relu, masks=None):
     a = x
     for l, (k, b) in enumerate(zip(ks, bs)):
         a = a @ k + (0 if b is None else b)
         if l < len(relu) and relu[l]:
             a = np.maximum(a, 0)
+        if l < len(relu) and masks is not None:
+            a = a * masks[l]
     a = a - a.max(axis=1, keepdims=True)
     logp = a - np.log(np.exp(a).sum(axis=1, keepdims=True))
     return -logp[np.arange(len(x)), y].mean()
 
 
 @pytest.mark.parametrize("widths,relu,with_bias", STACKS)
-def test_reference_gradients_and_update_match_finite_differences(widths, relu,
-                                                                            with_bias):
+@pytest.mark.parametrize("drop", [False, True], ids=["", "dropout"])
+def test_reference_gradients_and_update_match_finite_differences(widths, relu, with_bias, drop):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, widths[0]))
     y = rng.integers(0, widths[-1], 4)
     ks, bs = _stack(widths, with_bias, np.float64, seed=3)
     rate = 0.5
+    dropout = [(0.5, 77 + l) for l in range(len(relu))] if drop else None
+    from accelnet.kernels.dropout_mask import reference as drop_mask
+    masks = None if not drop else [drop_mask(x, (4, w), key, r) for (r, key), w
+                                   in zip(dropout, widths[1:-1])]
+    loss64 = lambda: _loss64(x, y, ks, bs, relu, masks)
     new_k, new_b = [k.copy() for k in ks], [None if b is None else b.copy() for b in bs]
-    loss, _ = step_module.reference(x, y, new_k, new_b, relu, rate)
-    assert float(loss) == pytest.approx(_loss64(x, y, ks, bs, relu), rel=1e-12)
+    loss, _ = step_module.reference(x, y, new_k, new_b, relu, rate, dropout=dropout)
+    assert float(loss) == pytest.approx(loss64(), rel=1e-12)
     kg = [np.empty_like(k) for k in ks]
     bg = [None if b is None else np.empty_like(b) for b in bs]
-    step_module.reference(x, y, ks, bs, relu, None, kg, bg)
+    step_module.reference(x, y, ks, bs, relu, None, kg, bg, dropout=dropout)
     eps = 1e-6
     for params, updated, grads in [(ks, new_k, kg), (bs, new_b, bg)]:
         for p, after, got in zip(params, updated, grads):
@@ -114,9 +123,9 @@ def test_reference_gradients_and_update_match_finite_differences(widths, relu,
             for index in list(np.ndindex(p.shape))[::3]:
                 keep = p[index]
                 p[index] = keep + eps
-                up = _loss64(x, y, ks, bs, relu)
+                up = loss64()
                 p[index] = keep - eps
-                down = _loss64(x, y, ks, bs, relu)
+                down = loss64()
                 p[index] = keep
                 grad = (up - down) / (2 * eps)
                 assert (keep - after[index]) / rate == pytest.approx(grad, rel=1e-5, abs=1e-8)
@@ -147,7 +156,7 @@ def _model(kind, optimizer=None):
     an.random.seed(0)
     if kind == "flatten-sparse":
         layers = [L.Flatten(input_shape=(4, 5)), L.Dense(16, activation="relu"),
-                  L.Dense(8, activation="relu"), L.Dense(3, activation="softmax")]
+                  L.Dropout(0.25), L.Dense(8, activation="relu"), L.Dense(3, activation="softmax")]
         loss = "sparse_categorical_crossentropy"
     elif kind == "onehot":
         layers = [L.Dense(16, activation="relu", input_shape=(20,)), L.Dense(3, activation="softmax")]
@@ -218,20 +227,26 @@ def test_any_optimizer_applies_the_steps_gradients_as_the_layers(name, monkeypat
     assert stepped.optimizer.iterations == layered.optimizer.iterations == 12
 
 
-@pytest.mark.parametrize("change", ["regularizer", "dropout", "mse", "frozen", "softmax-layer"])
+@pytest.mark.parametrize("change", ["regularizer", "input-dropout", "last-dropout", "fixed-mask",
+                                    "mse", "frozen", "softmax-layer"])
 def test_other_models_keep_the_layer_step(change, monkeypatch):
     calls = []
     monkeypatch.setattr(kernels, "dense_step", lambda *a: calls.append(1))
     L = an.layers
-    hidden = L.Dense(8, activation="relu", input_shape=(5,),
-                     kernel_regularizer="l2" if change == "regularizer" else None)
-    layers = [hidden] + ([L.Dropout(0.5)] if change == "dropout" else [])
+    hidden = L.Dense(8, activation="relu", kernel_regularizer="l2" if change == "regularizer"
+                     else None)
+    drop = L.Dropout(0.5)
+    layers = [L.Input(shape=(5,))] + ([drop] if change == "input-dropout" else []) + [hidden]
+    layers += [drop] if change == "fixed-mask" else []
     layers += [L.Dense(3, activation="softmax")]
+    layers += [drop] if change == "last-dropout" else []
     if change == "softmax-layer":
         layers[-1:] = [L.Dense(3), L.Activation("softmax")]
     model = an.Sequential(layers)
     if change == "frozen":
         hidden.trainable = False
+    if change == "fixed-mask":
+        drop.set_mask(np.full((4, 8), 2.0, np.float32))
     model.compile(optimizer=an.optimizers.SGD(0.1),
                   loss="mse" if change == "mse" else "sparse_categorical_crossentropy")
     x = np.zeros((4, 5), np.float32)
