@@ -300,3 +300,15 @@ def test_a_step_cached_by_a_parallel_process_runs_in_a_serial_one(tmp_path):
         losses.append(float(proc.stdout.split()[-1]))
     assert losses[0] == losses[1]
     assert any(tmp_path.rglob("*dense_step*_step_cpu*.nbi"))  # the second one loaded it
+
+
+@needs_mkl
+def test_buffers_are_kept_for_a_few_batch_sizes_only():
+    """train_on_batch with ever new batch sizes must not keep a workspace for each."""
+    from accelnet import dense_stack
+    model = _model("flatten-sparse")
+    x, y = _data("flatten-sparse")
+    for n in range(1, 13):
+        model.train_on_batch(x[:n], y[:n])
+    kept = model._dense_step._workspaces
+    assert len(kept) == dense_stack.MAX_WORKSPACES and set(kept) == {9, 10, 11, 12}
