@@ -100,13 +100,18 @@ def batch_tasks(array, n, bytes_per_sample, workspace_bytes):
 
 
 def task_slices(array, n, bytes_per_sample, workspace_bytes):
-    """As `batch_tasks`, but where `threaded(array)` each task is one slice (start, stop)
-    covering its chunks: for kernels that block the slice for cache themselves, in one
-    GIL-free call. The slices depend on n and the sizes only, never on the thread count."""
+    """As `batch_tasks`, but where `threaded(array)` each task is one slice (start, stop),
+    the batch cut evenly into as many slices as `batch_tasks` has tasks: for kernels that
+    block the slice for cache themselves, in one GIL-free call. Even, because grouping the
+    chunks gave slices of 5 and 10 images in turn at seed 004's first layer (5 images a
+    chunk; even slices of 8: step min 29.1 -> 28.7 and 28.8 -> 27.6 ms, medians -0.6 ms,
+    40 alternated steps; mnist_cnn within noise). The slices depend on n and the sizes
+    only, never on the thread count."""
     tasks = batch_tasks(array, n, bytes_per_sample, workspace_bytes)
     if not threaded(array):
         return tasks
-    return [[(task[0][0], task[-1][1])] for task in tasks]
+    bounds = [n * k // len(tasks) for k in range(len(tasks) + 1)]
+    return [[(a, b)] for a, b in zip(bounds, bounds[1:])]
 
 
 def scratch(array, name, shape, dtype):
