@@ -34,6 +34,7 @@ process may use; 1 = the slices on the calling thread, BLAS still at one thread;
 """
 import concurrent.futures
 import contextlib
+import itertools
 import math
 import os
 import threading
@@ -283,17 +284,36 @@ def _in_worker(fn, task):
 
 def run_tasks(array, fn, tasks):
     """[fn(task) for task in tasks], in task order; where `threaded(array)`, with BLAS at
-    one thread and on the worker threads (when there are 2+ tasks)."""
+    one thread and on the worker threads (when there are 2+ tasks). Each worker takes the
+    next task until none is left: one hand-off per worker, not per task (16 empty tasks on
+    2 workers: 166 against 339 us, median; seed 004's step -0.9 ms, median of 40 alternated
+    steps, two runs; mnist_cnn -0.5 ms over four). Every task runs; the first task's error
+    (in task order), if any, is raised."""
     if not threaded(array):
         return [fn(task) for task in tasks]
     workers = min(num_threads(), len(tasks))
     with _blas_controller().limit(limits=1):  # small GEMMs: BLAS threads would only spin
         if workers <= 1:
             return [_in_worker(fn, task) for task in tasks]
+        results, errors = [None] * len(tasks), [None] * len(tasks)
+        order = itertools.count()  # next() is atomic under the GIL
+
+        def take_tasks():
+            for i in iter(order.__next__, None):
+                if i >= len(tasks):
+                    return
+                try:
+                    results[i] = _in_worker(fn, tasks[i])
+                except BaseException as exc:  # as a future keeps it: raised below
+                    errors[i] = exc
+
         pool = _executor(workers)
-        futures = [pool.submit(_in_worker, fn, task) for task in tasks]
+        futures = [pool.submit(take_tasks) for _ in range(workers)]
         concurrent.futures.wait(futures)  # all done before BLAS gets its threads back
-    return [f.result() for f in futures]  # the first task's error, if any, is raised
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    return results
 
 
 class AdaptiveBlasThreads:

@@ -82,6 +82,24 @@ def test_worker_errors_reach_the_caller(small_chunks):
         kernels.run_tasks(x, fail, tasks)
 
 
+def test_every_task_runs_and_results_come_in_task_order(monkeypatch):
+    """run_tasks: the workers take tasks one after another; the results are in task order,
+    every task runs even when some fail, and the first failing task's error is raised."""
+    monkeypatch.setenv("ACCELNET_NUM_THREADS", "2")
+    x = np.zeros((16, 2), np.float32)
+    assert kernels.run_tasks(x, lambda t: t * t, list(range(16))) == [t * t for t in range(16)]
+    ran = []
+
+    def some_fail(t):
+        ran.append(t)
+        if t in (3, 7):
+            raise ValueError(f"task {t}")
+        return t
+    with pytest.raises(ValueError, match="task 3"):
+        kernels.run_tasks(x, some_fail, list(range(16)))
+    assert sorted(ran) == list(range(16))
+
+
 def test_tasks_cover_the_batch_in_order():
     x = np.zeros((100, 2), np.float32)
     for per_sample in (1, 3000, 10**9):
