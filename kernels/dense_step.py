@@ -8,8 +8,7 @@ Why (issue 13, the MLP 784-512-512-10 at batch 128 on 2 cores): layer by layer, 
 ~1.9 ms step. The Numba form runs the whole step in one compiled function on buffers kept
 between steps (`Workspace`), and calls MKL's `cblas_sgemm` itself (its address bound as an
 LLVM symbol, `_mkl.sgemm_address`), with serial builds of the kernels the layers call
-(`bias_relu`, softmax-cross-entropy, SGD) and `relu_bias_grad`'s sums as its own in-place
-loop: the same arithmetic as the layer path, so the same gradients and weights up to MKL's
+(`bias_relu`, `relu_bias_grad`, softmax-cross-entropy, SGD): the same arithmetic as the layer path, so the same gradients and weights up to MKL's
 rounding (which may depend on the buffers' alignment).
 
 Layers: `relu[l]` says whether hidden layer l applies bias + ReLU (it must then have a
@@ -29,7 +28,7 @@ import numpy
 
 from . import _dispatch, _mkl
 from ._jit import cpu_jit, serial_dispatcher
-from .bias_relu import _bias_relu_cpu
+from .bias_relu import _bias_relu_cpu, _relu_bias_grad_cpu
 from .dropout_mask import M32, _mask_apply_cpu, threshold_for
 from .optimizer_update import _sgd_cpu
 from .softmax_cross_entropy import _empty_soft, _prepare, _sce_cpu
@@ -119,6 +118,10 @@ class Workspace:
         self.key = (rows, tuple(widths), numpy.dtype(dtype))
         self.acts = tuple(numpy.empty((rows, w), dtype) for w in widths)
         self.grads = tuple(numpy.empty((rows, w), dtype) for w in widths)
+        # the input gradients before the ReLU's mask: relu_bias_grad reads one array and
+        # writes another (given one array for both its loop was not vectorised: 0.22 ms
+        # against 0.015 at (128, 512))
+        self.input_grads = tuple(numpy.empty((rows, w), dtype) for w in widths)
         self.bias_grads = tuple(numpy.empty(w, dtype) for w in widths)
         self.colsums = tuple(numpy.empty(w, numpy.float64) for w in widths)
         self.rows = numpy.empty(rows, numpy.float64)
@@ -174,7 +177,8 @@ def numba_cpu(x, labels, kernels, biases, relu, rate=None, kernel_grads=None, bi
     _step()(x, hard, soft_labels, tuple(kernels),
             tuple(ws.no_bias if b is None else b for b in biases), flags, ws.acts, inputs,
             ws.masks, numpy.array([d is not None for d in drops]), keys, thresholds, scales,
-            ws.grads, tuple(kernels) if fold else tuple(kernel_grads), bias_outs, ws.colsums,
+            ws.grads, ws.input_grads, tuple(kernels) if fold else tuple(kernel_grads), bias_outs,
+            ws.colsums,
             ws.rows, fold, t(rate if fold else 0), t(-rate if fold else 0))
     loss = numpy.asarray(ws.rows.sum() / n, dtype=x.dtype)  # = rows.mean(), as the loss kernel
     return loss, logits.copy()
@@ -195,7 +199,8 @@ def _step():
         globals().update(_bias_relu_serial=serial_dispatcher(_bias_relu_cpu),
                          _sce_serial=serial_dispatcher(_sce_cpu),
                          _sgd_serial=serial_dispatcher(_sgd_cpu),
-                         _mask_apply_serial=serial_dispatcher(_mask_apply_cpu))
+                         _mask_apply_serial=serial_dispatcher(_mask_apply_cpu),
+                         _relu_bias_grad_serial=serial_dispatcher(_relu_bias_grad_cpu))
         _compiled.append(_step_cpu.dispatcher())
     return _compiled[0]
 
@@ -203,27 +208,13 @@ def _step():
 # bound by _step() before the first compile: MKL's sgemm, and serial builds of the layers'
 # kernels (the step's machine code, cached on disk, has them compiled in)
 _sgemm = _bias_relu_serial = _sce_serial = _sgd_serial = _mask_apply_serial = None
-
-
-@cpu_jit(parallel=False, nogil=True, inline="always")
-def _relu_grad_in_place(dy, y, acc):
-    """`relu_bias_grad` with dz = dy (the same sums, row after row): called on two names
-    for one array, its loop was not vectorised (~0.22 ms against ~0.015 at (128, 512))."""
-    rows, f = dy.shape
-    zero = dy.dtype.type(0)
-    for j in range(f):
-        acc[j] = 0
-    for r in range(rows):
-        for j in range(f):
-            v = dy[r, j] if y[r, j] > 0 else zero
-            dy[r, j] = v
-            acc[j] += v
+_relu_bias_grad_serial = None
 
 
 @cpu_jit(parallel=False, nogil=True, error_model="numpy")  # serial: MKL has the threads
 def _step_cpu(x, labels, soft, kernels, biases, relu, acts, inputs, masks, drop, keys,
-              thresholds, scales, grads, kernel_grads, bias_grads, colsums, rows, fold, rate,
-              neg_rate):
+              thresholds, scales, grads, input_grads, kernel_grads, bias_grads, colsums, rows,
+              fold, rate, neg_rate):
     """acts[l]: layer l's output after its activation; inputs[l]: what layer l + 1 reads
     (acts[l], or its dropped copy, masks[l] holding Dropout's mask)."""
     n = x.shape[0]
@@ -266,8 +257,9 @@ def _step_cpu(x, labels, soft, kernels, biases, relu, acts, inputs, masks, drop,
                 for j in range(f):
                     g[j] += dz[r, j]
         if l:  # the input gradient, from the kernel before this step's update
+            dx = input_grads[l - 1] if relu[l - 1] else grads[l - 1]
             _sgemm(_ROW_MAJOR, _NO_TRANS, _TRANS, n, k, f, one, dz.ctypes.data, f,
-                   w.ctypes.data, f, zero, grads[l - 1].ctypes.data, k)
+                   w.ctypes.data, f, zero, dx.ctypes.data, k)
         if fold:  # kernel += -rate * a^T dz inside the product
             _sgemm(_ROW_MAJOR, _TRANS, _NO_TRANS, k, f, n, neg_rate, a.ctypes.data, k,
                    dz.ctypes.data, f, one, w.ctypes.data, f)
@@ -277,12 +269,12 @@ def _step_cpu(x, labels, soft, kernels, biases, relu, acts, inputs, masks, drop,
             _sgemm(_ROW_MAJOR, _TRANS, _NO_TRANS, k, f, n, one, a.ctypes.data, k,
                    dz.ctypes.data, f, zero, kernel_grads[l].ctypes.data, f)
         if l and drop[l - 1]:  # Dropout's backward: dy * mask
-            dy, mask = grads[l - 1], masks[l - 1]
+            mask = masks[l - 1]
             for r in range(n):
                 for j in range(k):
-                    dy[r, j] = dy[r, j] * mask[r, j]
+                    dx[r, j] = dx[r, j] * mask[r, j]
         if l and relu[l - 1]:
-            _relu_grad_in_place(grads[l - 1], acts[l - 1], colsums[l - 1])
+            _relu_bias_grad_serial(dx, acts[l - 1], grads[l - 1], colsums[l - 1])
 
 
 def dense_step(x, labels, kernels, biases, relu, rate=None, kernel_grads=None, bias_grads=None,
