@@ -65,6 +65,8 @@ def _load():
             fn.restype = None
             fn.argtypes = [scalar if t is None else t for t in _GEMM_ARGS]
             functions[numpy.dtype(dtype)] = fn
+        lib.MKL_Set_Num_Threads_Local.restype = ctypes.c_int
+        lib.MKL_Set_Num_Threads_Local.argtypes = [ctypes.c_int]
         return lib, functions
     return None
 
@@ -124,9 +126,11 @@ def _operand(array):
     return None
 
 
-def gemm(a, b, out=None, alpha=1.0, beta=0.0):
+def gemm(a, b, out=None, alpha=1.0, beta=0.0, threads=None):
     """out = alpha * a @ b + beta * out by MKL (out allocated when None; beta needs out) for
-    2-D NumPy float32/float64 arrays of one dtype; None where MKL does not apply (not
+    2-D NumPy float32/float64 arrays of one dtype, on `threads` threads for this call where
+    given (MKL's thread-local setting, which outranks the process-wide limit that
+    `worker_step` sets), else on MKL's current count; None where MKL does not apply (not
     `enabled`, another dtype or device, an empty product, an operand with no contiguous axis,
     out not row-contiguous or read-only, a dimension past 32-bit BLAS): the caller falls back
     to NumPy."""
@@ -155,6 +159,15 @@ def gemm(a, b, out=None, alpha=1.0, beta=0.0):
     ldc = out.strides[0] // out.itemsize if m > 1 else n
     if max(m, n, k, op_a[1], op_b[1], ldc) > _INT_MAX:  # cblas takes 32-bit ints
         return None
-    fn(_ROW_MAJOR, op_a[0], op_b[0], m, n, k, alpha, a.ctypes.data, op_a[1],
-       b.ctypes.data, op_b[1], beta, out.ctypes.data, ldc)
+    args = (_ROW_MAJOR, op_a[0], op_b[0], m, n, k, alpha, a.ctypes.data, op_a[1],
+            b.ctypes.data, op_b[1], beta, out.ctypes.data, ldc)
+    if threads is None:
+        fn(*args)
+        return out
+    set_local = _state[0][0].MKL_Set_Num_Threads_Local
+    previous = set_local(int(threads))  # 0: this thread follows the process-wide count
+    try:
+        fn(*args)
+    finally:
+        set_local(previous)
     return out

@@ -163,11 +163,12 @@ def _halves(a, b, axis):
                                          ((64, 4000, 64), "k")])
 def test_gemm_in_a_worker_step_is_matmul_whatever_the_thread_count(monkeypatch, threads,
                                                                     shape, axis):
-    """Inside a worker step a large product runs as two fixed halves on the workers, split
-    along the axis that reads least per thread (rows, columns or the inner dimension): the
-    same bits for every thread count (and equal to one matmul to float rounding), for C- and
-    F-ordered operands."""
+    """Inside a worker step, where MKL is not used, a large product runs as two fixed halves
+    on the workers, split along the axis that reads least per thread (rows, columns or the
+    inner dimension): the same bits for every thread count (and equal to one matmul to float
+    rounding), for C- and F-ordered operands."""
     monkeypatch.setenv("ACCELNET_NUM_THREADS", threads)
+    monkeypatch.setenv("ACCELNET_MKL", "0")
     m, k, n = shape
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k)).astype(np.float32)

@@ -97,6 +97,40 @@ def test_mkl_threads_are_set_with_blas_in_a_worker_step():
     assert mkl_threads() == before
 
 
+@pytest.mark.skipif(_mkl.library() is None, reason="the mkl wheel is not installed")
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.05, 1.0)])
+def test_a_large_product_in_a_worker_step_runs_on_mkls_threads(monkeypatch, alpha, beta):
+    """In a worker step (BLAS held at one thread) a product of at least MIN_SPLIT_FLOPS goes to
+    MKL on as many threads as there are workers, for this call only: not split into halves,
+    alpha/beta folded in, the same bits on every call, MKL's limit back at one after."""
+    from threadpoolctl import threadpool_info
+    monkeypatch.setenv("ACCELNET_MKL", "1")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((128, 2304)).astype(np.float32)
+    b = rng.standard_normal((2304, 64)).astype(np.float32)
+    c = rng.standard_normal((128, 64)).astype(np.float32)
+    assert 2.0 * a.shape[0] * a.shape[1] * b.shape[1] >= _workers.MIN_SPLIT_FLOPS
+    threads, split = [], []
+    real = _mkl.gemm
+    monkeypatch.setattr(_mkl, "gemm", lambda *args, **kw: threads.append(kw.get("threads"))
+                        or real(*args, **kw))
+    monkeypatch.setattr(_workers, "run_tasks", lambda *args: split.append(1))
+    outs = []
+    with kernels.worker_step(a):
+        if not kernels.threaded(a):
+            pytest.skip("no worker threads here")
+        for _ in range(2):
+            out = c.copy()
+            assert kernels.gemm(a, b, out=out, alpha=alpha, beta=beta) is out
+            outs.append(out)
+        after = [i["num_threads"] for i in threadpool_info() if i["internal_api"] == "mkl"]
+    assert threads == [_workers.num_threads()] * 2 and split == []
+    assert after == [1]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    want = alpha * (a.astype(np.float64) @ b) + beta * c
+    np.testing.assert_allclose(outs[0], want, rtol=1e-4, atol=2e-3)
+
+
 # -- plain SGD folded into Dense's backward ----------------------------------------------
 
 def _mlp(optimizer, regularize=False, freeze=False):
