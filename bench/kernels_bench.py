@@ -95,6 +95,17 @@ def cases(quick):
         if padding == "valid":  # where Conv2D takes both gradients at once (winograd_grads)
             out.append(("winograd_grads", label, lambda rng, s=shape, f=f, r=r, m=m, p=padding:
                         _winograd_grads_args(rng, s, f, p, r, m)))
+    # Conv2D's fused pooling on the Winograd path, per slice of 8 images as it calls them
+    for label, shape, f, r, padding in [("mnist_cnn conv2 slice", (8, 26, 26, 32), 64, 3, "valid"),
+                                        ("seed004 conv2 slice", (8, 14, 14, 32), 64, 5, "same")]:
+        m = _default_tile(r)
+        label = f"{label} x{shape} {r}x{r}->{f} {padding} F({m},{r}) + pool 2x2"
+        out.append(("winograd_conv_pool", label, lambda rng, s=shape, f=f, r=r, m=m, p=padding:
+                    _winograd_pool_args(rng, s, f, p, r, m)))
+        if padding == "valid":
+            out.append(("winograd_pool_grads", label,
+                        lambda rng, s=shape, f=f, r=r, m=m, p=padding:
+                        _winograd_pool_grads_args(rng, s, f, p, r, m)))
     for label, shape, k, filters, padding in [
             ("mnist_cnn conv1", (batch, 28, 28, 1), 3, 32, "valid"),
             ("seed004 conv1", (batch, 28, 28, 1), 5, 32, "same"),
@@ -176,6 +187,20 @@ def _winograd_grads_args(rng, shape, filters, padding, r, m):
     (x, u, _), _ = _winograd_args(rng, shape, filters, padding, r, m)
     dy = _normal(rng, _output_shape(shape, r, padding) + (filters,))
     return (x, dy, u, padding), {"r": r}
+
+
+def _winograd_pool_args(rng, shape, filters, padding, r, m):
+    (x, u, _), _ = _winograd_args(rng, shape, filters, padding, r, m)
+    return (x, u, (2, 2), (2, 2), padding), {"bias": _normal(rng, (filters,), 0.1), "relu": True,
+                                             "r": r}
+
+
+def _winograd_pool_grads_args(rng, shape, filters, padding, r, m):
+    """(x, grad, argmax, pooled, U, pool, strides, padding) from a reference forward."""
+    (x, u, pool, strides, _), kwargs = _winograd_pool_args(rng, shape, filters, padding, r, m)
+    wp = importlib.import_module("accelnet.kernels.winograd_pool")
+    pooled, arg = wp.reference(x, u, pool, strides, padding, **kwargs)
+    return (x, _normal(rng, pooled.shape), arg, pooled, u, pool, strides, padding), {"r": r}
 
 
 def _pool_backward_args(rng, shape, padding):

@@ -28,6 +28,11 @@ Kernels (every one has `reference`, `numba_cpu` and `numba_cuda` forms in its mo
   transform; `winograd_grads_applies` says where Conv2D uses it). With `transformed=True`
   both give the gradient of U, (n*n, F, C), to sum over batch slices before one
   `winograd_weight_grad_finish(du_t, m, r) -> (r, r, C, F)`.
+- `winograd_conv_pool(x, U, pool_size, strides, padding, pool_padding, bias, relu, r) ->
+  (pooled, argmax)` and `winograd_pool_grads(x, grad, argmax, pooled, U, pool_size,
+  strides, ...) -> (dw, bias_grad, dx)`: a Winograd convolution (+ bias, ReLU) with the max
+  pooling after it, and their backward, per block of images while it is in cache (Conv2D's
+  fused pooling; the same bits as the kernels one after the other).
 - `adam_update(p, g, m, v, step_size, beta_1, beta_2, epsilon, v_hat=None, decay=None)`
   and `sgd_update(p, g, lr, momentum=0.0, v=None, nesterov=False, decay=None)`: an
   optimizer's step on one parameter (and its slots) in place, one pass, subnormal slot
@@ -81,6 +86,7 @@ from .winograd import (winograd_conv, winograd_weight_grad, winograd_weight_grad
 from .winograd_grads import applies as winograd_grads_applies
 from .winograd_grads import transposed as winograd_transposed
 from .winograd_grads import winograd_grads
+from .winograd_pool import winograd_conv_pool, winograd_pool_grads
 from .softmax_cross_entropy import check_errors, softmax_cross_entropy
 
 __all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backward", "batch_norm_forward",
@@ -91,7 +97,8 @@ __all__ = ["DEFAULTS", "adam_update", "adaptive_blas_threads", "batch_norm_backw
            "max_pool_backward", "max_pool_relu_grad",
            "relu_backward", "relu_bias_grad", "run_tasks", "same_padding", "scratch",
            "sgd_update", "softmax_cross_entropy", "task_slices", "threaded",
-           "winograd_applies", "winograd_applies_input_grad", "winograd_conv", "winograd_grads",
+           "winograd_applies", "winograd_applies_input_grad", "winograd_conv", "winograd_conv_pool",
+           "winograd_grads", "winograd_pool_grads",
            "winograd_grads_applies", "winograd_transposed",
            "winograd_input_grad_padding", "winograd_tile", "winograd_weight_grad",
            "winograd_weight_grad_finish", "winograd_weights",

@@ -68,6 +68,12 @@ FORMS = {
     "winograd_grads": {"reference": ("winograd_grads", "reference"),
                        "numba-cpu": ("winograd_grads", "numba_cpu"),
                        "numba-cuda": ("winograd_grads", "numba_cuda")},
+    "winograd_conv_pool": {"reference": ("winograd_pool", "reference"),
+                           "numba-cpu": ("winograd_pool", "numba_cpu"),
+                           "numba-cuda": ("winograd_pool", "numba_cuda")},
+    "winograd_pool_grads": {"reference": ("winograd_pool", "reference_grads"),
+                            "numba-cpu": ("winograd_pool", "numba_cpu_grads"),
+                            "numba-cuda": ("winograd_pool", "numba_cuda_grads")},
     "conv_forward": {"reference": ("conv_gemm", "reference_forward"),
                      "numba-cpu": ("conv_gemm", "numba_cpu_forward"),
                      "numba-cuda": ("conv_gemm", "numba_cuda_forward")},
@@ -123,6 +129,8 @@ DEFAULTS = {
     "winograd_conv": {"cpu": "numba", "gpu": "numba"},
     "winograd_weight_grad": {"cpu": "numba", "gpu": "numba"},
     "winograd_grads": {"cpu": "numba", "gpu": "numba"},
+    "winograd_conv_pool": {"cpu": "numba", "gpu": "numba"},  # on the GPU: its two kernels'
+    "winograd_pool_grads": {"cpu": "numba", "gpu": "numba"},  # CUDA forms in a row
     "conv_forward": {"cpu": "numba", "gpu": "numba"},
     "conv_weight_grad": {"cpu": "numba", "gpu": "numba"},
     "conv_input_grad": {"cpu": "numba", "gpu": "numba"},

@@ -65,7 +65,13 @@ def serial_dispatcher(kernel):
     know which build a callee was: a callee built parallel in one process
     (ACCELNET_NUMBA_PARALLEL=1) ended up in a cache that a serial process then loaded, and
     crashed (kernels.dense_step, found by the busy bench). Serial callees are always safe."""
-    return _njit(kernel.py_func, dict(kernel._opts, parallel=False))
+    return serial_kernel(kernel).dispatcher()
+
+
+def serial_kernel(kernel):
+    """A lazy serial build of a `cpu_jit` kernel (see `serial_dispatcher`), to bind as a
+    module-level name that other kernels of that module call: compiled with its first caller."""
+    return LazyCpuKernel(kernel.py_func, dict(getattr(kernel, "_opts", {}), parallel=False))
 
 
 def _njit(fn, opts):

@@ -5,18 +5,28 @@ kernels, per tile (m, r):
     _winograd_cpu_M_R(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v, mm)
     _weight_grad_cpu_M_R(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
     _grads_cpu_M_R(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp)
+    _winograd_pool_cpu_M_R(x, u, block, bias, use_bias, relu, top, left, th, tw, per_block,
+                           v, mm, pooled, arg, kh, kw, sh, sw, ptop, pleft)
+    _pool_grads_cpu_M_R(x, grad, arg, pooled, block, acc, u_t, du_t, part, dx, top, left,
+                        th, tw, per_block, v, dm, mp, kh, kw, sh, sw, ptop, pleft)
 
 with the buffers and blocking of `winograd.numba_cpu` / `numba_cpu_weight_grad` /
-`winograd_grads.numba_cpu`: per block of images the input (and output-gradient) transforms,
-n*n GEMMs through BLAS, and the output transform (+ bias, ReLU) or the adjoint input
-transform while the block is in cache, all without the GIL.
+`winograd_grads.numba_cpu` / `winograd_pool`: per block of images the input (and
+output-gradient) transforms, n*n GEMMs through BLAS, and the output transform (+ bias, ReLU)
+or the adjoint input transform while the block is in cache, all without the GIL. The pool
+forms put a block's output in `block` and max-pool it from there, or scatter the pooled
+gradient into `block` (ReLU and bias backward) before transforming it.
 """
 import numpy
 
-from ._jit import cpu_jit
+from ._jit import cpu_jit, serial_kernel
 from ._loops import add_into, fill_zero
+from .max_pool import _max_pool_cpu, _max_pool_relu_grad_add
 
-KERNELS = {}  # (m, r) -> (forward, weight gradient, weight and input gradients)
+_max_pool_serial = serial_kernel(_max_pool_cpu)  # called per block, inside a worker's task
+
+KERNELS = {}  # (m, r) -> (forward, weight gradient, weight and input gradients,
+#                 forward and max pool, both gradients from the pooled output's)
 
 
 @cpu_jit(nogil=True)
@@ -543,7 +553,57 @@ def _grads_cpu_2_3(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, 
         _adjoint_block_2_3(mp, dx, b0, b1, top, left, th, tw)
 
 
-KERNELS[(2, 3)] = (_winograd_cpu_2_3, _weight_grad_cpu_2_3, _grads_cpu_2_3)
+@cpu_jit(nogil=True)
+def _winograd_pool_cpu_2_3(x, u, block, bias, use_bias, relu, top, left, th, tw, per_block,
+                          v, mm, pooled, arg, kh, kw, sh, sw, ptop, pleft):
+    """F(2x2, 3x3) forward and max pooling: per block of images as
+    _winograd_cpu_2_3, the output into `block` (one block's images) and pooled
+    from there into pooled / arg while in cache."""
+    n = x.shape[0]
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_2_3(x, v, b0, b1, top, left, th, tw)
+        for k in range(16):
+            numpy.dot(v[k, :tiles], u[k], mm[k, :tiles])
+        _output_block_2_3(mm, block, 0, b1 - b0, bias, use_bias, relu, th, tw)
+        _max_pool_serial(block[:b1 - b0], pooled[b0:b1], arg[b0:b1], kh, kw, sh, sw,
+                         ptop, pleft)
+
+
+@cpu_jit(nogil=True)
+def _pool_grads_cpu_2_3(x, grad, arg, pooled, block, acc, u_t, du_t, part, dx, top, left,
+                       th, tw, per_block, v, dm, mp, kh, kw, sh, sw, ptop, pleft):
+    """_grads_cpu_2_3 from the pooled output's gradient: per block of images, the
+    max-pool, ReLU and bias backward (`_max_pool_relu_grad_add`, the bias gradient
+    summed into acc row by row) into `block`, transformed from there while in
+    cache."""
+    n = x.shape[0]
+    _, oh, ow, f = block.shape
+    dz = block.reshape(-1, f)
+    fill_zero(dx)
+    for ch in range(f):
+        acc[ch] = 0
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_2_3(x, v, b0, b1, top, left, th, tw)
+        _max_pool_relu_grad_add(grad[b0:b1], arg[b0:b1], pooled[b0:b1],
+                                dz[:(b1 - b0) * oh * ow], acc, oh, ow, kh, kw, sh, sw,
+                                ptop, pleft)
+        _dy_block_2_3(block, dm, 0, b1 - b0, th, tw)
+        for k in range(16):
+            if b0 == 0:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
+            else:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
+                add_into(du_t[k], part)
+            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])
+        _adjoint_block_2_3(mp, dx, b0, b1, top, left, th, tw)
+
+
+KERNELS[(2, 3)] = (_winograd_cpu_2_3, _weight_grad_cpu_2_3, _grads_cpu_2_3,
+                        _winograd_pool_cpu_2_3, _pool_grads_cpu_2_3)
 
 
 @cpu_jit(nogil=True)
@@ -1628,7 +1688,57 @@ def _grads_cpu_4_3(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, 
         _adjoint_block_4_3(mp, dx, b0, b1, top, left, th, tw)
 
 
-KERNELS[(4, 3)] = (_winograd_cpu_4_3, _weight_grad_cpu_4_3, _grads_cpu_4_3)
+@cpu_jit(nogil=True)
+def _winograd_pool_cpu_4_3(x, u, block, bias, use_bias, relu, top, left, th, tw, per_block,
+                          v, mm, pooled, arg, kh, kw, sh, sw, ptop, pleft):
+    """F(4x4, 3x3) forward and max pooling: per block of images as
+    _winograd_cpu_4_3, the output into `block` (one block's images) and pooled
+    from there into pooled / arg while in cache."""
+    n = x.shape[0]
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_4_3(x, v, b0, b1, top, left, th, tw)
+        for k in range(36):
+            numpy.dot(v[k, :tiles], u[k], mm[k, :tiles])
+        _output_block_4_3(mm, block, 0, b1 - b0, bias, use_bias, relu, th, tw)
+        _max_pool_serial(block[:b1 - b0], pooled[b0:b1], arg[b0:b1], kh, kw, sh, sw,
+                         ptop, pleft)
+
+
+@cpu_jit(nogil=True)
+def _pool_grads_cpu_4_3(x, grad, arg, pooled, block, acc, u_t, du_t, part, dx, top, left,
+                       th, tw, per_block, v, dm, mp, kh, kw, sh, sw, ptop, pleft):
+    """_grads_cpu_4_3 from the pooled output's gradient: per block of images, the
+    max-pool, ReLU and bias backward (`_max_pool_relu_grad_add`, the bias gradient
+    summed into acc row by row) into `block`, transformed from there while in
+    cache."""
+    n = x.shape[0]
+    _, oh, ow, f = block.shape
+    dz = block.reshape(-1, f)
+    fill_zero(dx)
+    for ch in range(f):
+        acc[ch] = 0
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_4_3(x, v, b0, b1, top, left, th, tw)
+        _max_pool_relu_grad_add(grad[b0:b1], arg[b0:b1], pooled[b0:b1],
+                                dz[:(b1 - b0) * oh * ow], acc, oh, ow, kh, kw, sh, sw,
+                                ptop, pleft)
+        _dy_block_4_3(block, dm, 0, b1 - b0, th, tw)
+        for k in range(36):
+            if b0 == 0:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
+            else:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
+                add_into(du_t[k], part)
+            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])
+        _adjoint_block_4_3(mp, dx, b0, b1, top, left, th, tw)
+
+
+KERNELS[(4, 3)] = (_winograd_cpu_4_3, _weight_grad_cpu_4_3, _grads_cpu_4_3,
+                        _winograd_pool_cpu_4_3, _pool_grads_cpu_4_3)
 
 
 @cpu_jit(nogil=True)
@@ -2507,7 +2617,57 @@ def _grads_cpu_2_5(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, 
         _adjoint_block_2_5(mp, dx, b0, b1, top, left, th, tw)
 
 
-KERNELS[(2, 5)] = (_winograd_cpu_2_5, _weight_grad_cpu_2_5, _grads_cpu_2_5)
+@cpu_jit(nogil=True)
+def _winograd_pool_cpu_2_5(x, u, block, bias, use_bias, relu, top, left, th, tw, per_block,
+                          v, mm, pooled, arg, kh, kw, sh, sw, ptop, pleft):
+    """F(2x2, 5x5) forward and max pooling: per block of images as
+    _winograd_cpu_2_5, the output into `block` (one block's images) and pooled
+    from there into pooled / arg while in cache."""
+    n = x.shape[0]
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_2_5(x, v, b0, b1, top, left, th, tw)
+        for k in range(36):
+            numpy.dot(v[k, :tiles], u[k], mm[k, :tiles])
+        _output_block_2_5(mm, block, 0, b1 - b0, bias, use_bias, relu, th, tw)
+        _max_pool_serial(block[:b1 - b0], pooled[b0:b1], arg[b0:b1], kh, kw, sh, sw,
+                         ptop, pleft)
+
+
+@cpu_jit(nogil=True)
+def _pool_grads_cpu_2_5(x, grad, arg, pooled, block, acc, u_t, du_t, part, dx, top, left,
+                       th, tw, per_block, v, dm, mp, kh, kw, sh, sw, ptop, pleft):
+    """_grads_cpu_2_5 from the pooled output's gradient: per block of images, the
+    max-pool, ReLU and bias backward (`_max_pool_relu_grad_add`, the bias gradient
+    summed into acc row by row) into `block`, transformed from there while in
+    cache."""
+    n = x.shape[0]
+    _, oh, ow, f = block.shape
+    dz = block.reshape(-1, f)
+    fill_zero(dx)
+    for ch in range(f):
+        acc[ch] = 0
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_2_5(x, v, b0, b1, top, left, th, tw)
+        _max_pool_relu_grad_add(grad[b0:b1], arg[b0:b1], pooled[b0:b1],
+                                dz[:(b1 - b0) * oh * ow], acc, oh, ow, kh, kw, sh, sw,
+                                ptop, pleft)
+        _dy_block_2_5(block, dm, 0, b1 - b0, th, tw)
+        for k in range(36):
+            if b0 == 0:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
+            else:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
+                add_into(du_t[k], part)
+            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])
+        _adjoint_block_2_5(mp, dx, b0, b1, top, left, th, tw)
+
+
+KERNELS[(2, 5)] = (_winograd_cpu_2_5, _weight_grad_cpu_2_5, _grads_cpu_2_5,
+                        _winograd_pool_cpu_2_5, _pool_grads_cpu_2_5)
 
 
 @cpu_jit(nogil=True)
@@ -3725,4 +3885,54 @@ def _grads_cpu_3_5(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, 
         _adjoint_block_3_5(mp, dx, b0, b1, top, left, th, tw)
 
 
-KERNELS[(3, 5)] = (_winograd_cpu_3_5, _weight_grad_cpu_3_5, _grads_cpu_3_5)
+@cpu_jit(nogil=True)
+def _winograd_pool_cpu_3_5(x, u, block, bias, use_bias, relu, top, left, th, tw, per_block,
+                          v, mm, pooled, arg, kh, kw, sh, sw, ptop, pleft):
+    """F(3x3, 5x5) forward and max pooling: per block of images as
+    _winograd_cpu_3_5, the output into `block` (one block's images) and pooled
+    from there into pooled / arg while in cache."""
+    n = x.shape[0]
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_3_5(x, v, b0, b1, top, left, th, tw)
+        for k in range(49):
+            numpy.dot(v[k, :tiles], u[k], mm[k, :tiles])
+        _output_block_3_5(mm, block, 0, b1 - b0, bias, use_bias, relu, th, tw)
+        _max_pool_serial(block[:b1 - b0], pooled[b0:b1], arg[b0:b1], kh, kw, sh, sw,
+                         ptop, pleft)
+
+
+@cpu_jit(nogil=True)
+def _pool_grads_cpu_3_5(x, grad, arg, pooled, block, acc, u_t, du_t, part, dx, top, left,
+                       th, tw, per_block, v, dm, mp, kh, kw, sh, sw, ptop, pleft):
+    """_grads_cpu_3_5 from the pooled output's gradient: per block of images, the
+    max-pool, ReLU and bias backward (`_max_pool_relu_grad_add`, the bias gradient
+    summed into acc row by row) into `block`, transformed from there while in
+    cache."""
+    n = x.shape[0]
+    _, oh, ow, f = block.shape
+    dz = block.reshape(-1, f)
+    fill_zero(dx)
+    for ch in range(f):
+        acc[ch] = 0
+    for b0 in range(0, n, per_block):
+        b1 = min(b0 + per_block, n)
+        tiles = (b1 - b0) * th * tw
+        _input_block_3_5(x, v, b0, b1, top, left, th, tw)
+        _max_pool_relu_grad_add(grad[b0:b1], arg[b0:b1], pooled[b0:b1],
+                                dz[:(b1 - b0) * oh * ow], acc, oh, ow, kh, kw, sh, sw,
+                                ptop, pleft)
+        _dy_block_3_5(block, dm, 0, b1 - b0, th, tw)
+        for k in range(49):
+            if b0 == 0:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])
+            else:
+                numpy.dot(dm[k, :tiles].T, v[k, :tiles], part)
+                add_into(du_t[k], part)
+            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])
+        _adjoint_block_3_5(mp, dx, b0, b1, top, left, th, tw)
+
+
+KERNELS[(3, 5)] = (_winograd_cpu_3_5, _weight_grad_cpu_3_5, _grads_cpu_3_5,
+                        _winograd_pool_cpu_3_5, _pool_grads_cpu_3_5)

@@ -272,6 +272,15 @@ def _max_pool_backward_cpu(grad, arg, dx, kh, kw, sh, sw, top, left):
 
 @cpu_jit(nogil=True)
 def _max_pool_relu_grad_cpu(grad, arg, pooled, dz, acc, h, w, kh, kw, sh, sw, top, left):
+    for ch in range(acc.size):
+        acc[ch] = 0
+    _max_pool_relu_grad_add(grad, arg, pooled, dz, acc, h, w, kh, kw, sh, sw, top, left)
+
+
+@cpu_jit(nogil=True, parallel=False)
+def _max_pool_relu_grad_add(grad, arg, pooled, dz, acc, h, w, kh, kw, sh, sw, top, left):
+    """dz (N*H*W, C) from the pooled gradient, where the ReLU passed; its rows' sums added
+    into acc row by row (so a caller going block by block sums in the same order)."""
     d = dz.reshape(-1)
     if _tiles_2x2(h, w, kh, kw, sh, sw, top, left, grad.shape[1], grad.shape[2]):
         for b in range(grad.shape[0]):
@@ -282,8 +291,6 @@ def _max_pool_relu_grad_cpu(grad, arg, pooled, dz, acc, h, w, kh, kw, sh, sw, to
         for b in range(grad.shape[0]):  # max_pool_backward's scatter, where the ReLU passed
             _scatter_windows(grad, arg, pooled, d, b, h, w, kh, kw, sh, sw, top, left, True)
     c = dz.shape[1]
-    for ch in range(c):
-        acc[ch] = 0
     for r in range(dz.shape[0]):  # row by row, as relu_bias_grad sums
         for ch in range(c):
             acc[ch] += dz[r, ch]

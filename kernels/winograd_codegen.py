@@ -25,18 +25,28 @@ kernels, per tile (m, r):
     _winograd_cpu_M_R(x, u, out, bias, use_bias, relu, top, left, th, tw, per_block, v, mm)
     _weight_grad_cpu_M_R(x, dy, du_t, part, top, left, th, tw, per_block, v, dm)
     _grads_cpu_M_R(x, dy, u_t, du_t, part, dx, top, left, th, tw, per_block, v, dm, mp)
+    _winograd_pool_cpu_M_R(x, u, block, bias, use_bias, relu, top, left, th, tw, per_block,
+                           v, mm, pooled, arg, kh, kw, sh, sw, ptop, pleft)
+    _pool_grads_cpu_M_R(x, grad, arg, pooled, block, acc, u_t, du_t, part, dx, top, left,
+                        th, tw, per_block, v, dm, mp, kh, kw, sh, sw, ptop, pleft)
 
 with the buffers and blocking of `winograd.numba_cpu` / `numba_cpu_weight_grad` /
-`winograd_grads.numba_cpu`: per block of images the input (and output-gradient) transforms,
-n*n GEMMs through BLAS, and the output transform (+ bias, ReLU) or the adjoint input
-transform while the block is in cache, all without the GIL.
+`winograd_grads.numba_cpu` / `winograd_pool`: per block of images the input (and
+output-gradient) transforms, n*n GEMMs through BLAS, and the output transform (+ bias, ReLU)
+or the adjoint input transform while the block is in cache, all without the GIL. The pool
+forms put a block's output in `block` and max-pool it from there, or scatter the pooled
+gradient into `block` (ReLU and bias backward) before transforming it.
 """
 import numpy
 
-from ._jit import cpu_jit
+from ._jit import cpu_jit, serial_kernel
 from ._loops import add_into, fill_zero
+from .max_pool import _max_pool_cpu, _max_pool_relu_grad_add
 
-KERNELS = {{}}  # (m, r) -> (forward, weight gradient, weight and input gradients)
+_max_pool_serial = serial_kernel(_max_pool_cpu)  # called per block, inside a worker's task
+
+KERNELS = {{}}  # (m, r) -> (forward, weight gradient, weight and input gradients,
+#                 forward and max pool, both gradients from the pooled output's)
 '''
 
 
@@ -260,15 +270,17 @@ def _adjoint_block(m, r):
     return name, out
 
 
-def _weight_grad_blocks(s, n, per_k=(), per_block=()):
+def _weight_grad_blocks(s, n, per_k=(), per_block=(), dy_lines=None):
     """The weight gradient's loop over blocks of images (both transforms, du_t[k] +=
     dM[k]^T V[k] in block order), with `per_k` lines inside its loop over the n*n
-    positions and `per_block` lines after it."""
+    positions and `per_block` lines after it; `dy_lines` replace the output-gradient
+    transform of dy[b0:b1]."""
+    if dy_lines is None:
+        dy_lines = [f"        _dy_block_{s}(dy, dm, b0, b1, th, tw)"]
     return ["    for b0 in range(0, n, per_block):",
             "        b1 = min(b0 + per_block, n)",
             "        tiles = (b1 - b0) * th * tw",
-            f"        _input_block_{s}(x, v, b0, b1, top, left, th, tw)",
-            f"        _dy_block_{s}(dy, dm, b0, b1, th, tw)",
+            f"        _input_block_{s}(x, v, b0, b1, top, left, th, tw)"] + dy_lines + [
             f"        for k in range({n * n}):",
             "            if b0 == 0:",
             "                numpy.dot(dm[k, :tiles].T, v[k, :tiles], du_t[k])",
@@ -311,9 +323,47 @@ def _drivers(m, r):
             "    fill_zero(dx)"] + _weight_grad_blocks(s, n, [
                 "            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])"], [
                 f"        _adjoint_block_{s}(mp, dx, b0, b1, top, left, th, tw)"]) + [
+            "", "",
+            "@cpu_jit(nogil=True)",
+            f"def _winograd_pool_cpu_{s}(x, u, block, bias, use_bias, relu, top, left, th, tw, per_block,",
+            "                       " + " " * len(s) + "v, mm, pooled, arg, kh, kw, sh, sw, ptop, pleft):",
+            f'    """F({m}x{m}, {r}x{r}) forward and max pooling: per block of images as',
+            f"    _winograd_cpu_{s}, the output into `block` (one block's images) and pooled",
+            '    from there into pooled / arg while in cache."""',
+            "    n = x.shape[0]",
+            "    for b0 in range(0, n, per_block):",
+            "        b1 = min(b0 + per_block, n)",
+            "        tiles = (b1 - b0) * th * tw",
+            f"        _input_block_{s}(x, v, b0, b1, top, left, th, tw)",
+            f"        for k in range({n * n}):",
+            "            numpy.dot(v[k, :tiles], u[k], mm[k, :tiles])",
+            f"        _output_block_{s}(mm, block, 0, b1 - b0, bias, use_bias, relu, th, tw)",
+            "        _max_pool_serial(block[:b1 - b0], pooled[b0:b1], arg[b0:b1], kh, kw, sh, sw,",
+            "                         ptop, pleft)",
+            "", "",
+            "@cpu_jit(nogil=True)",
+            f"def _pool_grads_cpu_{s}(x, grad, arg, pooled, block, acc, u_t, du_t, part, dx, top, left,",
+            "                    " + " " * len(s) + "th, tw, per_block, v, dm, mp, kh, kw, sh, sw, ptop, pleft):",
+            f'    """_grads_cpu_{s} from the pooled output\'s gradient: per block of images, the',
+            "    max-pool, ReLU and bias backward (`_max_pool_relu_grad_add`, the bias gradient",
+            "    summed into acc row by row) into `block`, transformed from there while in",
+            '    cache."""',
+            "    n = x.shape[0]",
+            "    _, oh, ow, f = block.shape",
+            "    dz = block.reshape(-1, f)",
+            "    fill_zero(dx)",
+            "    for ch in range(f):",
+            "        acc[ch] = 0"] + _weight_grad_blocks(s, n, [
+                "            numpy.dot(dm[k, :tiles], u_t[k], mp[k, :tiles])"], [
+                f"        _adjoint_block_{s}(mp, dx, b0, b1, top, left, th, tw)"], [
+                "        _max_pool_relu_grad_add(grad[b0:b1], arg[b0:b1], pooled[b0:b1],",
+                "                                dz[:(b1 - b0) * oh * ow], acc, oh, ow, kh, kw, sh, sw,",
+                "                                ptop, pleft)",
+                f"        _dy_block_{s}(block, dm, 0, b1 - b0, th, tw)"]) + [
             "",
             "",
-            f"KERNELS[({m}, {r})] = (_winograd_cpu_{s}, _weight_grad_cpu_{s}, _grads_cpu_{s})"]
+            f"KERNELS[({m}, {r})] = (_winograd_cpu_{s}, _weight_grad_cpu_{s}, _grads_cpu_{s},",
+            f"                  " + " " * len(f"({m}, {r})") + f"_winograd_pool_cpu_{s}, _pool_grads_cpu_{s})"]
 
 
 def source():

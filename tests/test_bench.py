@@ -14,6 +14,7 @@ KERNELS = {"softmax_cross_entropy", "relu_backward", "im2col", "col2im", "max_po
            "max_pool_backward", "max_pool_relu_grad", "dropout_mask", "relu_bias_grad",
            "winograd_conv", "winograd_weight_grad", "winograd_grads", "conv_forward", "conv_weight_grad",
            "conv_input_grad", "batch_norm_forward", "batch_norm_backward", "adam_update", "dense_step",
+           "winograd_conv_pool", "winograd_pool_grads",
            "sgd_update", "bias_relu"}
 
 
@@ -36,10 +37,11 @@ def check_machine(machine):
 
 def check_kernels(rows):
     assert {r["kernel"] for r in rows} == KERNELS
-    assert len(rows) == 58  # Winograd forward and weight gradient at 4 shapes (default tiles), both
+    assert len(rows) == 61  # Winograd forward and weight gradient at 4 shapes (default tiles), both
     # gradients at 1; Adam at 2 shapes, SGD at 1, bias + ReLU at 2, im2col/col2im at 4, the
     # im2col convolution forward and weight gradient at 4 shapes, the MLP's whole step at 1
-    # (SGD folded) and with its gradients out
+    # (SGD folded) and with its gradients out; Winograd with pooling at 2 slices, its
+    # gradients at 1
     for r in rows:
         assert "error" not in r, r
         for form in ("reference", "numba"):

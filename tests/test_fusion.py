@@ -97,6 +97,47 @@ def test_backward_must_match_the_forward_that_ran():
         layer.backward_fused(np.ones_like(out))
 
 
+@pytest.mark.parametrize("kernel,padding,pool_kwargs", [
+    (3, "valid", dict(pool_size=2)), (5, "same", dict(pool_size=2, padding="same")),
+    (3, "valid", dict(pool_size=3, strides=2, padding="same"))])
+def test_winograd_pooling_per_image_block_is_the_unfused_step_bit_for_bit(
+        monkeypatch, kernel, padding, pool_kwargs):
+    """A Winograd Conv2D (8+ input channels) with its pool runs forward and backward per image
+    block (`winograd_conv_pool`, and `winograd_pool_grads` where it takes both gradients at
+    once, 'valid'): the same losses and weights as the two layers one after the other."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((12, 11, 11, 2)).astype(np.float32)
+    y = rng.integers(0, 5, 12)
+    calls = []
+    for name in ("winograd_conv_pool", "winograd_pool_grads"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _n=name, _r=real, **k:
+                            calls.append(_n) or _r(*a, **k))
+
+    def model():
+        random.seed(5)
+        net = an.Sequential([
+            L.Conv2D(8, 3, padding="same", activation="relu", input_shape=(11, 11, 2)),
+            L.Conv2D(12, kernel, padding=padding, activation="relu"),
+            L.MaxPooling2D(**pool_kwargs), L.Conv2D(4, 3, padding="same", activation="relu"),
+            L.Flatten(), L.Dense(5, activation="softmax")])
+        net.compile(optimizer=an.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+        return net
+
+    runs = {}
+    for fuse in ("1", "0"):
+        monkeypatch.setenv("ACCELNET_FUSE", fuse)
+        runs[fuse] = train(model(), x, y)
+        if fuse == "1":
+            assert "winograd_conv_pool" in calls
+            assert ("winograd_pool_grads" in calls) == (padding == "valid")
+            del calls[:]
+    assert calls == []  # unfused: the layers' own kernels
+    assert runs["1"][0] == runs["0"][0]
+    for got, want in zip(runs["1"][1], runs["0"][1]):
+        np.testing.assert_array_equal(got, want)
+
+
 def chained_convnet():
     """mnist_cnn's shape in small: conv -> conv -> pool, then a third conv whose producer
     needs an input gradient (never chained)."""

@@ -365,6 +365,78 @@ def test_winograd_grads_are_the_weight_and_input_gradients(form, dtype, m, r, h,
                                rtol=tol, atol=tol)
 
 
+def _pool_math(z, pool, strides, padding):
+    """Max pooling by definition in float64: (pooled, the winner's (y, x) per output)."""
+    n, h, w, c = z.shape
+    oh, ow = (kernels.conv_output_size(s, k, t, padding) for s, k, t in zip((h, w), pool, strides))
+    top, left = ((kernels.same_padding(s, k, t)[0] for s, k, t in zip((h, w), pool, strides))
+                 if padding == "same" else (0, 0))
+    pooled = np.empty((n, oh, ow, c))
+    where = np.empty((n, oh, ow, c, 2), np.int64)
+    for b, i, j, ch in np.ndindex(n, oh, ow, c):
+        y0, x0 = i * strides[0] - top, j * strides[1] - left
+        ys = range(max(y0, 0), min(y0 + pool[0], h))
+        xs = range(max(x0, 0), min(x0 + pool[1], w))
+        cells = [(z[b, y, x, ch], y, x) for y in ys for x in xs]
+        best = max(cells, key=lambda cell: cell[0])
+        pooled[b, i, j, ch], where[b, i, j, ch] = best[0], best[1:]
+    return pooled, where
+
+
+@pytest.mark.parametrize("m,r,padding", [(4, 3, "valid"), (2, 3, "same"), (3, 5, "same"),
+                                         (2, 5, "valid")])
+@pytest.mark.parametrize("pool,strides,pool_padding", [((2, 2), (2, 2), "valid"),
+                                                       ((3, 3), (2, 2), "same")])
+def test_winograd_conv_pool_and_its_grads_are_conv_relu_pool(form, m, r, padding, pool, strides,
+                                                             pool_padding):
+    """winograd_conv_pool: bias + ReLU convolution then max pooling by definition (float64
+    math in the test: pooled values, and the winner each argmax names); winograd_pool_grads:
+    the pooled gradient at those winners where the ReLU passed (dz), then the bias gradient
+    (dz's sums), the kernel gradient P^T dz and the input gradient (the adjoint)."""
+    rng = np.random.default_rng(m * 10 + r)
+    x = rng.standard_normal((3, 7, 8, 4)).astype(np.float32)
+    kernel = rng.standard_normal((r, r, 4, 3)).astype(np.float32)
+    bias = rng.standard_normal(3).astype(np.float32) * 0.5
+    pad = {"valid": ((0, 0), (0, 0)),
+           "same": (kernels.same_padding(7, r, 1), kernels.same_padding(8, r, 1))}[padding]
+    cols, z = _conv_math(x, kernel, (1, 1), pad)
+    oh, ow = 7 + sum(pad[0]) - r + 1, 8 + sum(pad[1]) - r + 1
+    z = np.maximum(z.reshape(3, oh, ow, 3) + bias, 0)
+    want, where = _pool_math(z, pool, strides, pool_padding)
+    grad = rng.standard_normal(want.shape).astype(np.float32)
+    with form.running():
+        for name in ("winograd_conv_pool", "winograd_pool_grads"):
+            assert kernels.current_implementation(name, form.device(x)) == form.expected
+        u = kernels.winograd_weights(form.device(kernel), m=m)
+        xp = form.xp()
+        pooled = xp.empty(want.shape, np.float32)
+        arg = xp.empty(want.shape, kernels.max_pool_argmax_dtype(pool))
+        got = kernels.winograd_conv_pool(form.device(x), u, pool, strides, padding, pool_padding,
+                                         bias=form.device(bias), relu=True, r=r, out=pooled,
+                                         argmax=arg)
+        out = xp.full(x.shape, np.nan, np.float32)
+        dw, db, dx = kernels.winograd_pool_grads(form.device(x), form.device(grad), arg, pooled,
+                                                 u, pool, strides, padding, pool_padding,
+                                                 out=out, r=r)
+    assert got[0] is pooled and got[1] is arg and dx is out and dw.shape == kernel.shape
+    np.testing.assert_allclose(form.host(pooled), want, rtol=1e-4, atol=1e-4)
+    arg = form.host(arg).astype(np.int64)
+    top, left = ((kernels.same_padding(s, k, t)[0] for s, k, t in zip((oh, ow), pool, strides))
+                 if pool_padding == "same" else (0, 0))
+    dz = np.zeros(z.shape)
+    for b, i, j, ch in np.ndindex(*want.shape):  # the named winner holds the maximum
+        y = i * strides[0] - top + arg[b, i, j, ch] // pool[1]
+        x_ = j * strides[1] - left + arg[b, i, j, ch] % pool[1]
+        assert abs(z[b, y, x_, ch] - want[b, i, j, ch]) <= 1e-4
+        dz[b, y, x_, ch] += grad[b, i, j, ch]
+    dz[z <= 0] = 0
+    np.testing.assert_allclose(form.host(db), dz.reshape(-1, 3).sum(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(form.host(dw).reshape(-1, 3), cols.T @ dz.reshape(-1, 3),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(form.host(dx), _conv_input_grad_math(dz, kernel, x.shape, pad),
+                               rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("m,r", [(4, 3), (3, 5)])
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_winograd_transformed_weight_grads_sum_over_slices(form, m, r, padding):

@@ -154,7 +154,9 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
     def forward_fused(self, x, pool):
         """This convolution, bias + ReLU, then `pool`, one batch slice at a time: a slice's
         convolution output lives only in a per-thread scratch buffer, in cache, while it is
-        pooled (never written to memory whole, nor read back). Returns pool's output; the
+        pooled (never written to memory whole, nor read back); on the Winograd path one
+        image block at a time inside the slice (`kernels.winograd_conv_pool`, and
+        `winograd_pool_grads` backward). Returns pool's output; the
         backward is `backward_fused`, from pool's output gradient. Same bits as the two
         layers' forward and backward in a row."""
         self._check_pool(pool)
@@ -237,6 +239,11 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         x, z, f, pool = st["x"], st["z"], self.filters, self._pool
         xp = get_array_module(x)
         xc, zc = x[start:stop], z[start:stop]
+        if pool is not None and st["u"] is not None:  # pooled per image block, in cache
+            kernels.winograd_conv_pool(xc, st["u"], pool.pool_size, pool.strides, self.padding,
+                                       pool.padding, r=self.kernel_size[0], out=zc,
+                                       argmax=st["argmax"][start:stop], **st["epilogue"])
+            return
         if pool is not None:  # the slice's output, pooled below while in cache
             shape = (stop - start,) + self.out_hw + (f,)
             zc = kernels.scratch(x, "conv_out", shape, x.dtype)
@@ -366,6 +373,13 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
         rows = (stop - start) * self.out_hw[0] * self.out_hw[1]
         grad = st["dz"][start:stop] if dz is None else dz
         xc, dzc, bias_part = x[start:stop], grad.reshape(-1, f), None
+        dx = st["dx"][start:stop] if dx_out is None and st["dx"] is not None else dx_out
+        if pool is not None and dx is not None and st["u"] is not None:  # per image block
+            kernel_part, bias_part, _ = kernels.winograd_pool_grads(
+                xc, grad, self._argmax[start:stop], self._out[start:stop], st["u"],
+                pool.pool_size, pool.strides, self.padding, pool.padding, out=dx, r=r,
+                u_t=st["u_grads_t"], transformed=True)
+            return kernel_part, bias_part
         if pool is not None:  # pooling, ReLU and bias backward into the scratch
             dzc, bias_part = kernels.max_pool_relu_grad(
                 grad, self._argmax[start:stop], self._out[start:stop],
@@ -375,7 +389,6 @@ class Conv2D(ActivationMixin, KernelBiasMixin, Layer):
             dzc, bias_part = kernels.relu_bias_grad(
                 dzc, self._out[start:stop].reshape(-1, f),
                 out=kernels.scratch(x, "dz", (rows, f), grad.dtype))
-        dx = st["dx"][start:stop] if dx_out is None and st["dx"] is not None else dx_out
         # Winograd kernel-gradient parts stay transformed, (n*n, F, C): summed over the
         # slices, then finished once (`_backward_finish`)
         if dx is not None and st["u"] is not None:  # both from one transform of dz
