@@ -8,7 +8,10 @@ worker threads, a ReLU to take the mask from); the model decides where it may (`
 the second layer is the first's only consumer and takes nothing else, neither layer is
 shared, and the first's output is not the model's output. Only training steps fuse
 (inference keeps the plain per-layer forward), and a fused pair gives the same bits as the
-two layers run in a row.
+two layers run in a row, but for one choice: a fused Winograd Conv2D with 'same' padding
+takes its input gradient from the transform of dz its weight gradient uses
+(`kernels.winograd_pool_grads`, faster there), the unfused layer by a second convolution:
+equal to rounding.
 
 Forward chains: a Conv2D with bias + ReLU whose output only the next Conv2D consumes runs
 that one's forward (and its fused pool) inside its own, per slice of the second's

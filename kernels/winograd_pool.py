@@ -19,8 +19,9 @@ gradients. The Numba CPU form runs both per Winograd block of images (one image 
 block's output or dz staying in cache (`_winograd_pool_cpu_M_R` / `_pool_grads_cpu_M_R`,
 generated). mnist_cnn's step (`train_on_batch`, 2 cores, 5 rounds of 40 steps, the two
 commits' processes alternated): min 26.9 / 26.2 / 25.4 / 29.2 / 31.1 ms before, 24.2 / 24.3
-/ 24.9 / 28.1 / 27.8 after; seed 004 (the forward only: its 'same' backward takes two
-passes) within noise.
+/ 24.9 / 28.1 / 27.8 after; seed 004 (the forward only: a 'same' backward took two passes) within noise; with both gradients from one transform there too (Conv2D takes them
+so for every pooled layer), seed 004's step min 21.0 -> 20.2 ms, median 22.8 -> 21.4 (mean
+of 5 alternated rounds of 40 steps).
 
 Forms: `reference` (the array-op references of the four kernels) and `numba_cpu`; the
 "numba-cuda" entry runs the two kernels' CUDA forms one after the other (Conv2D fuses pooling
