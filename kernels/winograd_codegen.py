@@ -289,6 +289,17 @@ def _weight_grad_blocks(s, n, per_k=(), per_block=(), dy_lines=None):
             "                add_into(du_t[k], part)"] + list(per_k) + list(per_block)
 
 
+def _forward_blocks(s, n, output_lines):
+    """The forward's loop over blocks of images (input transform, n*n GEMMs), ending in
+    `output_lines` (the output transform, and what follows it)."""
+    return ["    for b0 in range(0, n, per_block):",
+            "        b1 = min(b0 + per_block, n)",
+            "        tiles = (b1 - b0) * th * tw",
+            f"        _input_block_{s}(x, v, b0, b1, top, left, th, tw)",
+            f"        for k in range({n * n}):",
+            "            numpy.dot(v[k, :tiles], u[k], mm[k, :tiles])"] + list(output_lines)
+
+
 def _drivers(m, r):
     n = m + r - 1
     s = f"{m}_{r}"
@@ -297,14 +308,8 @@ def _drivers(m, r):
             "                " + " " * len(s) + "mm):",
             f'    """F({m}x{m}, {r}x{r}) forward: per block of images, input transform, {n * n} GEMMs,',
             '    output transform (+ bias, ReLU)."""',
-            "    n = x.shape[0]",
-            "    for b0 in range(0, n, per_block):",
-            "        b1 = min(b0 + per_block, n)",
-            "        tiles = (b1 - b0) * th * tw",
-            f"        _input_block_{s}(x, v, b0, b1, top, left, th, tw)",
-            f"        for k in range({n * n}):",
-            "            numpy.dot(v[k, :tiles], u[k], mm[k, :tiles])",
-            f"        _output_block_{s}(mm, out, b0, b1, bias, use_bias, relu, th, tw)",
+            "    n = x.shape[0]"] + _forward_blocks(s, n, [
+                f"        _output_block_{s}(mm, out, b0, b1, bias, use_bias, relu, th, tw)"]) + [
             "", "",
             "@cpu_jit(nogil=True)",
             f"def _weight_grad_cpu_{s}(x, dy, du_t, part, top, left, th, tw, per_block, v, dm):",
@@ -330,16 +335,10 @@ def _drivers(m, r):
             f'    """F({m}x{m}, {r}x{r}) forward and max pooling: per block of images as',
             f"    _winograd_cpu_{s}, the output into `block` (one block's images) and pooled",
             '    from there into pooled / arg while in cache."""',
-            "    n = x.shape[0]",
-            "    for b0 in range(0, n, per_block):",
-            "        b1 = min(b0 + per_block, n)",
-            "        tiles = (b1 - b0) * th * tw",
-            f"        _input_block_{s}(x, v, b0, b1, top, left, th, tw)",
-            f"        for k in range({n * n}):",
-            "            numpy.dot(v[k, :tiles], u[k], mm[k, :tiles])",
-            f"        _output_block_{s}(mm, block, 0, b1 - b0, bias, use_bias, relu, th, tw)",
-            "        _max_pool_serial(block[:b1 - b0], pooled[b0:b1], arg[b0:b1], kh, kw, sh, sw,",
-            "                         ptop, pleft)",
+            "    n = x.shape[0]"] + _forward_blocks(s, n, [
+                f"        _output_block_{s}(mm, block, 0, b1 - b0, bias, use_bias, relu, th, tw)",
+                "        _max_pool_serial(block[:b1 - b0], pooled[b0:b1], arg[b0:b1], kh, kw, sh, sw,",
+                "                         ptop, pleft)"]) + [
             "", "",
             "@cpu_jit(nogil=True)",
             f"def _pool_grads_cpu_{s}(x, grad, arg, pooled, block, acc, u_t, du_t, part, dx, top, left,",
