@@ -462,7 +462,7 @@ class Trainer:
     def _train_epoch(self, x_dev, y_dev, sw_dev, order, batch_size, steps, cb):
         n = len(x_dev)
         tuner = self._blas_tuner = kernels.adaptive_blas_threads(
-            x_dev, enabled=not self.uses_worker_threads, previous=getattr(self, "_blas_tuner", None))
+            x_dev, workers=self.uses_worker_threads, previous=getattr(self, "_blas_tuner", None))
         try:
             for step in range(steps):
                 first = step * batch_size
@@ -473,7 +473,8 @@ class Trainer:
                 swb = None if sw_dev is None else sw_dev[idx]
                 cb.batch("train_begin", "on_train_batch_begin", step, lambda: {})
                 # atomic step, OOM named; BLAS's threads or one, timed (ConvNets: one BLAS
-                # thread throughout, `_step_threads`)
+                # thread throughout, `_step_threads`, and their large products on MKL's
+                # threads or as halves on the workers, timed alike)
                 with interrupts.deferred_sigint(), memory.out_of_memory_errors(self), \
                         tuner.step():
                     loss, out, applied = self._train_step(xb, yb, hi - lo, global_n, swb, step, cb)

@@ -108,3 +108,41 @@ def test_fit_gives_blas_its_threads_back():
     model.fit(x, y, batch_size=32, epochs=2, verbose=0)
     assert [lib["num_threads"] for lib in threadpoolctl.threadpool_info()] == before
     assert isinstance(model._blas_tuner, _workers.AdaptiveBlasThreads)
+
+
+def test_a_worker_step_model_chooses_mkl_threads_or_halves_for_its_products(monkeypatch):
+    """For a model on the worker threads the tuner's "one thread" is `gemm`'s halves on the
+    workers instead of MKL's threads: chosen per step by the same probes, with its own
+    margin, and back to MKL's threads after; ACCELNET_ADAPTIVE_BLAS=0 keeps MKL's."""
+    from accelnet.kernels import _mkl
+    monkeypatch.setenv("ACCELNET_NUM_THREADS", "2")
+    monkeypatch.setenv("ACCELNET_MKL", "1")
+    a = np.ones((128, 2304), np.float32)
+    b = np.ones((2304, 64), np.float32)
+    tuner = kernels.adaptive_blas_threads(a, workers=True)
+    if not kernels.threaded(a) or _mkl.library() is None:
+        assert tuner._controller is None
+        pytest.skip("needs MKL and worker threads")
+    assert tuner._controller is _workers._GEMM_HALVES and tuner.margin == _workers.GEMM_MARGIN
+    assert kernels.adaptive_blas_threads(a, workers=True, previous=tuner) is tuner
+    split = []
+    real = _workers.run_tasks
+    monkeypatch.setattr(_workers, "run_tasks", lambda *args: split.append(1) or real(*args))
+    ran = []
+    for mode in (True, False):
+        tuner._set(mode)
+        with kernels.worker_step(a):
+            np.testing.assert_array_equal(kernels.gemm(a, b), np.full((128, 64), 2304.0))
+        ran.append(len(split))
+    assert ran == [1, 1]  # halves while chosen, MKL's threads after
+    probed = _workers.AdaptiveBlasThreads(_workers._GEMM_HALVES, _workers.GEMM_MARGIN)
+    modes = run_steps(monkeypatch, probed, 60, {True: 0.040, False: 0.050})  # 20 % faster
+    assert modes[-1] and getattr(_workers._local, "gemm_halves", False)
+    probed.close()
+    assert not getattr(_workers._local, "gemm_halves", False)
+    quiet = _workers.AdaptiveBlasThreads(_workers._GEMM_HALVES, _workers.GEMM_MARGIN)
+    run_steps(monkeypatch, quiet, 60, {True: 0.047, False: 0.050})  # 6 % only: MKL's kept
+    assert not quiet.single
+    quiet.close()
+    monkeypatch.setenv("ACCELNET_ADAPTIVE_BLAS", "0")
+    assert kernels.adaptive_blas_threads(a, workers=True)._controller is None
