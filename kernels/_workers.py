@@ -235,9 +235,10 @@ def gemm(a, b, out=None, alpha=1.0, beta=0.0):
     runs on as many threads as there are workers: by MKL where it applies, on its own
     threads for this call (mnist_cnn's Dense 9216 -> 128, cache flushed, min of 30 on 2
     cores, ms: forward 1.06 against 1.87 split, input gradient 1.04 / 1.83, weight
-    gradient 1.23 / 1.58; PyTorch's 1.06 / 1.03 / 1.28); else, for a plain product, as two
-    fixed halves on the worker threads, split along `split_axis` (rows, columns or the
-    inner dimension, whose two partial products are added in a fixed order). Bits: MKL's
+    gradient 1.23 / 1.58; PyTorch's 1.06 / 1.03 / 1.28); else (no MKL, or `fit`'s tuner
+    chose them: `_GemmHalves`), for a plain product, as two fixed halves on the worker
+    threads, split along `split_axis` (rows, columns or the inner dimension, whose two
+    partial products are added in a fixed order). Bits: MKL's
     repeat for a given thread count; the halves' do not depend on it. Elsewhere one
     `matmul` (MKL where installed, else NumPy's, with BLAS's own threading)."""
     m, k = a.shape
