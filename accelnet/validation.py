@@ -8,9 +8,9 @@ import warnings
 
 import numpy
 
-from .kernels import _workers
 from .backend import get_array_module, get_backend, is_device_array, to_numpy
 from .errors import InvalidArgumentError, InvalidDTypeError, ShapeError
+from .kernels import _workers
 
 
 def as_float_input(x, what="x"):
