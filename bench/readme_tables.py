@@ -187,13 +187,16 @@ def render(name, json_path):
 
 def kinds(json_path):
     """The blocks a JSON can fill: a GPU check's results.json the gpu block, a busy-suite
-    file the busy table, a bench file the others."""
+    file the busy table, a bench file those of the suites it ran (`--suite train` leaves
+    the kernel and GEMM tables as they were)."""
     if os.path.basename(os.path.dirname(json_path)).startswith("gpu_check_"):
         return {"gpu"}
     for prefix in ("busy", "fashion"):
         if os.path.basename(json_path).startswith(prefix + "_"):
             return {prefix}
-    return {"kernels", "gemm", "train"}
+    with open(os.path.join(ROOT, json_path)) as f:
+        results = json.load(f)
+    return {name for name in ("kernels", "gemm", "train") if results.get(name)}
 
 
 def update(readme_text, json_path):
