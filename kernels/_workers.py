@@ -238,9 +238,9 @@ def gemm(a, b, out=None, alpha=1.0, beta=0.0):
     gradient 1.23 / 1.58; PyTorch's 1.06 / 1.03 / 1.28); else (no MKL, or `fit`'s tuner
     chose them: `_GemmHalves`), for a plain product, as two fixed halves on the worker
     threads, split along `split_axis` (rows, columns or the inner dimension, whose two
-    partial products are added in a fixed order). Bits: MKL's
-    repeat for a given thread count; the halves' do not depend on it. Elsewhere one
-    `matmul` (MKL where installed, else NumPy's, with BLAS's own threading)."""
+    partial products are added in a fixed order). Bits: MKL's repeat for a given thread
+    count; the halves' do not depend on it. Elsewhere one `matmul` (MKL where installed,
+    else NumPy's, with BLAS's own threading)."""
     m, k = a.shape
     n = b.shape[1]
     if (min(m, n, k) < 2 or 2.0 * m * n * k < MIN_SPLIT_FLOPS or not getattr(_local, "step", False)
