@@ -11,6 +11,7 @@ CuPy is imported lazily, only when the GPU backend is asked for, so importing ac
 on a machine without CUDA is quick and silent.
 """
 import logging
+import math
 import os
 import platform
 import sys
@@ -46,6 +47,11 @@ class Backend:
     def to_numpy(self, a):
         """This backend's array -> NumPy array on the host (a host sync on GPU)."""
         return numpy.asarray(a)
+
+    def parameter(self, value):
+        """A new array of this backend holding `value`, for a layer's weights and gradients
+        (the CPU backend aligns it for BLAS)."""
+        return self.xp.array(value)
 
     def synchronize(self):
         """Wait until queued device work is done (a no-op on CPU)."""
@@ -129,6 +135,23 @@ def tune_host_malloc():
     return tuned
 
 
+ALIGN = 64  # bytes: an AVX-512 register, a cache line
+
+
+def aligned_empty(shape, dtype, align=ALIGN):
+    """An uninitialised C-contiguous NumPy array starting on an `align`-byte boundary.
+    NumPy's own start 16 bytes past one; MKL's GEMMs read aligned operands faster (the MLP's
+    four large products: 1067 against 1084 us, alternated; its one-call step 1562 against
+    1584 us with its buffers and weights aligned), and a step's time then no longer depends
+    on where malloc happened to put them."""
+    dtype = numpy.dtype(dtype)
+    shape = tuple(int(d) for d in shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    raw = numpy.empty(nbytes + align, numpy.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 class CpuBackend(Backend):
     name = "cpu"
     xp = numpy
@@ -136,6 +159,13 @@ class CpuBackend(Backend):
     def __init__(self):
         super().__init__()
         tune_host_malloc()
+
+    def parameter(self, value):
+        """`value` in a 64-byte-aligned NumPy array (`aligned_empty`)."""
+        value = numpy.asarray(value)
+        out = aligned_empty(value.shape, value.dtype)
+        out[...] = value
+        return out
 
     def describe(self):
         import numba

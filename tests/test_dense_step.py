@@ -312,3 +312,26 @@ def test_buffers_are_kept_for_a_few_batch_sizes_only():
         model.train_on_batch(x[:n], y[:n])
     kept = model._dense_step._workspaces
     assert len(kept) == dense_stack.MAX_WORKSPACES and set(kept) == {9, 10, 11, 12}
+
+
+def test_weights_gradients_and_step_buffers_are_64_byte_aligned():
+    """On the CPU a layer's weights and gradients and the one-call step's buffers start on a
+    64-byte boundary (`backend.aligned_empty`: MKL reads aligned operands faster, and the step
+    time no longer depends on where malloc put them); the values are the initializer's."""
+    from accelnet.backend import aligned_empty, get_backend
+    if get_backend().name != "cpu":
+        pytest.skip("the CPU backend aligns")
+    an.random.seed(0)
+    model = an.Sequential([an.layers.Dense(7, activation="relu", input_shape=(5,)),
+                           an.layers.Dense(3, activation="softmax")])
+    model.predict(np.zeros((2, 5), np.float32), verbose=0)  # builds the layers
+    for layer in model.layers:
+        for arrays in (layer.params, layer.grads):
+            for a in arrays.values():
+                assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.flags.writeable
+    assert not np.any(model.layers[0].grads["kernel"])
+    ws = kernels.DenseStepWorkspace(9, [7, 3], np.float32)
+    for a in ws.acts + ws.grads + ws.input_grads + ws.masks + ws.dropped:
+        assert a.ctypes.data % 64 == 0
+    a = aligned_empty((3, 5), np.float64, align=128)
+    assert a.shape == (3, 5) and a.dtype == np.float64 and a.ctypes.data % 128 == 0

@@ -68,8 +68,8 @@ class Layer:
         active backend, and allocate its gradient buffer."""
         backend = get_backend()
         value = initializers.get(initializer)(tuple(shape), dtype=backend.float_dtype)
-        self.params[key] = backend.asarray(value)
-        self.grads[key] = backend.xp.zeros_like(self.params[key])
+        self.params[key] = backend.parameter(value)
+        self.grads[key] = backend.parameter(backend.xp.zeros_like(self.params[key]))
         reg = regularizers.get(regularizer)
         if reg is not None:
             self.regularizers[key] = reg
