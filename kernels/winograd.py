@@ -352,6 +352,16 @@ def _generated(mt, r):
     return KERNELS.get((mt, r))
 
 
+def forward_buffers(x, f, mt, r, th, tw):
+    """(per_block, v, m): the generated forward drivers' blocking and their per-thread
+    transform buffers."""
+    a, c = mt + r - 1, x.shape[3]
+    per_block, tiles = _blocking(x, th, tw, "forward")
+    v = _buffer(x, "winograd_v", (a * a, _plane_rows(tiles, c, x.itemsize), c))
+    m = _buffer(x, "winograd_m", (a * a, _plane_rows(tiles, f, x.itemsize), f))
+    return per_block, v, m
+
+
 def numba_cpu(x, u, padding="valid", out=None, bias=None, relu=False, r=3):
     """Numba CPU form: one GIL-free call; per block of images the input transform, n*n
     GEMMs and the output transform (+ bias, ReLU) run while the block is in cache."""
@@ -359,14 +369,11 @@ def numba_cpu(x, u, padding="valid", out=None, bias=None, relu=False, r=3):
     kernel = _generated(mt, r)
     if kernel is None:  # (the dispatcher sends other dtypes to the reference)
         return reference(x, u, padding, out, bias, relu, r)
-    a = mt + r - 1
     top, left, oh, ow, th, tw = _geometry(x.shape, padding, mt, r)
     want = _check(x, u, out, oh, ow)
     x = numpy.ascontiguousarray(x)
-    c, f = x.shape[3], u.shape[2]
-    per_block, tiles = _blocking(x, th, tw, "forward")
-    v = _buffer(x, "winograd_v", (a * a, _plane_rows(tiles, c, x.itemsize), c))
-    m = _buffer(x, "winograd_m", (a * a, _plane_rows(tiles, f, x.itemsize), f))
+    f = u.shape[2]
+    per_block, v, m = forward_buffers(x, f, mt, r, th, tw)
     out = numpy.empty(want, x.dtype) if out is None else out
     b = numpy.zeros(f, x.dtype) if bias is None else numpy.ascontiguousarray(bias, dtype=x.dtype)
     with _workers.one_blas_thread():

@@ -84,22 +84,28 @@ def numba_cpu(x, dy, u, padding="valid", out=None, r=3, u_t=None, transformed=Fa
     kernel = _generated(m, r)
     if kernel is None:  # (the dispatcher sends other dtypes to the reference)
         return reference(x, dy, u, padding, out, r, transformed=transformed)  # (u_t: a shortcut)
-    a = m + r - 1
     x = numpy.ascontiguousarray(x)
     dy = numpy.ascontiguousarray(dy, dtype=x.dtype)
-    c, f = x.shape[3], dy.shape[3]
-    per_block, tiles = _blocking(x, th, tw, "weight_grad")
-    v = _buffer(x, "winograd_v", (a * a, _plane_rows(tiles, c, x.itemsize), c))
-    dm = _buffer(x, "winograd_dm", (a * a, _plane_rows(tiles, f, x.itemsize), f))
-    mp = _buffer(x, "winograd_dv", (a * a, _plane_rows(tiles, c, x.itemsize), c))
-    part = _buffer(x, "winograd_part", (f, c))
-    du_t = numpy.empty((a * a, f, c), x.dtype)
+    per_block, v, dm, mp, part, du_t = cpu_buffers(x, dy.shape[3], m, r, th, tw)
     out = numpy.empty(x.shape, x.dtype) if out is None else out
     with _workers.one_blas_thread():
         u_t = transposed(u) if u_t is None else u_t
         kernel[2](x, dy, numpy.ascontiguousarray(u_t, dtype=x.dtype), du_t, part, out, top,
                   left, th, tw, per_block, v, dm, mp)
     return finish_weight_grad(du_t, x.dtype, m, r, transformed), out
+
+
+def cpu_buffers(x, f, m, r, th, tw):
+    """(per_block, v, dm, dv, part, du_t): the generated gradient drivers' blocking, their
+    per-thread transform buffers and the transformed kernel gradient to fill."""
+    a = m + r - 1
+    c = x.shape[3]
+    per_block, tiles = _blocking(x, th, tw, "weight_grad")
+    v = _buffer(x, "winograd_v", (a * a, _plane_rows(tiles, c, x.itemsize), c))
+    dm = _buffer(x, "winograd_dm", (a * a, _plane_rows(tiles, f, x.itemsize), f))
+    dv = _buffer(x, "winograd_dv", (a * a, _plane_rows(tiles, c, x.itemsize), c))
+    part = _buffer(x, "winograd_part", (f, c))
+    return per_block, v, dm, dv, part, numpy.empty((a * a, f, c), x.dtype)
 
 
 def transposed(u):

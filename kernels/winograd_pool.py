@@ -35,12 +35,11 @@ from .im2col import _geometry as _pool_geometry
 from .max_pool import _outputs, _relu_grad_geometry
 from .max_pool import numba_cuda as _pool_cuda, numba_cuda_relu_grad as _relu_grad_cuda
 from .max_pool import reference as _pool_reference, reference_relu_grad as _relu_grad_reference
-from .winograd import (_blocking, _buffer, _check, _generated, _plane_rows, finish_weight_grad,
-                       tile_of)
+from .winograd import _buffer, _check, _generated, finish_weight_grad, forward_buffers, tile_of
 from .winograd import _geometry as _conv_geometry
 from .winograd import numba_cuda as _conv_cuda, reference as _conv_reference
 from .winograd_grads import numba_cuda as _grads_cuda, reference as _grads_reference
-from .winograd_grads import transposed
+from .winograd_grads import cpu_buffers, transposed
 
 
 def _conv_shape(x, u, padding, r):
@@ -99,10 +98,7 @@ def numba_cpu(x, u, pool_size, strides, padding="valid", pool_padding="valid", b
                                                           pool_padding, "max_pool")
     out, argmax = _outputs(numpy, (n, ph, pw, f), x.dtype, kh, kw, out, argmax)
     x = numpy.ascontiguousarray(x)
-    c, a = x.shape[3], mt + r - 1
-    per_block, tiles = _blocking(x, th, tw, "forward")
-    v = _buffer(x, "winograd_v", (a * a, _plane_rows(tiles, c, x.itemsize), c))
-    m = _buffer(x, "winograd_m", (a * a, _plane_rows(tiles, f, x.itemsize), f))
+    per_block, v, m = forward_buffers(x, f, mt, r, th, tw)
     block = _buffer(x, "winograd_block", (per_block, oh, ow, f))
     b = numpy.zeros(f, x.dtype) if bias is None else numpy.ascontiguousarray(bias, dtype=x.dtype)
     with _workers.one_blas_thread():
@@ -129,14 +125,8 @@ def numba_cpu_grads(x, grad, argmax, pooled, u, pool_size, strides, padding="val
                          f"got {out.shape}.")
     x = numpy.ascontiguousarray(x)
     n, oh, ow, f = z_shape
-    c, a = x.shape[3], mt + r - 1
-    per_block, tiles = _blocking(x, th, tw, "weight_grad")
-    v = _buffer(x, "winograd_v", (a * a, _plane_rows(tiles, c, x.itemsize), c))
-    dm = _buffer(x, "winograd_dm", (a * a, _plane_rows(tiles, f, x.itemsize), f))
-    mp = _buffer(x, "winograd_dv", (a * a, _plane_rows(tiles, c, x.itemsize), c))
-    part = _buffer(x, "winograd_part", (f, c))
+    per_block, v, dm, mp, part, du_t = cpu_buffers(x, f, mt, r, th, tw)
     block = _buffer(x, "winograd_block", (per_block, oh, ow, f))
-    du_t = numpy.empty((a * a, f, c), x.dtype)
     acc = numpy.empty(f, numpy.float64)
     out = numpy.empty(x.shape, x.dtype) if out is None else out
     with _workers.one_blas_thread():
